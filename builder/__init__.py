@@ -1,0 +1,1 @@
+"""Compile time: turn a finetuned ERNIE model into a Triton model repository."""

@@ -1,0 +1,229 @@
+"""builder: compile finetuned ERNIE models into Triton model repositories.
+
+A whole round trip, offline:
+
+  builder make-example --task seq_cls --output examples/seq_cls
+  builder build --task seq_cls --model examples/seq_cls --output model_repository_out
+  builder serve model_repository_out                 # bundled tritonserver, Ctrl-C stops it
+  python -m clients.seq_cls --url localhost:8001 "打开空调" "播放周杰伦的花心"
+  builder verify model_repository_out --model examples/seq_cls --texts examples/seq_cls/data.txt
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from serving_core.errors import UserError
+from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
+
+log = logging.getLogger("builder")
+
+
+def _cmd_make_example(args) -> int:
+    from .example.seq_cls_example import ExampleSpec, make_seq_cls_example
+
+    summary = make_seq_cls_example(Path(args.output), ExampleSpec(train_seconds=args.train_seconds))
+    print(json.dumps({"output": args.output, **summary}, ensure_ascii=False))
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from .build import build
+    from .options import BuildOptions
+    from .triton_config import BatchingOptions
+
+    options = BuildOptions(
+        task=Task(args.task), name=args.name, max_seq_len=args.max_seq_len, runtime=RuntimeKind(args.runtime),
+        num_threads=args.threads, text_pair=args.text_pair, multi_label=args.multi_label,
+        threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
+        model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
+        step_batching=BatchingOptions(args.max_batch_size, 1, 0),
+        tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
+        labels_file=Path(args.labels) if args.labels else None, overwrite=args.overwrite)
+    report = build(Path(args.model), Path(args.output), options)
+    print(json.dumps({"ensemble": report.ensemble, "repository": str(report.output), "models": report.models,
+                      "source": report.source_kind, "labels": len(report.labels), "max_seq_len": report.max_seq_len,
+                      "runtime": report.runtime, "seconds": round(report.seconds, 2)}, ensure_ascii=False))
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    from .server import ServerPorts, TritonServer
+
+    server = TritonServer(Path(args.repository), ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
+                          Path(args.log_file) if args.log_file else None)
+    with server:
+        print(f"serving {args.repository}: gRPC localhost:{args.grpc_port}, HTTP localhost:{args.http_port} "
+              f"(log {server.log_file}); Ctrl-C stops", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while server.is_running():
+                signal.pause() if hasattr(signal, "pause") else None
+        except KeyboardInterrupt:
+            pass
+        if not server.is_running():
+            print(f"tritonserver exited; log tail:\n{server.log_tail()}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _single_ensemble(repository: Path) -> str:
+    from .repository import MANIFEST
+
+    names = sorted(p.parent.name for p in repository.glob(f"*/{MANIFEST}"))
+    if len(names) != 1:
+        raise UserError(f"holds {len(names)} built ensembles ({', '.join(names) or 'none'}); pass --name",
+                        str(repository))
+    return names[0]
+
+
+def _cmd_verify(args) -> int:
+    from clients.text_input import read_texts
+
+    from .server import ServerPorts, TritonServer
+    from .verify import read_manifest, verify
+
+    repository = Path(args.repository)
+    name = args.name or _single_ensemble(repository)
+    manifest = read_manifest(repository, name)
+    texts_file = args.texts or str(Path(args.model or manifest["source"]) / "data.txt")
+    texts, pairs = read_texts([], texts_file, manifest["text_pair"])
+
+    def run(url: str):
+        return verify(repository, name, url, texts, pairs, Path(args.model) if args.model else None, args.tolerance)
+
+    if args.url:
+        report = run(args.url)
+    else:
+        with TritonServer(repository, ServerPorts.free()) as server:
+            report = run(server.grpc_url)
+    print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    return 0 if report.passed else 1
+
+
+def _cmd_inspect(args) -> int:
+    from serving_core.program import read_signature
+
+    from .sources import inspect_source
+
+    source = inspect_source(Path(args.model))
+    info = {"directory": str(source.directory), "format": source.kind.value,
+            "labels": list(source.labels), "labels_origin": source.labels_origin,
+            "vocab_file": str(source.vocab_file),
+            "vocab_size": sum(1 for _ in open(source.vocab_file, encoding="utf-8")),
+            "size_mb": round(sum(p.stat().st_size for p in source.directory.rglob("*") if p.is_file()) / 2**20, 2)}
+    for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings"):
+        if key in source.config:
+            info[key] = source.config[key]
+    if source.program is not None:
+        signature = read_signature(source.program)
+        info["program"] = str(source.program.model_file)
+        info["inputs"] = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in signature.inputs]
+        info["outputs"] = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in signature.outputs]
+    print(json.dumps(info, ensure_ascii=False, indent=2))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="builder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    tasks = [t.value for t in Task]
+
+    p = sub.add_parser("make-example", help="create a small offline example model (no download)",
+                       description="Generate a vocabulary and a car voice-assistant intent data set, train a "
+                                   "4-layer ERNIE on it for a few seconds and save a PaddleNLP checkpoint "
+                                   "(config.json, model_state.pdparams, vocab.txt, label.txt, data.txt).")
+    p.add_argument("--task", choices=tasks, default=Task.SEQ_CLS.value)
+    p.add_argument("--output", required=True, help="directory to write the checkpoint into")
+    p.add_argument("--train-seconds", type=float, default=20.0, help="training budget (default: %(default)s)")
+    p.set_defaults(func=_cmd_make_example)
+
+    p = sub.add_parser("build", help="compile a model directory into a Triton model repository",
+                       description="Compile a finetuned ERNIE model into a Triton ensemble "
+                                   "<name> = <name>_tokenizer -> <name>_model -> <name>_postprocess. "
+                                   "MODEL is a PaddleNLP checkpoint (config.json + model_state.pdparams) or a "
+                                   "static export (inference.json/.pdmodel + .pdiparams), with vocab.txt beside "
+                                   "it or given by --tokenizer. Labels come from --labels, label.txt, or "
+                                   "id2label in config.json. The build is atomic: a failure leaves OUTPUT as it was.")
+    p.add_argument("--task", choices=tasks, required=True)
+    p.add_argument("--model", required=True, help="finetuned model directory")
+    p.add_argument("--output", required=True, help="model repository to write into (created if missing)")
+    p.add_argument("--name", help="ensemble name (default: the model directory's name)")
+    p.add_argument("--tokenizer", help="directory with vocab.txt / tokenizer_config.json, if not beside the model")
+    p.add_argument("--labels", help="label file, one label a line (default: label.txt or config id2label)")
+    p.add_argument("--max-seq-len", type=int, help="tokens per text incl. [CLS]/[SEP]; longer text is truncated "
+                   "and flagged (default: min(128, max_position_embeddings))")
+    p.add_argument("--runtime", choices=[r.value for r in RuntimeKind], default=RuntimeKind.PADDLE.value,
+                   help="engine of the model step (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="math threads per model instance (default: %(default)s)")
+    p.add_argument("--instances", type=int, default=1, help="model step instances (default: %(default)s)")
+    p.add_argument("--max-batch-size", type=int, default=64, help="texts per batch (default: %(default)s)")
+    p.add_argument("--queue-delay-us", type=int, default=1000,
+                   help="dynamic batching: longest wait to fill a batch (default: %(default)s)")
+    p.add_argument("--text-pair", action="store_true", help="sentence-pair model: adds the TEXT_PAIR input")
+    p.add_argument("--multi-label", action="store_true", help="sigmoid + threshold instead of softmax")
+    p.add_argument("--threshold", type=float, default=0.5, help="multi-label threshold (default: %(default)s)")
+    p.add_argument("--int32", action="store_true", help="export checkpoints with int32 id inputs")
+    p.add_argument("--overwrite", action="store_true", help="replace models of the same names in OUTPUT")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("serve", help="run the bundled tritonserver on a repository",
+                       description="Start the tritonserver binary shipped in nvidia-pytriton, wait until every "
+                                   "model is ready, serve until Ctrl-C.")
+    p.add_argument("repository")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--log-file", help="server log (default: a temp file)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("verify", help="compare served answers with the source model in PaddleNLP",
+                       description="Run TEXTS through the source model (PaddleNLP tokenizer + model) and through "
+                                   "the server; report label agreement and the largest probability difference. "
+                                   "Exits 1 when a label differs or the difference exceeds --tolerance. Without "
+                                   "--url a bundled server is started for the check.")
+    p.add_argument("repository")
+    p.add_argument("--model", help="source model directory (default: the one recorded at build time)")
+    p.add_argument("--name", help="ensemble name (default: the repository's only one)")
+    p.add_argument("--texts", help="texts file, one a line (pairs: text<TAB>pair); default: MODEL/data.txt")
+    p.add_argument("--url", help="gRPC address of a running server")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max probability difference (default: %(default)s)")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("inspect", help="print what the builder sees in a model directory")
+    p.add_argument("model")
+    p.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from .quiet import quiet_frameworks
+
+    quiet_frameworks()
+    try:
+        return args.func(args)
+    except UserError as exc:
+        log.error("%s", exc)
+        return 2
+    except Exception as exc:
+        from .server import ServerError
+
+        if isinstance(exc, ServerError):
+            log.error("%s", exc)
+            return 3
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Offline example models: generated vocabulary, small data set, seconds of training."""

@@ -1,0 +1,58 @@
+"""A small car voice-assistant intent data set (the seed 000 domain), generated from templates."""
+from __future__ import annotations
+
+import itertools
+import random
+
+SINGERS = ["周杰伦", "刘德华", "王菲", "林俊杰", "陈奕迅", "邓紫棋", "张学友", "Taylor Swift"]
+SONGS = ["稻香", "晴天", "青花瓷", "冰雨", "红豆", "十年", "泡沫", "花心", "Love Story"]
+PLACES = ["北京西站", "首都机场", "公司", "最近的加油站", "人民广场", "西湖", "中关村", "停车场"]
+PEOPLE = ["妈妈", "张三", "老王", "李经理", "爸爸", "小明"]
+CITIES = ["北京", "上海", "深圳", "杭州", "成都", "广州"]
+DEGREES = ["18", "20", "22", "24", "26", "二十"]
+
+TEMPLATES: dict[str, list[str]] = {
+    "music.play": ["播放{singer}的{song}", "我想听{singer}的歌", "来一首{song}", "放一首{singer}的{song}",
+                   "给我放{song}", "听{singer}", "play {song}"],
+    "navigation.navigate": ["导航到{place}", "去{place}怎么走", "带我去{place}", "我要去{place}",
+                            "帮我导航去{place}", "到{place}的路线"],
+    "climate.ac_on": ["打开空调", "空调开一下", "把空调打开", "开空调", "有点热开下空调", "帮我开空调吧"],
+    "climate.set_temperature": ["温度调到{degree}度", "把空调调到{degree}度", "空调设置{degree}度",
+                                "温度设成{degree}度", "调到{degree}度"],
+    "phone.call": ["打电话给{person}", "给{person}打个电话", "呼叫{person}", "拨打{person}的电话",
+                   "联系{person}"],
+    "weather.query": ["{city}明天天气怎么样", "今天{city}会下雨吗", "查一下{city}的天气",
+                      "{city}天气", "明天{city}冷不冷"],
+    "window.open": ["打开车窗", "把窗户降下来", "开一下窗", "车窗打开", "打开天窗"],
+    "volume.up": ["声音大一点", "调高音量", "音量加大", "大声点", "把声音调大"],
+}
+
+_SLOTS = {"singer": SINGERS, "song": SONGS, "place": PLACES, "person": PEOPLE, "city": CITIES, "degree": DEGREES}
+
+
+def _fill(template: str) -> list[str]:
+    names = [n for n in _SLOTS if "{" + n + "}" in template]
+    if not names:
+        return [template]
+    return [template.format(**dict(zip(names, values)))
+            for values in itertools.product(*(_SLOTS[n] for n in names))]
+
+
+def labels() -> list[str]:
+    return list(TEMPLATES)
+
+
+def examples(seed: int = 0, per_template: int = 12) -> list[tuple[str, str]]:
+    """(text, label) pairs, a sample of each template's fillings, shuffled."""
+    rng = random.Random(seed)
+    data = []
+    for label, templates in TEMPLATES.items():
+        for template in templates:
+            filled = _fill(template)
+            data.extend((text, label) for text in rng.sample(filled, min(per_template, len(filled))))
+    rng.shuffle(data)
+    return data
+
+
+DEMO_TEXTS = ["打开空调", "播放周杰伦的花心", "导航到北京西站", "明天上海天气怎么样", "给妈妈打个电话",
+              "把空调调到22度", "声音大一点", "play Love Story"]

@@ -1,0 +1,56 @@
+"""Export a PaddleNLP dygraph checkpoint to a static Paddle 3 (PIR) program."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from serving_core.errors import UserError
+from serving_core.interface import Task
+from serving_core.program import ProgramFiles, ProgramFormat
+
+from .sources import ModelSource
+
+log = logging.getLogger(__name__)
+
+_AUTO_CLASSES = {Task.SEQ_CLS: "AutoModelForSequenceClassification"}
+
+
+def load_dygraph_model(source: ModelSource, task: Task):
+    """The finetuned model as PaddleNLP loads it (eval mode)."""
+    import paddlenlp.transformers as transformers
+
+    auto_class = getattr(transformers, _AUTO_CLASSES[task])
+    try:
+        model = auto_class.from_pretrained(str(source.directory))
+    except Exception as exc:
+        raise UserError(f"PaddleNLP could not load the checkpoint ({type(exc).__name__}: {exc}); "
+                        "check config.json and model_state.pdparams come from the same save_pretrained",
+                        str(source.directory)) from exc
+    model.eval()
+    return model
+
+
+def export_checkpoint(source: ModelSource, task: Task, output_dir: Path, int_dtype: str = "int64") -> ProgramFiles:
+    """paddle.jit.to_static + paddle.jit.save into output_dir/inference.{json,pdiparams}."""
+    import paddle
+
+    model = load_dygraph_model(source, task)
+    specs = [paddle.static.InputSpec([None, None], int_dtype, "input_ids"),
+             paddle.static.InputSpec([None, None], int_dtype, "token_type_ids")]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log.info("exporting %s to a static program (%s inputs)", source.directory, int_dtype)
+    static_model = paddle.jit.to_static(model, input_spec=specs, full_graph=True)
+    paddle.jit.save(static_model, str(output_dir / "inference"))
+    return ProgramFiles(ProgramFormat.PIR, output_dir / "inference.json", output_dir / "inference.pdiparams")
+
+
+def convert_to_onnx(program: ProgramFiles, output_file: Path, opset: int = 14) -> ProgramFiles:
+    """paddle2onnx without its optimizer (the default one pip-installs packages at run time)."""
+    import paddle2onnx
+
+    if program.format is ProgramFormat.ONNX:
+        return program
+    log.info("converting %s to ONNX (opset %d)", program.model_file.name, opset)
+    paddle2onnx.export(str(program.model_file), str(program.params_file), save_file=str(output_file),
+                       opset_version=opset, optimize_tool="None", verbose=False)
+    return ProgramFiles(ProgramFormat.ONNX, output_file, None)

@@ -1,0 +1,28 @@
+"""Typed build options (what `builder build` flags become)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
+
+from .triton_config import BatchingOptions
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    task: Task
+    name: str | None = None  # ensemble name; default: from the model directory
+    max_seq_len: int | None = None  # default: min(128, the model's max_position_embeddings)
+    runtime: RuntimeKind = RuntimeKind.PADDLE
+    num_threads: int = 2  # math threads per model instance
+    text_pair: bool = False  # sentence-pair model: adds the TEXT_PAIR input
+    multi_label: bool = False  # sigmoid + threshold instead of softmax + argmax
+    threshold: float = 0.5
+    int_dtype: str = "int64"  # dtype of exported id inputs (checkpoints only)
+    model_batching: BatchingOptions = field(default_factory=BatchingOptions)
+    step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
+    tokenizer_dir: Path | None = None
+    labels_file: Path | None = None
+    overwrite: bool = False

@@ -1,0 +1,89 @@
+"""Write a RepositoryPlan into a Triton model repository, atomically.
+
+Everything is written into a staging directory beside the target first. Only when the
+whole ensemble is complete are its model directories moved in; a failed build leaves the
+target untouched, and existing models are replaced only with `overwrite`. A repository
+can hold several ensembles side by side.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import model_repository
+import serving_core
+from serving_core.errors import UserError
+
+from .plan import RepositoryPlan
+from .triton_config import render
+from .wiring import check_wiring
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "build.json"  # in the ensemble's directory: how it was built
+BACKEND_DIR = Path(model_repository.__file__).parent
+CORE_DIR = Path(serving_core.__file__).parent
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+def _write_model(plan_model, directory: Path) -> None:
+    version = directory / "1"
+    version.mkdir(parents=True)
+    (directory / "config.pbtxt").write_text(render(plan_model.config), encoding="utf-8")
+    for name, text in plan_model.model_files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    for name, source in plan_model.version_files.items():
+        shutil.copy2(source, version / name)
+    if plan_model.backend_code:
+        shutil.copy2(BACKEND_DIR / plan_model.backend_code / "model.py", version / "model.py")
+        shutil.copy2(BACKEND_DIR / "triton_helpers.py", version / "triton_helpers.py")
+        shutil.copytree(CORE_DIR, version / "serving_core", ignore=_IGNORE)
+
+
+def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwrite: bool = False) -> list[Path]:
+    """Write the plan's models into `output`; returns the model directories written."""
+    check_wiring(plan.ensemble(), plan.configs())
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise UserError("exists and is not a directory; choose another --output", str(output))
+    clashes = [m.name for m in plan.models if (output / m.name).exists()]
+    if clashes and not overwrite:
+        raise UserError(f"already holds {', '.join(clashes)}; pass --overwrite to replace them "
+                        "(the old models stay until the new build is complete)", str(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
+    try:
+        for model in plan.models:
+            _write_model(model, staging / model.name)
+        manifest_path = staging / plan.ensemble_name / MANIFEST
+        manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        output.mkdir(exist_ok=True)
+        _swap_in(staging, output, [m.name for m in plan.models])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [output / m.name for m in plan.models]
+
+
+def _swap_in(staging: Path, output: Path, names: list[str]) -> None:
+    """Move old models aside, move new ones in; on any failure put the old ones back."""
+    retired = staging / ".retired"
+    retired.mkdir()
+    moved_old, moved_new = [], []
+    try:
+        for name in names:
+            if (output / name).exists():
+                (output / name).rename(retired / name)
+                moved_old.append(name)
+        for name in names:
+            (staging / name).rename(output / name)
+            moved_new.append(name)
+    except OSError:
+        for name in moved_new:
+            (output / name).rename(staging / name)
+        for name in moved_old:
+            (retired / name).rename(output / name)
+        raise
+    log.info("wrote %s into %s%s", ", ".join(names), output, f" (replaced {len(moved_old)})" if moved_old else "")

@@ -1,0 +1,108 @@
+"""Find out what the user pointed the builder at, and say clearly what is missing."""
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving_core.errors import UserError
+from serving_core.program import ProgramFiles, find_program
+
+CONFIG_NAMES = ("config.json", "model_config.json")
+LABEL_FILE = "label.txt"
+
+
+class SourceKind(str, enum.Enum):
+    CHECKPOINT = "PaddleNLP checkpoint"  # config + model_state.pdparams: the builder exports it
+    STATIC = "static export"  # *.json (PIR) / *.pdmodel + *.pdiparams, or *.onnx
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    directory: Path
+    kind: SourceKind
+    program: ProgramFiles | None  # set for STATIC
+    tokenizer_dir: Path  # holds vocab.txt (+ tokenizer_config.json, special_tokens_map.json)
+    config: dict  # config.json / model_config.json, {} when absent
+    labels: tuple[str, ...]  # may be empty: then the builder names classes by id
+    labels_origin: str  # where the labels came from, for logs and errors
+
+    @property
+    def vocab_file(self) -> Path:
+        return self.tokenizer_dir / "vocab.txt"
+
+
+def _read_config(directory: Path) -> dict:
+    for name in CONFIG_NAMES:
+        path = directory / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"invalid JSON ({exc})", str(path)) from exc
+    return {}
+
+
+def read_label_file(path: Path) -> tuple[str, ...]:
+    """PaddleNLP label.txt: one label a line, class id = line number (blank lines skipped)."""
+    try:
+        labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    except UnicodeDecodeError as exc:
+        raise UserError("is not UTF-8 text; save the label file as UTF-8, one label a line", str(path)) from exc
+    if not labels:
+        raise UserError("the label file is empty; write one label a line", str(path))
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise UserError(f"labels appear more than once: {duplicates}", str(path))
+    return labels
+
+
+def _labels_from_config(config: dict) -> tuple[str, ...]:
+    id2label = config.get("id2label") or {}
+    if not id2label:
+        return ()
+    ids = sorted(int(k) for k in id2label)
+    if ids != list(range(len(ids))):
+        return ()
+    labels = tuple(str(id2label.get(str(i), id2label.get(i))) for i in ids)
+    # PaddleNLP writes LABEL_0, LABEL_1 ... when nobody set names: not worth reporting as names.
+    return () if all(label == f"LABEL_{i}" for i, label in enumerate(labels)) else labels
+
+
+def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_file: Path | None = None) -> ModelSource:
+    """Detect the model format, tokenizer files and labels in `model_dir`."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError("is not a directory; pass the directory of a finetuned model "
+                        "(PaddleNLP checkpoint or static export)", str(model_dir))
+    program = find_program(model_dir)
+    config = _read_config(model_dir)
+    if program is not None:
+        kind = SourceKind.STATIC
+    elif config and (model_dir / "model_state.pdparams").is_file():
+        kind = SourceKind.CHECKPOINT
+    else:
+        found = ", ".join(sorted(p.name for p in model_dir.iterdir())[:12]) or "nothing"
+        hint = ("config.json is there but model_state.pdparams is missing: was save_pretrained interrupted?"
+                if config else "expected a PaddleNLP checkpoint (config.json + model_state.pdparams + vocab.txt) "
+                "or a static export (inference.json or *.pdmodel, with *.pdiparams)")
+        raise UserError(f"unknown model format (found: {found}); {hint}", str(model_dir))
+
+    tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else model_dir
+    if not (tokenizer_dir / "vocab.txt").is_file():
+        where = "--tokenizer" if tokenizer_dir != model_dir else "the model directory"
+        raise UserError(f"no vocab.txt in {where}; pass --tokenizer DIR with the files the tokenizer's "
+                        "save_pretrained wrote (vocab.txt, tokenizer_config.json)", str(tokenizer_dir))
+
+    if labels_file is not None:
+        if not Path(labels_file).is_file():
+            raise UserError("label file not found", str(labels_file))
+        labels, origin = read_label_file(Path(labels_file)), str(labels_file)
+    elif (model_dir / LABEL_FILE).is_file():
+        labels, origin = read_label_file(model_dir / LABEL_FILE), str(model_dir / LABEL_FILE)
+    else:
+        labels, origin = _labels_from_config(config), "id2label in the model config"
+        if not labels:
+            origin = "none (classes will be named by id)"
+    return ModelSource(model_dir, kind, program, tokenizer_dir, config, labels, origin)

@@ -1,0 +1,95 @@
+"""Triton `config.pbtxt` files built from Triton's own schema (model_config.proto).
+
+Every config is a `tritonclient.grpc.model_config_pb2.ModelConfig` message rendered with
+protobuf's text_format: no string templates, so an invalid field fails at build time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from serving_core.parameters import to_parameters
+from serving_core.tensors import TensorSpec
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """Scheduling of one Python-backend step."""
+
+    max_batch_size: int = 64
+    instances: int = 1
+    max_queue_delay_us: int = 1000
+    preferred_batch_sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class IOTensor:
+    """One input or output as a config declares it (dims exclude the batch axis)."""
+
+    name: str
+    triton_type: str  # e.g. "TYPE_INT64"
+    dims: tuple[int, ...]
+    ragged: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: TensorSpec, ragged: bool = False) -> "IOTensor":
+        return cls(spec.name, spec.triton_type, spec.dims_without_batch(), ragged)
+
+
+def _input(tensor: IOTensor) -> mc.ModelInput:
+    return mc.ModelInput(name=tensor.name, data_type=mc.DataType.Value(tensor.triton_type),
+                         dims=list(tensor.dims), allow_ragged_batch=tensor.ragged)
+
+
+def _output(tensor: IOTensor) -> mc.ModelOutput:
+    return mc.ModelOutput(name=tensor.name, data_type=mc.DataType.Value(tensor.triton_type), dims=list(tensor.dims))
+
+
+def _set_parameters(config: mc.ModelConfig, parameters: dict[str, str]) -> None:
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+
+
+def python_step(name: str, inputs: list[IOTensor], outputs: list[IOTensor], batching: BatchingOptions,
+                settings=None, extra_parameters: dict[str, str] | None = None) -> mc.ModelConfig:
+    """A Python-backend model on CPU with dynamic batching; `settings` go to `parameters`."""
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=batching.max_batch_size,
+                            input=[_input(t) for t in inputs], output=[_output(t) for t in outputs])
+    config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU,
+                                                       count=batching.instances))
+    config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
+    if settings is not None:
+        _set_parameters(config, to_parameters(settings))
+    _set_parameters(config, extra_parameters or {})
+    return config
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    model_name: str
+    input_map: dict[str, str]  # step model input -> ensemble tensor
+    output_map: dict[str, str]  # step model output -> ensemble tensor
+
+
+def ensemble(name: str, inputs: list[IOTensor], outputs: list[IOTensor], steps: list[EnsembleStep],
+             max_batch_size: int, parameters: dict[str, str]) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size,
+                            input=[_input(t) for t in inputs], output=[_output(t) for t in outputs])
+    for step in steps:
+        config.ensemble_scheduling.step.append(mc.ModelEnsembling.Step(
+            model_name=step.model_name, model_version=-1,
+            input_map=step.input_map, output_map=step.output_map))
+    _set_parameters(config, parameters)
+    return config
+
+
+def render(config: mc.ModelConfig) -> str:
+    """config.pbtxt text."""
+    return text_format.MessageToString(config, as_utf8=True)
+
+
+def parse(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())

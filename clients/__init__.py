@@ -1,0 +1,1 @@
+"""gRPC clients for the generated Triton ensembles (library and `python -m clients.<task>`)."""

@@ -1,0 +1,43 @@
+"""Postprocess step for seq_cls: logits -> label, confidence, label_name, probabilities."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+from triton_helpers import error_response, input_array, model_config_of, output_dtypes, output_tensor  # noqa: E402
+
+from serving_core import interface  # noqa: E402
+from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
+from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config_of(args)
+        self.settings = from_parameters(SeqClsSettings, parameters_from_model_config(config))
+        self.label_names = np.array([n.encode("utf-8") for n in self.settings.labels], dtype=np.object_)
+        self.dtypes = output_dtypes(config)
+
+    def execute(self, requests):
+        try:
+            logits = [input_array(r, interface.LOGITS) for r in requests]
+            sizes = [len(x) for x in logits]
+            result = decode(np.concatenate(logits, axis=0), self.settings)
+        except Exception as exc:
+            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        columns = {
+            interface.LABEL: result.label.reshape(-1, 1),
+            interface.CONFIDENCE: result.confidence.reshape(-1, 1),
+            interface.LABEL_NAME: self.label_names[result.label].reshape(-1, 1),
+            interface.PROBABILITIES: result.probabilities,
+            interface.SELECTED: result.selected,
+        }
+        responses, row = [], 0
+        for size in sizes:
+            tensors = [output_tensor(name, columns[name][row: row + size], dtype)
+                       for name, dtype in self.dtypes.items()]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            row += size
+        return responses

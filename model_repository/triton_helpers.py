@@ -1,0 +1,51 @@
+"""Small helpers shared by the Python backends (imported inside the Triton stub only)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from serving_core.errors import InvalidRequest
+from serving_core.parameters import parameters_from_model_config
+
+
+def model_config_of(args: dict) -> dict:
+    return json.loads(args["model_config"])
+
+
+def parameters_of(args: dict) -> dict[str, str]:
+    return parameters_from_model_config(model_config_of(args))
+
+
+def output_dtypes(model_config: dict) -> dict[str, np.dtype]:
+    """Output name -> numpy dtype, as the config declares it."""
+    return {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in model_config["output"]}
+
+
+def error_response(message: str) -> "pb_utils.InferenceResponse":
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def input_array(request, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def decode_texts(values: np.ndarray, tensor_name: str) -> list[str]:
+    """BYTES [B, 1] -> list of str; rejects invalid UTF-8 and empty or blank text."""
+    texts = []
+    for index, value in enumerate(values.reshape(-1)):
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"{tensor_name}[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+        if not text.strip():
+            raise InvalidRequest(f"{tensor_name}[{index}] is empty or only whitespace")
+        texts.append(text)
+    return texts
+
+
+def output_tensor(name: str, array: np.ndarray, dtype: np.dtype) -> "pb_utils.Tensor":
+    return pb_utils.Tensor(name, np.ascontiguousarray(array.astype(dtype, copy=False)))

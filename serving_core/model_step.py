@@ -1,0 +1,16 @@
+"""Settings of the model step (the ERNIE program inside Triton)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelStepSettings:
+    """Runtime, files (relative to the version directory), threads and padding per input."""
+
+    runtime: str = "paddle"
+    program_format: str = "pir"
+    model_file: str = "inference.json"
+    params_file: str = ""
+    num_threads: int = 1
+    pad_values: dict[str, int] = field(default_factory=dict)

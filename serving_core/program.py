@@ -1,0 +1,155 @@
+"""Read the input/output signature of an exported model without running it.
+
+Three formats: Paddle 3 PIR (`*.json` + `*.pdiparams`), legacy Paddle
+(`*.pdmodel` + `*.pdiparams`) and ONNX. Names, dtypes and shapes always come from the
+program itself, never from a naming convention such as ``fetch_name_0``.
+"""
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .tensors import TensorSpec
+
+# PIR type tags ("0.t_i64") -> numpy dtype names.
+_PIR_DTYPES = {
+    "t_i64": "int64", "t_i32": "int32", "t_f32": "float32", "t_f16": "float16",
+    "t_bf16": "bfloat16", "t_bool": "bool", "t_i8": "int8", "t_ui8": "uint8",
+}
+# framework.proto VarType.Type values -> numpy dtype names.
+_LEGACY_DTYPES = {0: "bool", 1: "int16", 2: "int32", 3: "int64", 4: "float16", 5: "float32",
+                  20: "uint8", 21: "int8", 22: "bfloat16"}
+# onnx TensorProto.DataType values -> numpy dtype names.
+_ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 3: "int8", 2: "uint8"}
+
+
+class ProgramFormat(str, enum.Enum):
+    PIR = "pir"
+    LEGACY = "legacy"
+    ONNX = "onnx"
+
+
+@dataclass(frozen=True)
+class ProgramFiles:
+    """The files of one exported program."""
+
+    format: ProgramFormat
+    model_file: Path
+    params_file: Path | None  # None for ONNX
+
+
+@dataclass(frozen=True)
+class ProgramSignature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec:
+        return next(t for t in self.inputs if t.name == name)
+
+
+def find_program(directory: Path) -> ProgramFiles | None:
+    """Find the exported program in `directory` (a `.json`/`.pdmodel` with a `.pdiparams`)."""
+    for params in sorted(directory.glob("*.pdiparams")):
+        for suffix, fmt in ((".json", ProgramFormat.PIR), (".pdmodel", ProgramFormat.LEGACY)):
+            model = params.with_suffix(suffix)
+            if model.is_file():
+                return ProgramFiles(fmt, model, params)
+    onnx_files = sorted(directory.glob("*.onnx"))
+    if onnx_files:
+        return ProgramFiles(ProgramFormat.ONNX, onnx_files[0], None)
+    return None
+
+
+def read_signature(files: ProgramFiles) -> ProgramSignature:
+    """Inputs and outputs of the program, in the program's order."""
+    readers = {ProgramFormat.PIR: _read_pir, ProgramFormat.LEGACY: _read_legacy,
+               ProgramFormat.ONNX: _read_onnx}
+    try:
+        signature = readers[files.format](files.model_file)
+    except UserError:
+        raise
+    except Exception as exc:  # corrupt or foreign file: say which and what to do
+        raise UserError(f"cannot read the program ({type(exc).__name__}: {exc}); "
+                        "re-export it with paddle.jit.save", str(files.model_file)) from exc
+    if not signature.inputs or not signature.outputs:
+        raise UserError("the program has no feed or no fetch variables; "
+                        "is this an inference export (paddle.jit.save)?", str(files.model_file))
+    return signature
+
+
+def _pir_ops(program: dict):
+    for region in program.get("regions", []):
+        for block in region.get("blocks", []):
+            yield from block.get("ops", [])
+
+
+def _pir_attr(op: dict, name: str):
+    for attr in op.get("A", []):
+        if isinstance(attr, dict) and attr.get("N") == name:
+            return attr["AT"]["D"]
+    return None
+
+
+def _pir_tensor_type(op: dict) -> tuple[str, tuple[int, ...]]:
+    out = op["O"][0] if isinstance(op["O"], list) else op["O"]
+    dtype_tag, shape = out["TT"]["D"][0]["#"], out["TT"]["D"][1]
+    return _PIR_DTYPES[dtype_tag.split(".", 1)[1]], tuple(int(d) for d in shape)
+
+
+def _read_pir(path: Path) -> ProgramSignature:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if "program" not in data:
+        raise UserError("this .json is not a Paddle PIR program (no 'program' key)", str(path))
+    inputs, outputs = [], []
+    for op in _pir_ops(data["program"]):
+        kind = op.get("#", "").rsplit(".", 1)[-1]
+        if kind == "data":
+            dtype, shape = _pir_tensor_type(op)
+            inputs.append(TensorSpec(_pir_attr(op, "name"), dtype, shape))
+        elif kind == "fetch":
+            dtype, shape = _pir_tensor_type(op)
+            outputs.append(TensorSpec(_pir_attr(op, "name"), dtype, shape))
+    return ProgramSignature(tuple(inputs), tuple(outputs))
+
+
+def _read_legacy(path: Path) -> ProgramSignature:
+    from paddle.base.proto import framework_pb2  # lazy: only the builder reads legacy files
+
+    program = framework_pb2.ProgramDesc()
+    program.ParseFromString(path.read_bytes())
+    block = program.blocks[0]
+    variables = {v.name: v for v in block.vars}
+
+    def spec(name: str) -> TensorSpec:
+        tensor = variables[name].type.lod_tensor.tensor
+        return TensorSpec(name, _LEGACY_DTYPES[tensor.data_type], tuple(tensor.dims))
+
+    feeds, fetches = {}, {}
+    for op in block.ops:
+        col = next((a.i for a in op.attrs if a.name == "col"), 0)
+        if op.type == "feed":
+            feeds[col] = spec(op.outputs[0].arguments[0])
+        elif op.type == "fetch":
+            fetches[col] = spec(op.inputs[0].arguments[0])
+    return ProgramSignature(tuple(feeds[k] for k in sorted(feeds)),
+                            tuple(fetches[k] for k in sorted(fetches)))
+
+
+def _read_onnx(path: Path) -> ProgramSignature:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+
+    def spec(value) -> TensorSpec:
+        tensor_type = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
+        return TensorSpec(value.name, _ONNX_DTYPES[tensor_type.elem_type], shape)
+
+    return ProgramSignature(
+        tuple(spec(v) for v in model.graph.input if v.name not in initializers),
+        tuple(spec(v) for v in model.graph.output))

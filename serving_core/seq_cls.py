@@ -1,0 +1,47 @@
+"""Sequence classification decoding: logits -> class, confidence, probabilities."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SeqClsSettings:
+    """Postprocess options; `labels` index = class id."""
+
+    labels: tuple[str, ...]
+    multi_label: bool = False
+    threshold: float = 0.5
+
+
+@dataclass
+class SeqClsBatch:
+    label: np.ndarray  # int64 [B]
+    confidence: np.ndarray  # float32 [B]
+    probabilities: np.ndarray  # float32 [B, C]
+    selected: np.ndarray  # bool [B, C]; multi-label decisions (single-label: one-hot argmax)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def decode(logits: np.ndarray, settings: SeqClsSettings) -> SeqClsBatch:
+    """Softmax + argmax, or (multi-label, PaddleNLP convention) sigmoid + threshold."""
+    logits = logits.astype(np.float32, copy=False)
+    probabilities = sigmoid(logits) if settings.multi_label else softmax(logits)
+    label = probabilities.argmax(axis=-1).astype(np.int64)
+    confidence = np.take_along_axis(probabilities, label[:, None], axis=-1)[:, 0]
+    if settings.multi_label:
+        selected = probabilities >= settings.threshold
+    else:
+        selected = np.zeros_like(probabilities, dtype=bool)
+        selected[np.arange(len(label)), label] = True
+    return SeqClsBatch(label, confidence.astype(np.float32), probabilities.astype(np.float32), selected)
