@@ -130,6 +130,12 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.workdir), args.texts)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="builder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +203,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="gRPC address of a running server")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max probability difference (default: %(default)s)")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("demo", help="make an example, build, serve, query and verify, then stop",
+                       description="The whole round trip on an embedded default: train an example intent model, "
+                                   "build a repository, start the bundled tritonserver, classify texts over gRPC, "
+                                   "verify against PaddleNLP, stop the server.")
+    p.add_argument("texts", nargs="*", help="texts to classify (default: a few car-assistant commands)")
+    p.add_argument("--workdir", default="demo", help="where the example and repository go (default: %(default)s)")
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("inspect", help="print what the builder sees in a model directory")
     p.add_argument("model")

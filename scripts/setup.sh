@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create .venv with every pinned dependency (pyproject.toml) and this project, editable.
+# Idempotent: re-running after pyproject.toml changes reinstalls, otherwise it returns at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-}"
+if [[ -z "$PYTHON" ]]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PYTHON="$candidate"; break
+    fi
+  done
+fi
+[[ -n "$PYTHON" ]] || { echo "setup: Python 3.11 is required (Paddle 3.3 + PaddleNLP 3.0.0b4 + the bundled Triton stub)" >&2; exit 1; }
+
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ -f "$stamp" ]]; then
+  exit 0
+fi
+echo "setup: creating .venv with $($PYTHON --version) (first run downloads about 1 GB)" >&2
+[[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet --progress-bar off -e ".[test]"
+# The bundled tritonserver's Python stub links the system libpython3.11.
+if ! ldconfig -p 2>/dev/null | grep -q 'libpython3.11.so.1.0'; then
+  echo "setup: installing libpython3.11 for the Triton Python backend stub" >&2
+  if command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq libpython3.11) >/dev/null || { echo "setup: apt-get install libpython3.11 failed" >&2; exit 1; }
+  else
+    echo "setup: install libpython3.11.so.1.0 (Debian/Ubuntu: apt-get install libpython3.11)" >&2; exit 1
+  fi
+fi
+rm -f .venv/.installed-*
+touch "$stamp"
+echo "setup: done" >&2
