@@ -41,4 +41,4 @@ def from_parameters(cls: type[T], parameters: dict[str, str]) -> T:
 
 def parameters_from_model_config(model_config: dict) -> dict[str, str]:
     """The `parameters` of a model config as parsed JSON (what the Python backend gets)."""
-    return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
+    return {key: value.get("string_value", "") for key, value in model_config.get("parameters", {}).items()}

@@ -62,8 +62,30 @@ def read_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
+def truncated_lengths(first: int, second: int | None, budget: int) -> tuple[int, int]:
+    """Lengths kept by PaddleNLP's `longest_first`: cut the longer text one token at a time,
+    the second text first on ties. `budget` excludes special tokens."""
+    if second is None:
+        return min(first, max(budget, 0)), 0
+    excess = first + second - max(budget, 0)
+    if excess <= 0:
+        return first, second
+    if first > second:
+        cut = min(excess, first - second)
+        first, excess = first - cut, excess - cut
+    elif second > first:
+        cut = min(excess, second - first)
+        second, excess = second - cut, excess - cut
+    # Now equal lengths: cuts alternate, starting with the second text.
+    return first - excess // 2, second - (excess - excess // 2)
+
+
 class ErnieTokenizer:
-    """Batch tokenizer for one model: text (and optional pair) -> padded id arrays."""
+    """Batch tokenizer for one model: text (and optional pair) -> padded id arrays.
+
+    Rust does normalization, pre-tokenization and WordPiece; truncation and the special
+    tokens ([CLS] A [SEP] B [SEP]) are done here, to follow PaddleNLP's rules exactly.
+    """
 
     def __init__(self, vocab: dict[str, int], settings: TokenizerSettings):
         missing = [t for t in settings.special_tokens if t not in vocab]
@@ -72,6 +94,8 @@ class ErnieTokenizer:
                             "pass the vocab.txt the model was trained with")
         self.settings = settings
         self.pad_id = vocab[settings.pad_token]
+        self.cls_id, self.sep_id = vocab[settings.cls_token], vocab[settings.sep_token]
+        self._id_to_token = {i: t for t, i in vocab.items()}
         self._tokenizer = _build_rust_tokenizer(vocab, settings)
 
     @classmethod
@@ -79,28 +103,50 @@ class ErnieTokenizer:
         return cls(read_vocab(vocab_file), settings)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> EncodedBatch:
-        """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest."""
-        batch = list(zip(texts, pairs)) if pairs is not None else texts
-        encodings = self._tokenizer.encode_batch(batch, add_special_tokens=True)
-        size = len(encodings)
-        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=size)
+        """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest.
+
+        Offsets are (start, end) character offsets into the text the token came from
+        (end exclusive); special tokens have (0, 0).
+        """
+        first = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        second = self._tokenizer.encode_batch(pairs, add_special_tokens=False) if pairs is not None else None
+        budget = self.settings.max_seq_len - (3 if second is not None else 2)
+        rows_ids, rows_types, offsets, truncated = [], [], [], []
+        cls, sep = [self.cls_id], [self.sep_id]
+        for row, encoding in enumerate(first):
+            pair = second[row] if second is not None else None
+            keep_a, keep_b = truncated_lengths(len(encoding.ids), len(pair.ids) if pair else None, budget)
+            ids = cls + encoding.ids[:keep_a] + sep
+            row_offsets = [(0, 0)] + encoding.offsets[:keep_a] + [(0, 0)]
+            types = [0] * len(ids)
+            cut = keep_a < len(encoding.ids)
+            if pair is not None:
+                ids += pair.ids[:keep_b] + sep
+                row_offsets += pair.offsets[:keep_b] + [(0, 0)]
+                types += [1] * (keep_b + 1)
+                cut = cut or keep_b < len(pair.ids)
+            rows_ids.append(ids)
+            rows_types.append(types)
+            offsets.append(row_offsets)
+            truncated.append(cut)
+        size = len(rows_ids)
+        lengths = np.fromiter((len(ids) for ids in rows_ids), dtype=np.int64, count=size)
         width = int(lengths.max()) if size else 0
         input_ids = np.full((size, width), self.pad_id, dtype=np.int64)
         token_type_ids = np.zeros((size, width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            input_ids[row, : lengths[row]] = encoding.ids
-            token_type_ids[row, : lengths[row]] = encoding.type_ids
-        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=size)
-        offsets = [list(e.offsets) for e in encodings]
-        return EncodedBatch(input_ids, token_type_ids, lengths, truncated, offsets)
+        for row in range(size):
+            input_ids[row, : lengths[row]] = rows_ids[row]
+            token_type_ids[row, : lengths[row]] = rows_types[row]
+        return EncodedBatch(input_ids, token_type_ids, lengths, np.array(truncated, dtype=bool), offsets)
 
     def tokens(self, text: str, pair: str | None = None) -> list[str]:
         """Tokens with special tokens, for debugging and parity tests."""
-        return self._tokenizer.encode(text, pair).tokens
+        batch = self.encode([text], [pair] if pair is not None else None)
+        return [self._id_to_token[i] for i in batch.input_ids[0, : batch.lengths[0]]]
 
 
 def _build_rust_tokenizer(vocab: dict[str, int], settings: TokenizerSettings):
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token=settings.unk_token,
                                            max_input_chars_per_word=_MAX_CHARS_PER_WORD))
@@ -111,14 +157,9 @@ def _build_rust_tokenizer(vocab: dict[str, int], settings: TokenizerSettings):
         pre_tokenizers.BertPreTokenizer(),
         pre_tokenizers.Split(Regex(_SYMBOLS), behavior="isolated"),
     ])
-    cls, sep = settings.cls_token, settings.sep_token
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{cls}:0 $A:0 {sep}:0",
-        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])])
     tokenizer.decoder = decoders.WordPiece()
+    # Special tokens typed in text stay whole, as with PaddleNLP's from_pretrained tokenizer.
     tokenizer.add_special_tokens(list(settings.special_tokens))
-    tokenizer.enable_truncation(max_length=settings.max_seq_len, strategy="longest_first")
     return tokenizer
 
 

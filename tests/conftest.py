@@ -1,0 +1,41 @@
+"""Shared fixtures: small offline ERNIE models, built repositories and a real tritonserver."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet():
+    from builder.quiet import quiet_frameworks
+
+    quiet_frameworks()
+
+
+@pytest.fixture(scope="session")
+def example_model(tmp_path_factory) -> Path:
+    """The seq_cls example checkpoint, trained for a few seconds (offline, deterministic seed)."""
+    from builder.example.seq_cls_example import ExampleSpec, make_seq_cls_example
+
+    directory = tmp_path_factory.mktemp("models") / "intent"
+    make_seq_cls_example(directory, ExampleSpec(train_seconds=4.0), show_progress=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def static_export(example_model, tmp_path_factory) -> Path:
+    """The example exported the way PaddleNLP's export_model.py does, tokenizer files beside it."""
+    from builder.export import export_checkpoint
+    from builder.sources import inspect_source
+    from serving_core.interface import Task
+
+    directory = tmp_path_factory.mktemp("models") / "intent_static"
+    export_checkpoint(inspect_source(example_model), Task.SEQ_CLS, directory, int_dtype="int32")
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "label.txt"):
+        shutil.copy2(example_model / name, directory / name)
+    return directory

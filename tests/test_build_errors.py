@@ -1,0 +1,123 @@
+"""Builder failures: clear messages naming the file, no partial output, no clobbering."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.build import build
+from builder.options import BuildOptions
+from serving_core.errors import UserError
+from serving_core.interface import Task
+
+OPTIONS = BuildOptions(task=Task.SEQ_CLS, name="intent")
+
+
+def _copy(model: Path, tmp_path: Path, name: str = "model") -> Path:
+    target = tmp_path / name
+    shutil.copytree(model, target)
+    return target
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if ".staging-" in p.name]
+
+
+def test_missing_vocab(static_export, tmp_path):
+    model = _copy(static_export, tmp_path)
+    (model / "vocab.txt").unlink()
+    with pytest.raises(UserError, match="no vocab.txt.*--tokenizer") as info:
+        build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+    assert str(model) in str(info.value)
+    assert not (tmp_path / "repo").exists() and not _leftovers(tmp_path)
+
+
+def test_tokenizer_dir_flag(static_export, tmp_path):
+    model = _copy(static_export, tmp_path)
+    tokenizer = tmp_path / "tok"
+    tokenizer.mkdir()
+    shutil.move(model / "vocab.txt", tokenizer / "vocab.txt")
+    report = build(model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, tokenizer_dir=tokenizer),
+                   show_progress=False)
+    assert report.ensemble == "model"
+
+
+def test_label_count_mismatch(static_export, tmp_path):
+    model = _copy(static_export, tmp_path)
+    (model / "label.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    with pytest.raises(UserError, match="3 labels but the model has 8 outputs"):
+        build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+    assert not (tmp_path / "repo").exists() and not _leftovers(tmp_path)
+
+
+def test_labels_from_config_when_no_label_file(example_model, tmp_path):
+    model = _copy(example_model, tmp_path)
+    (model / "label.txt").unlink()
+    report = build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+    assert report.labels[0] == "music.play"
+
+
+def test_duplicate_labels(static_export, tmp_path):
+    model = _copy(static_export, tmp_path)
+    (model / "label.txt").write_text("a\na\n" + "x\n" * 6, encoding="utf-8")
+    with pytest.raises(UserError, match="more than once"):
+        build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+
+
+def test_unknown_format(tmp_path):
+    model = tmp_path / "weird"
+    model.mkdir()
+    (model / "model.bin").write_bytes(b"\0")
+    with pytest.raises(UserError, match="unknown model format.*model.bin"):
+        build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+
+
+def test_checkpoint_without_weights(example_model, tmp_path):
+    model = _copy(example_model, tmp_path)
+    (model / "model_state.pdparams").unlink()
+    with pytest.raises(UserError, match="model_state.pdparams is missing"):
+        build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+
+
+def test_max_seq_len_over_the_model_limit(static_export, example_model, tmp_path):
+    with pytest.raises(UserError, match="max_position_embeddings"):
+        build(example_model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, max_seq_len=4096),
+              show_progress=False)
+
+
+def test_existing_repository_is_never_clobbered(static_export, tmp_path):
+    repo = tmp_path / "repo"
+    build(static_export, repo, OPTIONS, show_progress=False)
+    config = (repo / "intent" / "config.pbtxt").read_text()
+    # Same names again without --overwrite: refused, untouched.
+    with pytest.raises(UserError, match="--overwrite"):
+        build(static_export, repo, OPTIONS, show_progress=False)
+    # A failing build with --overwrite: the good repository stays as it was.
+    broken = _copy(static_export, tmp_path, "broken")
+    (broken / "label.txt").write_text("only-one\n", encoding="utf-8")
+    with pytest.raises(UserError):
+        build(broken, repo, BuildOptions(task=Task.SEQ_CLS, name="intent", overwrite=True), show_progress=False)
+    assert (repo / "intent" / "config.pbtxt").read_text() == config
+    assert not _leftovers(tmp_path)
+    # A good build with --overwrite replaces it; a second ensemble lives beside it.
+    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent", overwrite=True, max_seq_len=32),
+          show_progress=False)
+    assert '"max_seq_len"' in (repo / "intent" / "config.pbtxt").read_text()
+    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="other"), show_progress=False)
+    assert {p.name for p in repo.iterdir()} == {"intent", "intent_tokenizer", "intent_model", "intent_postprocess",
+                                                "other", "other_tokenizer", "other_model", "other_postprocess"}
+
+
+def test_output_is_a_file(static_export, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(UserError, match="not a directory"):
+        build(static_export, target, OPTIONS, show_progress=False)
+
+
+def test_cli_exit_code_and_message(static_export, tmp_path, capsys):
+    from builder.cli import main
+
+    code = main(["build", "--task", "seq_cls", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "r")])
+    assert code == 2

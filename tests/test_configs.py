@@ -1,0 +1,89 @@
+"""Config generation through model_config.proto, the wiring check and typed parameters."""
+from __future__ import annotations
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from builder.triton_config import BatchingOptions, EnsembleStep, IOTensor, ensemble, parse, python_step, render
+from builder.wiring import check_wiring, wiring_problems
+from serving_core.errors import UserError
+from serving_core.model_step import ModelStepSettings
+from serving_core.parameters import from_parameters, parameters_from_model_config, to_parameters
+from serving_core.seq_cls import SeqClsSettings
+from serving_core.tokenization import TokenizerSettings
+
+TEXT = IOTensor("TEXT", "TYPE_STRING", (1,))
+IDS = IOTensor("input_ids", "TYPE_INT64", (-1,))
+LOGITS = IOTensor("logits", "TYPE_FP32", (3,))
+LABEL = IOTensor("label", "TYPE_INT64", (1,))
+
+
+def _pipeline(ids_type="TYPE_INT64", output_map=None):
+    tok = python_step("t", [TEXT], [IDS], BatchingOptions())
+    model = python_step("m", [IOTensor("input_ids", ids_type, (-1,), ragged=True)], [LOGITS], BatchingOptions())
+    post = python_step("p", [LOGITS], [LABEL], BatchingOptions())
+    steps = [EnsembleStep("t", {"TEXT": "TEXT"}, {"input_ids": "ids"}),
+             EnsembleStep("m", {"input_ids": "ids"}, {"logits": "logits"}),
+             EnsembleStep("p", {"logits": "logits"}, output_map or {"label": "label"})]
+    ens = ensemble("e", [TEXT], [LABEL], steps, 64, {"task": "seq_cls"})
+    return ens, {"t": tok, "m": model, "p": post}
+
+
+def test_config_renders_and_parses_back():
+    config = python_step("m", [IOTensor("input_ids", "TYPE_INT64", (-1,), ragged=True)], [LOGITS],
+                         BatchingOptions(32, 2, 500, (8, 16)), ModelStepSettings(num_threads=4))
+    text = render(config)
+    again = parse(text)
+    assert again == config
+    assert again.backend == "python" and again.max_batch_size == 32
+    assert again.input[0].allow_ragged_batch
+    assert list(again.dynamic_batching.preferred_batch_size) == [8, 16]
+    assert again.instance_group[0].count == 2 and again.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+
+
+def test_unknown_field_is_rejected_by_the_schema():
+    with pytest.raises(Exception):
+        parse('name: "x" no_such_field: 1')
+
+
+def test_good_wiring_passes():
+    ens, models = _pipeline()
+    assert wiring_problems(ens, models) == []
+    check_wiring(ens, models)
+
+
+def test_dtype_mismatch_is_caught():
+    ens, models = _pipeline(ids_type="TYPE_INT32")
+    problems = wiring_problems(ens, models)
+    assert any("TYPE_INT64" in p and "TYPE_INT32" in p for p in problems), problems
+    with pytest.raises(UserError):
+        check_wiring(ens, models)
+
+
+def test_unproduced_output_and_unknown_model_output_are_caught():
+    ens, models = _pipeline(output_map={"nope": "label2"})
+    problems = "\n".join(wiring_problems(ens, models))
+    assert "no output 'nope'" in problems and "'label' is produced by no step" in problems
+
+
+def test_missing_model_is_caught():
+    ens, models = _pipeline()
+    del models["m"]
+    assert any("no model named 'm'" in p for p in wiring_problems(ens, models))
+
+
+@pytest.mark.parametrize("settings", [
+    TokenizerSettings(do_lower_case=False, max_seq_len=64),
+    ModelStepSettings(runtime="onnxruntime", num_threads=3, pad_values={"input_ids": 0}),
+    SeqClsSettings(("体育", "财经", "a,b"), multi_label=True, threshold=0.3),
+])
+def test_parameters_round_trip_through_the_config(settings):
+    config = python_step("x", [TEXT], [LABEL], BatchingOptions(), settings)
+    from google.protobuf.json_format import MessageToDict
+
+    as_backend_sees_it = MessageToDict(parse(render(config)), preserving_proto_field_name=True)
+    assert from_parameters(type(settings), parameters_from_model_config(as_backend_sees_it)) == settings
+
+
+def test_string_parameters_are_stored_plain():
+    assert to_parameters(ModelStepSettings(model_file="inference.json"))["model_file"] == "inference.json"

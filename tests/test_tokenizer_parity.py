@@ -1,0 +1,102 @@
+"""Our Rust tokenizer against PaddleNLP's ErnieTokenizer, token for token, on hard text."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, settings_from_tokenizer_config
+
+from .hard_texts import all_texts
+
+TEXTS = all_texts()
+
+
+@pytest.fixture(scope="module")
+def tokenizers(example_model):
+    from paddlenlp.transformers import AutoTokenizer
+
+    def ours(max_seq_len: int) -> ErnieTokenizer:
+        settings = settings_from_tokenizer_config(example_model, max_seq_len)
+        return ErnieTokenizer.from_files(example_model / "vocab.txt", settings)
+
+    return ours, AutoTokenizer.from_pretrained(str(example_model))
+
+
+def _paddlenlp_ids(reference, texts, pairs, max_seq_len):
+    encoded = reference(texts, text_pair=pairs, max_length=max_seq_len, truncation=True)
+    return encoded["input_ids"], encoded["token_type_ids"]
+
+
+def _assert_same(ours: ErnieTokenizer, reference, texts, pairs, max_seq_len):
+    batch = ours.encode(texts, pairs)
+    ids, type_ids = _paddlenlp_ids(reference, texts, pairs, max_seq_len)
+    mismatches = []
+    for row, text in enumerate(texts):
+        length = batch.lengths[row]
+        if list(batch.input_ids[row, :length]) != ids[row] or list(batch.token_type_ids[row, :length]) != type_ids[row]:
+            mismatches.append((text, pairs[row] if pairs else None,
+                               ours.tokens(text, pairs[row] if pairs else None),
+                               reference.convert_ids_to_tokens(ids[row])))
+    assert not mismatches, f"{len(mismatches)}/{len(texts)} differ, first: {mismatches[:3]}"
+
+
+def test_hard_text_single(tokenizers):
+    ours, reference = tokenizers
+    _assert_same(ours(512), reference, TEXTS, None, 512)
+
+
+def test_hard_text_pairs(tokenizers):
+    ours, reference = tokenizers
+    pairs = list(reversed(TEXTS))
+    _assert_same(ours(512), reference, TEXTS, pairs, 512)
+
+
+@pytest.mark.parametrize("max_seq_len", [3, 8, 16, 33])
+def test_truncation_single_and_pairs(tokenizers, max_seq_len):
+    ours, reference = tokenizers
+    texts = [t for t in TEXTS if t.strip()]
+    _assert_same(ours(max_seq_len), reference, texts, None, max_seq_len)
+    _assert_same(ours(max_seq_len), reference, texts, list(reversed(texts)), max_seq_len)
+
+
+def test_truncated_flag_marks_exactly_the_cut_texts(tokenizers):
+    ours, reference = tokenizers
+    tokenizer = ours(16)
+    texts = [t for t in TEXTS if t.strip()]
+    full = reference(texts)["input_ids"]
+    batch = tokenizer.encode(texts)
+    expected = np.array([len(ids) > 16 for ids in full])
+    assert expected.any() and (~expected).any()
+    np.testing.assert_array_equal(batch.truncated, expected)
+
+
+def test_padding_and_lengths(tokenizers):
+    ours, _ = tokenizers
+    batch = ours(128).encode(["打开空调", "导航到北京西站然后去机场"])
+    assert batch.input_ids.shape == (2, batch.lengths.max())
+    assert (batch.input_ids[0, batch.lengths[0]:] == ours(128).pad_id).all()
+
+
+def test_settings_come_from_tokenizer_config(example_model):
+    settings = settings_from_tokenizer_config(example_model, 64)
+    assert settings.do_lower_case and settings.max_seq_len == 64
+    assert isinstance(settings, TokenizerSettings)
+
+
+def _paddlenlp_longest_first(first: int, second: int, budget: int) -> tuple[int, int]:
+    """PaddleNLP's loop, one token at a time (the reference for the closed form)."""
+    for _ in range(max(first + second - budget, 0)):
+        if first > second:
+            first -= 1
+        else:
+            second -= 1
+    return first, second
+
+
+def test_truncated_lengths_closed_form_matches_the_loop():
+    from serving_core.tokenization import truncated_lengths
+
+    for first in range(0, 30):
+        for second in range(0, 30):
+            for budget in range(0, 40):
+                assert truncated_lengths(first, second, budget) == _paddlenlp_longest_first(first, second, budget)
