@@ -149,7 +149,7 @@ def make_parser() -> argparse.ArgumentParser:
                                    "(config.json, model_state.pdparams, vocab.txt, label.txt, data.txt).")
     p.add_argument("--task", choices=tasks, default=Task.SEQ_CLS.value)
     p.add_argument("--output", required=True, help="directory to write the checkpoint into")
-    p.add_argument("--train-seconds", type=float, default=20.0, help="training budget (default: %(default)s)")
+    p.add_argument("--train-seconds", type=float, default=30.0, help="training budget (default: %(default)s)")
     p.set_defaults(func=_cmd_make_example)
 
     p = sub.add_parser("build", help="compile a model directory into a Triton model repository",

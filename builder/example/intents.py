@@ -16,15 +16,18 @@ TEMPLATES: dict[str, list[str]] = {
                    "给我放{song}", "听{singer}", "play {song}"],
     "navigation.navigate": ["导航到{place}", "去{place}怎么走", "带我去{place}", "我要去{place}",
                             "帮我导航去{place}", "到{place}的路线"],
-    "climate.ac_on": ["打开空调", "空调开一下", "把空调打开", "开空调", "有点热开下空调", "帮我开空调吧"],
+    "climate.ac_on": ["打开空调", "空调开一下", "把空调打开", "开空调", "有点热开下空调", "帮我开空调吧",
+                      "好热啊", "开一下冷气", "空调打开吧", "请打开空调", "车里太热了", "启动空调"],
     "climate.set_temperature": ["温度调到{degree}度", "把空调调到{degree}度", "空调设置{degree}度",
                                 "温度设成{degree}度", "调到{degree}度"],
     "phone.call": ["打电话给{person}", "给{person}打个电话", "呼叫{person}", "拨打{person}的电话",
                    "联系{person}"],
     "weather.query": ["{city}明天天气怎么样", "今天{city}会下雨吗", "查一下{city}的天气",
                       "{city}天气", "明天{city}冷不冷"],
-    "window.open": ["打开车窗", "把窗户降下来", "开一下窗", "车窗打开", "打开天窗"],
-    "volume.up": ["声音大一点", "调高音量", "音量加大", "大声点", "把声音调大"],
+    "window.open": ["打开车窗", "把窗户降下来", "开一下窗", "车窗打开", "打开天窗", "降下车窗",
+                    "开窗透透气", "把车窗摇下来", "窗户开一点", "打开左边车窗", "天窗打开", "开个窗"],
+    "volume.up": ["声音大一点", "调高音量", "音量加大", "大声点", "把声音调大", "音量调高一点",
+                  "听不清楚", "再大声一点", "声音太小了", "音量大一些", "调大声音", "加大音量"],
 }
 
 _SLOTS = {"singer": SINGERS, "song": SONGS, "place": PLACES, "person": PEOPLE, "city": CITIES, "degree": DEGREES}
@@ -42,8 +45,20 @@ def labels() -> list[str]:
     return list(TEMPLATES)
 
 
+def balanced(rows: list[tuple[str, str]], seed: int = 0) -> list[tuple[str, str]]:
+    """Repeat examples of smaller classes until every class is as large as the largest."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_label.setdefault(row[1], []).append(row)
+    largest = max(len(v) for v in by_label.values())
+    out = [row for group in by_label.values() for row in group + rng.choices(group, k=largest - len(group))]
+    rng.shuffle(out)
+    return out
+
+
 def examples(seed: int = 0, per_template: int = 12) -> list[tuple[str, str]]:
-    """(text, label) pairs, a sample of each template's fillings, shuffled."""
+    """Distinct (text, label) pairs, a sample of each template's fillings, shuffled."""
     rng = random.Random(seed)
     data = []
     for label, templates in TEMPLATES.items():

@@ -25,10 +25,10 @@ class ExampleSpec:
     num_heads: int = 12
     intermediate_size: int = 1248
     max_position_embeddings: int = 512
-    train_seconds: float = 20.0
+    train_seconds: float = 30.0
     target_accuracy: float = 0.99
     batch_size: int = 32
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     seed: int = 0
 
 
@@ -45,7 +45,7 @@ def make_seq_cls_example(output: Path, spec: ExampleSpec = ExampleSpec(), show_p
     labels = intents.labels()
     data = intents.examples(spec.seed)
     split = int(len(data) * 0.9)
-    train, dev = data[:split], data[split:]
+    train, dev = intents.balanced(data[:split], spec.seed), data[split:]
     vocab = generate_vocab([t for t, _ in data] + intents.DEMO_TEXTS)
     _write_lines(output / "vocab.txt", vocab)
     _write_lines(output / "label.txt", labels)
