@@ -12,6 +12,9 @@ class Task(str, enum.Enum):
     """A serving task; the value is what users type on the command line."""
 
     SEQ_CLS = "seq_cls"
+    TOKEN_CLS = "token_cls"
+    QA = "qa"
+    INTENT_SLOT = "intent_slot"
 
     def __str__(self) -> str:
         return self.value
@@ -20,6 +23,8 @@ class Task(str, enum.Enum):
 # Ensemble inputs.
 TEXT = "TEXT"
 TEXT_PAIR = "TEXT_PAIR"
+QUESTION = "QUESTION"
+CONTEXT = "CONTEXT"
 
 # Ensemble outputs, seq_cls.
 LABEL = "label"
@@ -29,8 +34,31 @@ PROBABILITIES = "probabilities"
 SELECTED = "selected"  # multi-label: BOOL [num_labels], probability >= threshold
 TRUNCATED = "truncated"  # BOOL [1]: the text (or pair) was cut to max_seq_len
 
-# Internal tensor between the model step and the postprocess step.
+# Spans (token_cls entities, intent_slot slots): one row per text, padded to the most spans
+# in the request; `<prefix>_count` says how many are real. Offsets are characters, end exclusive.
+SPAN_FIELDS = ("label", "text", "start", "end", "score")
+ENTITY_PREFIX = "entity"
+SLOT_PREFIX = "slot"
+
+# qa outputs.
+ANSWER = "answer"
+ANSWER_START = "answer_start"
+ANSWER_END = "answer_end"
+SCORE = "score"
+PROBABILITY = "probability"
+
+# intent_slot outputs.
+INTENT = "intent"
+INTENT_ID = "intent_id"
+
+# Internal tensors between the steps.
 LOGITS = "logits"
+SLOT_LOGITS = "slot_logits"
+START_LOGITS = "start_logits"
+END_LOGITS = "end_logits"
+TOKEN_INDEX = "token_index"  # [W, L] per text: text token at each window position, -1 elsewhere
+OFFSETS = "offsets"  # [T, 2] per text: character offsets of each text token
+TOKENIZER_EXTRAS = (TRUNCATED, TOKEN_INDEX, OFFSETS)
 
 # Ensemble `parameters` keys a client reads to learn how to talk to a model.
 PARAM_TASK = "task"
@@ -38,3 +66,5 @@ PARAM_LABELS = "labels"  # JSON array of label names, index = class id
 PARAM_TEXT_PAIR = "text_pair"
 PARAM_MULTI_LABEL = "multi_label"
 PARAM_MAX_SEQ_LEN = "max_seq_len"
+PARAM_SLOT_LABELS = "slot_labels"
+PARAM_SCHEME = "tag_scheme"

@@ -90,25 +90,70 @@ def runner_for_directory(directory: Path, kind: RuntimeKind, num_threads: int = 
 
 
 def pad_and_concat(parts: list[np.ndarray], pad_value: int) -> np.ndarray:
-    """Stack [Bi, Li] arrays into [sum Bi, max Li], padding on the right."""
-    width = max(p.shape[1] for p in parts)
-    if all(p.shape[1] == width for p in parts):
+    """Stack [Bi, ...] arrays into [sum Bi, max ...], padding every non-batch axis at the end."""
+    shape = tuple(max(p.shape[axis] for p in parts) for axis in range(1, parts[0].ndim))
+    if all(p.shape[1:] == shape for p in parts):
         return np.concatenate(parts, axis=0)
-    out = np.full((sum(p.shape[0] for p in parts), width), pad_value, dtype=parts[0].dtype)
+    out = np.full((sum(p.shape[0] for p in parts), *shape), pad_value, dtype=parts[0].dtype)
     row = 0
     for part in parts:
-        out[row: row + part.shape[0], : part.shape[1]] = part
+        out[(slice(row, row + part.shape[0]), *(slice(0, n) for n in part.shape[1:]))] = part
         row += part.shape[0]
     return out
 
 
-def split_rows(array: np.ndarray, sizes: list[int], seq_lens: list[int] | None = None) -> list[np.ndarray]:
-    """Split a batch back per request; with seq_lens, cut axis 1 back to each request's length."""
+def split_rows(array: np.ndarray, sizes: list[int], cut_shapes: list[tuple[int, ...]] | None = None) -> list[np.ndarray]:
+    """Split a batch back per request; `cut_shapes[i]` cuts the axes after the batch axis
+    back to request i's own sizes (undoing `pad_and_concat`)."""
     pieces, row = [], 0
     for index, size in enumerate(sizes):
         piece = array[row: row + size]
-        if seq_lens is not None:
-            piece = piece[:, : seq_lens[index]]
+        if cut_shapes is not None:
+            piece = piece[(slice(None), *(slice(0, n) for n in cut_shapes[index]))]
         pieces.append(np.ascontiguousarray(piece))
         row += size
     return pieces
+
+
+class RequestBatcher:
+    """Runs the requests Triton hands to one `execute` as one model batch.
+
+    Inputs are [B, L] (one window per text) or [B, W, L] (W windows per text, flattened to
+    [B*W, L] for the model; windows that are all padding are not computed). Requests are
+    padded to the longest and concatenated; outputs are split back and each output's
+    dynamic axes (`dynamic_axes[name]` of them, right after the batch axis) are cut back to
+    the request's own window count and length.
+    """
+
+    def __init__(self, runner: Runner, pad_values: dict[str, int], dynamic_axes: dict[str, int]):
+        self.runner = runner
+        self.pad_values = pad_values
+        self.dynamic_axes = dynamic_axes
+        self.input_names = [t.name for t in runner.signature.inputs]
+        self.dtypes = {t.name: t.dtype for t in runner.signature.inputs}
+
+    def run(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        first = self.input_names[0]
+        sizes = [r[first].shape[0] for r in requests]
+        shapes = [r[first].shape[1:] for r in requests]
+        feeds = {n: pad_and_concat([r[n] for r in requests], self.pad_values.get(n, 0)) for n in self.input_names}
+        leading = feeds[first].shape[:-1]  # (B,) or (B, W)
+        flat = {n: a.reshape(-1, a.shape[-1]).astype(self.dtypes[n], copy=False) for n, a in feeds.items()}
+        live = (flat[first] != self.pad_values.get(first, 0)).any(axis=1)
+        if live.all():
+            outputs = self.runner.run(flat)
+        else:  # skip rows that are only padding (windows a shorter request does not have)
+            partial = self.runner.run({n: a[live] for n, a in flat.items()})
+            outputs = {}
+            for name, value in partial.items():
+                full = np.zeros((len(live), *value.shape[1:]), dtype=value.dtype)
+                full[live] = value
+                outputs[name] = full
+        result = [{} for _ in requests]
+        for name, value in outputs.items():
+            value = value.reshape(*leading, *value.shape[1:])
+            axes = self.dynamic_axes.get(name, 0)
+            cuts = [shape[:axes] for shape in shapes] if axes else None
+            for index, piece in enumerate(split_rows(value, sizes, cuts)):
+                result[index][name] = piece
+        return result

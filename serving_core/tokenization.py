@@ -139,6 +139,10 @@ class ErnieTokenizer:
             token_type_ids[row, : lengths[row]] = rows_types[row]
         return EncodedBatch(input_ids, token_type_ids, lengths, np.array(truncated, dtype=bool), offsets)
 
+    def pieces(self, texts: list[str]):
+        """WordPiece encodings (ids, offsets) without special tokens or truncation."""
+        return self._tokenizer.encode_batch(texts, add_special_tokens=False)
+
     def tokens(self, text: str, pair: str | None = None) -> list[str]:
         """Tokens with special tokens, for debugging and parity tests."""
         batch = self.encode([text], [pair] if pair is not None else None)

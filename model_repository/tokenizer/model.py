@@ -1,7 +1,9 @@
-"""Tokenizer step: TEXT (and TEXT_PAIR) BYTES -> the model's id tensors + truncation flags.
+"""Tokenizer step: text BYTES -> the model's id tensors (+ window bookkeeping).
 
-All requests Triton hands over in one `execute` are tokenized in one Rust batch call;
-a bad request gets its own error response and the others are still answered.
+Modes (see serving_core.windows.TokenizerMode): `truncate` gives [B, L] ids and a
+truncation flag; `windows` and `qa` give [B, W, L] windows plus `token_index` and
+character `offsets` for the postprocess. All requests of one `execute` are tokenized in
+one Rust batch call; a bad request gets its own error and the others are answered.
 """
 import os
 import sys
@@ -11,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402,F401
+import triton_python_backend_utils as pb_utils  # noqa: E402
 from triton_helpers import (decode_texts, error_response, input_array, model_config_of,  # noqa: E402
                             output_dtypes, output_tensor)
 
@@ -19,26 +21,46 @@ from serving_core import interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
 from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for  # noqa: E402
+from serving_core.windows import TokenizerMode, WindowSettings, encode_windows  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = model_config_of(args)
-        settings = from_parameters(TokenizerSettings, parameters_from_model_config(config))
+        parameters = parameters_from_model_config(config)
+        settings = from_parameters(TokenizerSettings, parameters)
+        self.windows = from_parameters(WindowSettings, parameters)
+        self.mode = TokenizerMode(self.windows.mode)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = ErnieTokenizer.from_files(version_dir / settings.vocab_file, settings)
-        self.with_pair = any(i["name"] == interface.TEXT_PAIR for i in config["input"])
+        self.text_inputs = [i["name"] for i in config["input"]]
         self.dtypes = output_dtypes(config)
-        self.feed_names = [n for n in self.dtypes if n != interface.TRUNCATED]
+        self.feed_names = [n for n in self.dtypes if n not in interface.TOKENIZER_EXTRAS]
 
-    def _read(self, request):
-        texts = decode_texts(input_array(request, interface.TEXT), interface.TEXT)
-        if not self.with_pair:
-            return texts, None
-        pairs = decode_texts(input_array(request, interface.TEXT_PAIR), interface.TEXT_PAIR)
-        if len(pairs) != len(texts):
-            raise InvalidRequest(f"{interface.TEXT_PAIR} has {len(pairs)} rows, {interface.TEXT} has {len(texts)}")
-        return texts, pairs
+    def _read(self, request) -> list[list[str]]:
+        columns = [decode_texts(input_array(request, name), name) for name in self.text_inputs]
+        if any(len(c) != len(columns[0]) for c in columns):
+            raise InvalidRequest(f"inputs {self.text_inputs} have different numbers of rows")
+        return columns
+
+    def _encode(self, columns: list[list[str]]) -> tuple[dict, dict]:
+        """All texts of the batch -> (output name -> array with one row per text,
+        per-row extents of the padded axes: tokens, windows, offsets)."""
+        if self.mode is TokenizerMode.TRUNCATE:
+            batch = self.tokenizer.encode(*columns)
+            arrays = {name: feed_for(name, batch, self.tokenizer.pad_id) for name in self.feed_names}
+            arrays[interface.TRUNCATED] = batch.truncated.reshape(-1, 1)
+            return arrays, {"tokens": batch.lengths}
+        texts, questions = (columns[1], columns[0]) if self.mode is TokenizerMode.QA else (columns[0], None)
+        batch = encode_windows(self.tokenizer, texts, self.windows.stride, questions,
+                               self.windows.max_question_len, self.windows.max_windows)
+        arrays = {"input_ids": batch.input_ids, "token_type_ids": batch.token_type_ids}
+        arrays = {name: arrays[name] for name in self.feed_names}
+        arrays[interface.TOKEN_INDEX] = batch.token_index
+        arrays[interface.OFFSETS] = batch.offsets
+        arrays[interface.TRUNCATED] = batch.truncated.reshape(-1, 1)
+        return arrays, {"tokens": batch.lengths, "windows": batch.windows,
+                        "offsets": np.maximum(batch.num_tokens, 1)}
 
     def execute(self, requests):
         parsed, errors = [], {}
@@ -49,22 +71,29 @@ class TritonPythonModel:
                 errors[index] = str(exc)
                 parsed.append(None)
         valid = [p for p in parsed if p is not None]
-        texts = [t for p in valid for t in p[0]]
-        pairs = [t for p in valid for t in p[1]] if self.with_pair else None
-        batch = self.tokenizer.encode(texts, pairs) if texts else None
-
-        feeds = {name: feed_for(name, batch, self.tokenizer.pad_id) for name in self.feed_names} if batch else {}
+        columns = [[t for p in valid for t in p[k]] for k in range(len(self.text_inputs))]
+        try:
+            arrays, extents = self._encode(columns) if valid else ({}, {})
+        except InvalidRequest as exc:
+            return [error_response(str(exc)) for _ in requests]
         responses, row = [], 0
         for index, item in enumerate(parsed):
             if item is None:
                 responses.append(error_response(errors[index]))
                 continue
-            size = len(item[0])
-            rows = slice(row, row + size)
-            width = int(batch.lengths[rows].max())
-            tensors = [output_tensor(name, feeds[name][rows, :width], self.dtypes[name]) for name in self.feed_names]
-            tensors.append(output_tensor(interface.TRUNCATED, batch.truncated[rows].reshape(-1, 1),
-                                         self.dtypes[interface.TRUNCATED]))
+            rows = slice(row, row + len(item[0]))
+            tensors = [output_tensor(name, self._cut(name, arrays[name][rows], extents, rows), dtype)
+                       for name, dtype in self.dtypes.items()]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            row += size
+            row += len(item[0])
         return responses
+
+    def _cut(self, name, array, extents, rows):
+        if name == interface.TRUNCATED:
+            return array
+        if name == interface.OFFSETS:
+            return array[:, : max(int(extents["offsets"][rows].max()), 1)]
+        width = int(extents["tokens"][rows].max())
+        if array.ndim == 3:
+            return array[:, : int(extents["windows"][rows].max()), :width]
+        return array[:, :width]

@@ -1,0 +1,103 @@
+"""Token classification decoding: per-token tags -> entities with character offsets.
+
+Offsets come from the tokenizer's offset mapping into the original text (not the "one
+character per token" assumption), `end` is exclusive: `text[start:end] == entity text`.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class TagScheme(str, enum.Enum):
+    BIO = "bio"
+    BIOES = "bioes"  # also BILOU: L = E, U = S
+    IO = "io"
+
+
+@dataclass(frozen=True)
+class TokenClsSettings:
+    labels: tuple[str, ...]
+    scheme: str = TagScheme.BIO.value
+    window_stride: int = 32  # tokens shared by neighbouring windows of a long text
+
+
+@dataclass(frozen=True)
+class Entity:
+    label: str
+    text: str
+    start: int  # character offset, inclusive
+    end: int  # character offset, exclusive
+    score: float  # mean probability of the entity's tags
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "text": self.text, "start": self.start, "end": self.end,
+                "score": round(self.score, 6)}
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); 'PER' (IO without prefix) -> ('I', 'PER')."""
+    if tag in ("O", ""):
+        return "O", ""
+    for separator in ("-", "_"):
+        prefix, sep, kind = tag.partition(separator)
+        if sep and prefix.upper() in ("B", "I", "E", "S", "L", "U"):
+            return {"L": "E", "U": "S"}.get(prefix.upper(), prefix.upper()), kind
+    return "I", tag
+
+
+def detect_scheme(labels: tuple[str, ...]) -> TagScheme:
+    prefixes = {split_tag(label)[0] for label in labels}
+    if prefixes & {"E", "S"}:
+        return TagScheme.BIOES
+    if "B" in prefixes:
+        return TagScheme.BIO
+    return TagScheme.IO
+
+
+def spans(tags: list[str], scheme: TagScheme) -> list[tuple[str, int, int]]:
+    """(kind, first token, last token) for each entity. An I- tag that does not continue an
+    entity of its kind starts a new one (seqeval's lenient reading); so does E-/S-."""
+    found: list[tuple[str, int, int]] = []
+    current: list | None = None  # [kind, start, end]
+
+    def close():
+        nonlocal current
+        if current is not None:
+            found.append(tuple(current))
+            current = None
+
+    for index, tag in enumerate(tags):
+        prefix, kind = split_tag(tag)
+        if prefix == "O":
+            close()
+        elif prefix == "B" or prefix == "S":
+            close()
+            current = [kind, index, index]
+            if prefix == "S":
+                close()
+        elif prefix in ("I", "E"):
+            if current is not None and current[0] == kind:
+                current[2] = index
+            else:
+                close()
+                current = [kind, index, index]
+            if prefix == "E" and scheme is TagScheme.BIOES:
+                close()
+    close()
+    return found
+
+
+def decode_entities(text: str, probabilities: np.ndarray, offsets: np.ndarray, settings: TokenClsSettings) -> list[Entity]:
+    """Entities of one text from per-token probabilities [T, C] and offsets [T, 2]."""
+    scheme = TagScheme(settings.scheme)
+    best = probabilities.argmax(axis=-1) if len(probabilities) else np.zeros(0, dtype=np.int64)
+    tags = [settings.labels[i] for i in best]
+    entities = []
+    for kind, first, last in spans(tags, scheme):
+        start, end = int(offsets[first][0]), int(offsets[last][1])
+        score = float(probabilities[np.arange(first, last + 1), best[first:last + 1]].mean())
+        entities.append(Entity(kind, text[start:end], start, end, score))
+    return entities
