@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from serving_core.errors import UserError
-from serving_core.interface import PARAM_LABELS, Task
+from serving_core.interface import PARAM_LABELS
 from serving_core.program import read_signature
 from serving_core.runtime import RuntimeKind
 from serving_core.tokenization import ErnieTokenizer, read_vocab, settings_from_tokenizer_config
@@ -21,7 +21,7 @@ from serving_core.tokenization import ErnieTokenizer, read_vocab, settings_from_
 from .export import convert_to_onnx, export_checkpoint
 from .options import BuildOptions
 from .repository import write_repository
-from .seq_cls_plan import plan_seq_cls
+from .plans import PLANNERS, PlanInputs
 from .sources import ModelSource, inspect_source
 
 log = logging.getLogger("builder")
@@ -67,15 +67,16 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         log.info(text)
 
     stage("reading model directory")
-    source = inspect_source(model_dir, options.tokenizer_dir, options.labels_file)
+    source = inspect_source(model_dir, options.tokenizer_dir, options.labels_file, options.slot_labels_file)
     name = options.name or ensemble_name_for(source.directory)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise UserError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
     max_seq_len = resolve_max_seq_len(source, options.max_seq_len)
     tokenizer_settings = settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len)
     tokenizer = ErnieTokenizer(read_vocab(source.vocab_file), tokenizer_settings)
-    log.info("%s: %s, labels from %s (%d), max_seq_len %d", source.directory, source.kind.value,
-             source.labels_origin, len(source.labels), max_seq_len)
+    log.info("%s: %s, labels from %s (%s), max_seq_len %d", source.directory, source.kind.value,
+             source.labels_origin, ", ".join(f"{k}: {len(v)}" for k, v in source.label_sets.items()) or "none",
+             max_seq_len)
     stages.update()
 
     with tempfile.TemporaryDirectory(prefix="ernie-build-") as work:
@@ -94,17 +95,19 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stages.update()
 
         stage("planning ensemble")
-        if options.task is not Task.SEQ_CLS:
-            raise UserError(f"task {options.task} is not supported yet")
-        plan = plan_seq_cls(name, options, program, serving_program, signature, tokenizer_settings,
-                            source.vocab_file, source.labels, tokenizer.pad_id)
+        plan = PLANNERS[options.task](PlanInputs(name, options, program, serving_program, signature,
+                                                 tokenizer_settings, source.vocab_file, source.label_sets,
+                                                 tokenizer.pad_id))
         stages.update()
 
         stage("writing repository")
-        labels = tuple(json.loads(plan.ensemble().parameters[PARAM_LABELS].string_value))
+        parameters = plan.ensemble().parameters
+        labels = tuple(json.loads(parameters[PARAM_LABELS].string_value)) if PARAM_LABELS in parameters else ()
         manifest = {
             "ensemble": name, "task": options.task.value, "source": str(source.directory.resolve()),
             "source_kind": source.kind.name, "labels": list(labels), "labels_origin": source.labels_origin,
+            "label_sets": {k: list(v) for k, v in source.label_sets.items()},
+            "ensemble_parameters": {k: v.string_value for k, v in parameters.items()},
             "max_seq_len": max_seq_len, "runtime": options.runtime.value,
             "program_inputs": [asdict(t) for t in signature.inputs],
             "program_outputs": [asdict(t) for t in signature.outputs],

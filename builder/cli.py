@@ -25,9 +25,12 @@ log = logging.getLogger("builder")
 
 
 def _cmd_make_example(args) -> int:
-    from .example.seq_cls_example import ExampleSpec, make_seq_cls_example
+    from dataclasses import replace
 
-    summary = make_seq_cls_example(Path(args.output), ExampleSpec(train_seconds=args.train_seconds))
+    from .example import ExampleSpec, make_example
+
+    spec = None if args.train_seconds is None else replace(ExampleSpec(), train_seconds=args.train_seconds)
+    summary = make_example(Task(args.task), Path(args.output), spec)
     print(json.dumps({"output": args.output, **summary}, ensure_ascii=False))
     return 0
 
@@ -149,7 +152,7 @@ def make_parser() -> argparse.ArgumentParser:
                                    "(config.json, model_state.pdparams, vocab.txt, label.txt, data.txt).")
     p.add_argument("--task", choices=tasks, default=Task.SEQ_CLS.value)
     p.add_argument("--output", required=True, help="directory to write the checkpoint into")
-    p.add_argument("--train-seconds", type=float, default=30.0, help="training budget (default: %(default)s)")
+    p.add_argument("--train-seconds", type=float, help="training budget (default: 30, qa: 45)")
     p.set_defaults(func=_cmd_make_example)
 
     p = sub.add_parser("build", help="compile a model directory into a Triton model repository",

@@ -12,13 +12,19 @@ from .sources import ModelSource
 
 log = logging.getLogger(__name__)
 
-_AUTO_CLASSES = {Task.SEQ_CLS: "AutoModelForSequenceClassification"}
+_AUTO_CLASSES = {Task.SEQ_CLS: "AutoModelForSequenceClassification",
+                 Task.TOKEN_CLS: "AutoModelForTokenClassification",
+                 Task.QA: "AutoModelForQuestionAnswering"}
 
 
 def load_dygraph_model(source: ModelSource, task: Task):
     """The finetuned model as PaddleNLP loads it (eval mode)."""
     import paddlenlp.transformers as transformers
 
+    if task not in _AUTO_CLASSES:
+        raise UserError(f"a {task} checkpoint cannot be exported by the builder (custom model class); export it "
+                        "with its training script (the seed's --do_export --input_dtype int32) and pass the "
+                        "export directory", str(source.directory))
     auto_class = getattr(transformers, _AUTO_CLASSES[task])
     try:
         model = auto_class.from_pretrained(str(source.directory))

@@ -21,8 +21,15 @@ class BuildOptions:
     multi_label: bool = False  # sigmoid + threshold instead of softmax + argmax
     threshold: float = 0.5
     int_dtype: str = "int64"  # dtype of exported id inputs (checkpoints only)
+    tag_scheme: str | None = None  # token_cls / intent_slot: bio, bioes, io; default: from the labels
+    window_stride: int | None = None  # token_cls / qa: tokens shared by neighbouring windows
+    max_question_len: int = 64  # qa
+    max_answer_len: int = 30  # qa
+    n_best: int = 20  # qa
+    no_answer_threshold: float | None = None  # qa: answer "" under this probability
     model_batching: BatchingOptions = field(default_factory=BatchingOptions)
     step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
     tokenizer_dir: Path | None = None
     labels_file: Path | None = None
+    slot_labels_file: Path | None = None
     overwrite: bool = False

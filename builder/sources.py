@@ -25,8 +25,12 @@ class ModelSource:
     program: ProgramFiles | None  # set for STATIC
     tokenizer_dir: Path  # holds vocab.txt (+ tokenizer_config.json, special_tokens_map.json)
     config: dict  # config.json / model_config.json, {} when absent
-    labels: tuple[str, ...]  # may be empty: then the builder names classes by id
+    label_sets: dict[str, tuple[str, ...]]  # "labels" (seq_cls, token_cls) or "intent" + "slot"
     labels_origin: str  # where the labels came from, for logs and errors
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.label_sets.get("labels") or self.label_sets.get("intent", ())
 
     @property
     def vocab_file(self) -> Path:
@@ -70,8 +74,23 @@ def _labels_from_config(config: dict) -> tuple[str, ...]:
     return () if all(label == f"LABEL_{i}" for i, label in enumerate(labels)) else labels
 
 
-def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_file: Path | None = None) -> ModelSource:
-    """Detect the model format, tokenizer files and labels in `model_dir`."""
+def _optional_label_file(flag: Path | None, default: Path) -> tuple[tuple[str, ...], str | None]:
+    if flag is not None:
+        if not Path(flag).is_file():
+            raise UserError("label file not found", str(flag))
+        return read_label_file(Path(flag)), str(flag)
+    if default.is_file():
+        return read_label_file(default), str(default)
+    return (), None
+
+
+def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_file: Path | None = None,
+                   slot_labels_file: Path | None = None) -> ModelSource:
+    """Detect the model format, tokenizer files and labels in `model_dir`.
+
+    Labels: `label.txt` (seq_cls, token_cls; or id2label in the config), or the seed's
+    `intent_label.txt` + `slot_label.txt` for joint intent/slot models.
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError("is not a directory; pass the directory of a finetuned model "
@@ -95,14 +114,14 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
         raise UserError(f"no vocab.txt in {where}; pass --tokenizer DIR with the files the tokenizer's "
                         "save_pretrained wrote (vocab.txt, tokenizer_config.json)", str(tokenizer_dir))
 
-    if labels_file is not None:
-        if not Path(labels_file).is_file():
-            raise UserError("label file not found", str(labels_file))
-        labels, origin = read_label_file(Path(labels_file)), str(labels_file)
-    elif (model_dir / LABEL_FILE).is_file():
-        labels, origin = read_label_file(model_dir / LABEL_FILE), str(model_dir / LABEL_FILE)
+    intents, intent_origin = _optional_label_file(labels_file, model_dir / "intent_label.txt")
+    slots, slot_origin = _optional_label_file(slot_labels_file, model_dir / "slot_label.txt")
+    if slots:
+        label_sets, origin = {"intent": intents, "slot": slots}, f"{intent_origin} and {slot_origin}"
     else:
-        labels, origin = _labels_from_config(config), "id2label in the model config"
+        labels, origin = _optional_label_file(labels_file, model_dir / LABEL_FILE)
         if not labels:
-            origin = "none (classes will be named by id)"
-    return ModelSource(model_dir, kind, program, tokenizer_dir, config, labels, origin)
+            labels, origin = _labels_from_config(config), "id2label in the model config"
+        label_sets = {"labels": labels} if labels else {}
+        origin = origin if labels else "none (classes will be named by id)"
+    return ModelSource(model_dir, kind, program, tokenizer_dir, config, label_sets, origin)

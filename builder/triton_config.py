@@ -54,15 +54,17 @@ def _set_parameters(config: mc.ModelConfig, parameters: dict[str, str]) -> None:
 
 def python_step(name: str, inputs: list[IOTensor], outputs: list[IOTensor], batching: BatchingOptions,
                 settings=None, extra_parameters: dict[str, str] | None = None) -> mc.ModelConfig:
-    """A Python-backend model on CPU with dynamic batching; `settings` go to `parameters`."""
+    """A Python-backend model on CPU with dynamic batching; `settings` (a dataclass, or a
+    tuple of them) go to `parameters`."""
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=batching.max_batch_size,
                             input=[_input(t) for t in inputs], output=[_output(t) for t in outputs])
     config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU,
                                                        count=batching.instances))
     config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
     config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
-    if settings is not None:
-        _set_parameters(config, to_parameters(settings))
+    for item in settings if isinstance(settings, tuple) else (settings,):
+        if item is not None:
+            _set_parameters(config, to_parameters(item))
     _set_parameters(config, extra_parameters or {})
     return config
 

@@ -14,8 +14,6 @@ CLI (one JSON object per text)::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -23,8 +21,7 @@ import numpy as np
 
 from serving_core import interface
 
-from .text_input import read_texts
-from .triton import ClientError, bytes_input, chunks, connect, ensemble_info, find_model, infer
+from .triton import ClientError, TaskClient, run_cli
 
 
 @dataclass
@@ -43,19 +40,16 @@ class SeqClsResult:
         return {k: v for k, v in data.items() if v is not None and v != []}
 
 
-class SeqClsClient:
+class SeqClsClient(TaskClient):
     """Classifies texts with a seq_cls ensemble; names and sizes come from the server."""
 
+    TASK = interface.Task.SEQ_CLS.value
+
     def __init__(self, url: str, model: str | None = None, timeout_s: float | None = 60.0):
-        self._client = connect(url)
-        self.model = model or find_model(self._client, interface.Task.SEQ_CLS.value)
-        self.info = ensemble_info(self._client, self.model)
-        if self.info.task != interface.Task.SEQ_CLS.value:
-            raise ClientError(f"model {self.model!r} serves task {self.info.task or 'unknown'!r}, not seq_cls")
+        super().__init__(url, model, timeout_s)
         self.labels: list[str] = self.info.parameter(interface.PARAM_LABELS, [])
         self.text_pair: bool = self.info.parameter(interface.PARAM_TEXT_PAIR, False)
         self.multi_label: bool = self.info.parameter(interface.PARAM_MULTI_LABEL, False)
-        self.timeout_s = timeout_s
 
     def probabilities(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         """[len(texts), num_labels] probabilities (softmax, or sigmoid for multi-label)."""
@@ -87,37 +81,15 @@ class SeqClsClient:
     def _run(self, texts: list[str], pairs: list[str] | None, outputs: list[str]) -> dict[str, np.ndarray]:
         if self.text_pair != (pairs is not None):
             raise ClientError(f"model {self.model!r} " + ("needs text pairs" if self.text_pair else "takes single texts"))
-        if not texts:
-            return {name: np.empty((0, 1)) for name in outputs}
-        parts = []
-        for rows in chunks(len(texts), self.info.max_batch_size):
-            inputs = [bytes_input(interface.TEXT, texts[rows])]
-            if pairs is not None:
-                inputs.append(bytes_input(interface.TEXT_PAIR, pairs[rows]))
-            parts.append(infer(self._client, self.model, inputs, outputs, self.timeout_s))
-        return {name: np.concatenate([p[name] for p in parts]) for name in outputs}
+        columns = {interface.TEXT: texts}
+        if pairs is not None:
+            columns[interface.TEXT_PAIR] = pairs
+        return self.run(columns, outputs)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.seq_cls", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("texts", nargs="*", help="texts to classify (pairs: 'text<TAB>pair')")
-    parser.add_argument("--url", default="localhost:8001", help="Triton gRPC address (default: %(default)s)")
-    parser.add_argument("--model", help="ensemble name (default: the server's only seq_cls model)")
-    parser.add_argument("--file", help="read texts from this file, one a line ('-' for stdin)")
-    parser.add_argument("--top-k", type=int, default=0, help="also print the K most probable labels")
-    args = parser.parse_args(argv)
-    try:
-        client = SeqClsClient(args.url, args.model)
-        texts, pairs = read_texts(args.texts, args.file, client.text_pair)
-        if not texts:
-            parser.error("no texts: give them as arguments or with --file")
-        for result in client.classify(texts, pairs, args.top_k):
-            print(json.dumps(result.to_json(), ensure_ascii=False))
-    except (ClientError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(argv, __doc__, SeqClsClient,
+                   lambda client, texts, pairs, args: [r.to_json() for r in client.classify(texts, pairs, args.top_k)])
 
 
 if __name__ == "__main__":

@@ -83,3 +83,74 @@ def chunks(count: int, size: int):
     size = size if size > 0 else max(count, 1)
     for start in range(0, count, size):
         yield slice(start, min(start + size, count))
+
+
+class TaskClient:
+    """Base of the task clients: connects, checks the ensemble serves `TASK`, runs chunks."""
+
+    TASK: str = ""
+
+    def __init__(self, url: str, model: str | None = None, timeout_s: float | None = 60.0):
+        self._client = connect(url)
+        self.model = model or find_model(self._client, self.TASK)
+        self.info = ensemble_info(self._client, self.model)
+        if self.info.task != self.TASK:
+            raise ClientError(f"model {self.model!r} serves task {self.info.task or 'unknown'!r}, not {self.TASK}")
+        self.timeout_s = timeout_s
+
+    def run(self, columns: dict[str, list[str]], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Send text columns (input name -> texts) in chunks of max_batch_size; join the outputs."""
+        count = len(next(iter(columns.values())))
+        if not count:
+            raise ClientError("no texts to send")
+        parts = []
+        for rows in chunks(count, self.info.max_batch_size):
+            inputs = [bytes_input(name, texts[rows]) for name, texts in columns.items()]
+            parts.append(infer(self._client, self.model, inputs, outputs, self.timeout_s))
+        return {name: _concat_padded([p[name] for p in parts]) for name in outputs}
+
+
+def _concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
+    """Concatenate chunks whose second axis may differ (span tensors are padded per chunk)."""
+    if len(arrays) == 1 or all(a.shape[1:] == arrays[0].shape[1:] for a in arrays):
+        return np.concatenate(arrays)
+    width = max(a.shape[1] for a in arrays)
+    fill = b"" if arrays[0].dtype == np.object_ else (-1 if arrays[0].dtype.kind == "i" else 0)
+    padded = []
+    for a in arrays:
+        extra = np.full((a.shape[0], width - a.shape[1], *a.shape[2:]), fill, dtype=a.dtype)
+        padded.append(np.concatenate([a, extra], axis=1))
+    return np.concatenate(padded)
+
+
+def run_cli(argv, description: str, make_client, answer, pairs_help: str | None = None) -> int:
+    """The shared CLI of the task clients: texts from arguments or --file, JSON lines out.
+
+    `make_client(url, model)` builds the client; `answer(client, texts, pairs, args)` returns
+    one JSON-able dict per text. With `pairs_help`, every line is `first<TAB>second`.
+    """
+    import argparse
+    import sys
+
+    from .text_input import read_texts
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("texts", nargs="*", help=pairs_help or "texts")
+    parser.add_argument("--url", default="localhost:8001", help="Triton gRPC address (default: %(default)s)")
+    parser.add_argument("--model", help="ensemble name (default: the server's only model of this task)")
+    parser.add_argument("--file", help="read from this file, one a line ('-' for stdin)")
+    if "seq_cls" in description:
+        parser.add_argument("--top-k", type=int, default=0, help="also print the K most probable labels")
+    args = parser.parse_args(argv)
+    try:
+        client = make_client(args.url, args.model)
+        wants_pairs = pairs_help is not None or getattr(client, "text_pair", False)
+        texts, pairs = read_texts(args.texts, args.file, wants_pairs)
+        if not texts:
+            parser.error("no input: give it as arguments or with --file")
+        for result in answer(client, texts, pairs, args):
+            print(json.dumps(result, ensure_ascii=False))
+    except (ClientError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -49,3 +49,28 @@ def decode_texts(values: np.ndarray, tensor_name: str) -> list[str]:
 
 def output_tensor(name: str, array: np.ndarray, dtype: np.dtype) -> "pb_utils.Tensor":
     return pb_utils.Tensor(name, np.ascontiguousarray(array.astype(dtype, copy=False)))
+
+
+def per_text_rows(requests, names: list[str]) -> tuple[list[int], dict[str, list[np.ndarray]]]:
+    """Rows of every request, flattened: sizes per request and name -> one array per text."""
+    sizes, columns = [], {name: [] for name in names}
+    for request in requests:
+        arrays = {name: input_array(request, name) for name in names}
+        sizes.append(len(arrays[names[0]]))
+        for name, array in arrays.items():
+            columns[name].extend(array)
+    return sizes, columns
+
+
+def text_of(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def responses_from_columns(sizes: list[int], columns: dict[str, np.ndarray], dtypes: dict[str, np.dtype]):
+    """Split [total, ...] result columns back into one response per request."""
+    responses, row = [], 0
+    for size in sizes:
+        tensors = [output_tensor(name, columns[name][row: row + size], dtype) for name, dtype in dtypes.items()]
+        responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        row += size
+    return responses

@@ -101,3 +101,44 @@ def decode_entities(text: str, probabilities: np.ndarray, offsets: np.ndarray, s
         score = float(probabilities[np.arange(first, last + 1), best[first:last + 1]].mean())
         entities.append(Entity(kind, text[start:end], start, end, score))
     return entities
+
+
+def pack_spans(rows: list[list[Entity]], prefix: str) -> dict[str, np.ndarray]:
+    """Entities of several texts -> typed tensors `<prefix>_label|text|start|end|score` [B, N]
+    (N = most entities of any text, padded with "" / -1 / 0) and `<prefix>_count` [B, 1]."""
+    width = max((len(r) for r in rows), default=0)
+    batch = len(rows)
+    label = np.full((batch, width), b"", dtype=np.object_)
+    text = np.full((batch, width), b"", dtype=np.object_)
+    start = np.full((batch, width), -1, dtype=np.int32)
+    end = np.full((batch, width), -1, dtype=np.int32)
+    score = np.zeros((batch, width), dtype=np.float32)
+    for b, entities in enumerate(rows):
+        for i, entity in enumerate(entities):
+            label[b, i], text[b, i] = entity.label.encode("utf-8"), entity.text.encode("utf-8")
+            start[b, i], end[b, i], score[b, i] = entity.start, entity.end, entity.score
+    return {f"{prefix}_label": label, f"{prefix}_text": text, f"{prefix}_start": start, f"{prefix}_end": end,
+            f"{prefix}_score": score, f"{prefix}_count": np.array([[len(r)] for r in rows], dtype=np.int32)}
+
+
+def unpack_spans(columns: dict[str, np.ndarray], prefix: str, row: int) -> list[Entity]:
+    """The inverse of `pack_spans` for one row (what clients do)."""
+    count = int(columns[f"{prefix}_count"][row, 0])
+
+    def text_of(value) -> str:
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+    return [Entity(text_of(columns[f"{prefix}_label"][row, i]), text_of(columns[f"{prefix}_text"][row, i]),
+                   int(columns[f"{prefix}_start"][row, i]), int(columns[f"{prefix}_end"][row, i]),
+                   float(columns[f"{prefix}_score"][row, i])) for i in range(count)]
+
+
+def token_entities(text: str, logits: np.ndarray, token_index: np.ndarray, offsets: np.ndarray,
+                   settings: TokenClsSettings) -> list[Entity]:
+    """One text's entities from window logits [W, L, C], token_index [W, L] and offsets [T, 2]."""
+    from .seq_cls import softmax
+    from .windows import merge_windows
+
+    num_tokens = int((offsets[:, 0] >= 0).sum())
+    probabilities = merge_windows(token_index, softmax(logits), num_tokens)
+    return decode_entities(text, probabilities, offsets[:num_tokens], settings)

@@ -46,7 +46,7 @@ def test_tokenizer_dir_flag(static_export, tmp_path):
 def test_label_count_mismatch(static_export, tmp_path):
     model = _copy(static_export, tmp_path)
     (model / "label.txt").write_text("a\nb\nc\n", encoding="utf-8")
-    with pytest.raises(UserError, match="3 labels but the model has 8 outputs"):
+    with pytest.raises(UserError, match="3 class labels but the model has 8 outputs"):
         build(model, tmp_path / "repo", OPTIONS, show_progress=False)
     assert not (tmp_path / "repo").exists() and not _leftovers(tmp_path)
 

@@ -33,12 +33,30 @@ TEMPLATES: dict[str, list[str]] = {
 _SLOTS = {"singer": SINGERS, "song": SONGS, "place": PLACES, "person": PEOPLE, "city": CITIES, "degree": DEGREES}
 
 
-def _fill(template: str) -> list[str]:
+SLOT_TYPES = tuple(_SLOTS)
+Span = tuple[str, int, int]  # slot type, start char, end char (exclusive)
+
+
+def _render(template: str, values: dict[str, str]) -> tuple[str, list[Span]]:
+    """Fill a template and record where each slot value lands."""
+    text, spans, rest = "", [], template
+    while "{" in rest:
+        before, _, after = rest.partition("{")
+        name, _, rest = after.partition("}")
+        text += before
+        spans.append((name, len(text), len(text) + len(values[name])))
+        text += values[name]
+    return text + rest, spans
+
+
+def _fill_annotated(template: str) -> list[tuple[str, list[Span]]]:
     names = [n for n in _SLOTS if "{" + n + "}" in template]
-    if not names:
-        return [template]
-    return [template.format(**dict(zip(names, values)))
+    return [_render(template, dict(zip(names, values)))
             for values in itertools.product(*(_SLOTS[n] for n in names))]
+
+
+def _fill(template: str) -> list[str]:
+    return [text for text, _ in _fill_annotated(template)]
 
 
 def labels() -> list[str]:
@@ -71,3 +89,45 @@ def examples(seed: int = 0, per_template: int = 12) -> list[tuple[str, str]]:
 
 DEMO_TEXTS = ["打开空调", "播放周杰伦的花心", "导航到北京西站", "明天上海天气怎么样", "给妈妈打个电话",
               "把空调调到22度", "声音大一点", "play Love Story"]
+
+
+def annotated_examples(seed: int = 0, per_template: int = 12) -> list[tuple[str, str, list[Span]]]:
+    """Distinct (text, intent, slot spans) triples, shuffled."""
+    rng = random.Random(seed)
+    data = []
+    for label, templates in TEMPLATES.items():
+        for template in templates:
+            filled = _fill_annotated(template)
+            data.extend((text, label, spans) for text, spans in rng.sample(filled, min(per_template, len(filled))))
+    rng.shuffle(data)
+    return data
+
+
+def slot_tags() -> list[str]:
+    """BIO tags of the slots, PaddleNLP order: O first."""
+    return ["O"] + [f"{prefix}-{slot}" for slot in SLOT_TYPES for prefix in ("B", "I")]
+
+
+SLOT_QUESTIONS = {"singer": "歌手是谁", "song": "要听什么歌", "place": "目的地是哪里", "person": "给谁打电话",
+                  "city": "查哪个城市的天气", "degree": "温度调到多少度"}
+
+
+def qa_examples(seed: int = 0, count: int = 400, commands: int = 3) -> list[tuple[str, str, int, str]]:
+    """(question, context, answer start, answer text): a few commands joined, one slot asked."""
+    rng = random.Random(seed)
+    pool = [(t, spans) for t, _, spans in annotated_examples(seed, per_template=30) if spans]
+    plain = [t for t, _, spans in annotated_examples(seed) if not spans]
+    out = []
+    while len(out) < count:
+        target_text, target_spans = rng.choice(pool)
+        slot, start, end = rng.choice(target_spans)
+        others = [rng.choice(plain) for _ in range(commands - 1)]
+        position = rng.randrange(commands)
+        parts = others[:position] + [target_text] + others[position:]
+        prefix = "，".join(parts[:position]) + ("，" if position else "")
+        out.append((SLOT_QUESTIONS[slot], "，".join(parts), len(prefix) + start, target_text[start:end]))
+    return out
+
+
+QA_DEMO = [("要听什么歌", "打开空调，播放周杰伦的稻香，声音大一点"),
+           ("目的地是哪里", "导航到北京西站，把空调调到22度")]

@@ -1,0 +1,78 @@
+"""`builder make-example --task intent_slot`: ERNIE 3.0 Tiny's joint model, exported as the seed does.
+
+JointErnie: one ERNIE encoder, an intent head on the pooled output and a slot head on the
+token outputs. Exported with a single int32 `input_ids` input (`--input_dtype int32`) and two
+outputs, beside `intent_label.txt` and `slot_label.txt`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import intents
+from .training import ExampleSpec, finish, pad, prepare, token_tags, train, write_lines
+
+
+def joint_ernie_class():
+    import paddle
+    from paddlenlp.transformers import ErnieModel
+
+    class JointErnie(paddle.nn.Layer):
+        def __init__(self, config, intent_dim: int, slot_dim: int):
+            super().__init__()
+            self.ernie = ErnieModel(config)
+            self.dropout = paddle.nn.Dropout(0.1)
+            self.intent_classifier = paddle.nn.Linear(config.hidden_size, intent_dim)
+            self.slot_classifier = paddle.nn.Linear(config.hidden_size, slot_dim)
+
+        def forward(self, input_ids):
+            sequence_output, pooled_output = self.ernie(input_ids)[:2]
+            intent_logits = self.intent_classifier(self.dropout(pooled_output))
+            slot_logits = self.slot_classifier(self.dropout(sequence_output))
+            return intent_logits, slot_logits
+
+    return JointErnie
+
+
+def make_intent_slot_example(output: Path, spec: ExampleSpec = ExampleSpec(), show_progress: bool = True) -> dict:
+    import paddle
+    from paddlenlp.transformers import ErnieConfig
+
+    intent_names, tags = intents.labels(), intents.slot_tags()
+    intent_ids, tag_ids = {l: i for i, l in enumerate(intent_names)}, {t: i for i, t in enumerate(tags)}
+    data = intents.annotated_examples(spec.seed)
+    split = int(len(data) * 0.9)
+    train_rows = [(t, l, s) for t, l, s in data[:split]]
+    train_rows = [row for row in train_rows] + [r for r in data[:split] if not r[2]] * 4  # balance slot-less intents
+    dev = data[split:]
+    tokenizer, config = prepare(output, [t for t, _, _ in data] + intents.DEMO_TEXTS, spec)
+    write_lines(output / "intent_label.txt", intent_names)
+    write_lines(output / "slot_label.txt", tags)
+    write_lines(output / "data.txt", intents.DEMO_TEXTS)
+    model = joint_ernie_class()(ErnieConfig(**config), len(intent_names), len(tags))
+    loss_fn = paddle.nn.CrossEntropyLoss(ignore_index=-100)
+
+    def forward(rows):
+        ids, _, labels = token_tags(tokenizer, [r[0] for r in rows], [r[2] for r in rows], tag_ids, max_length=16)
+        intent_logits, slot_logits = model(paddle.to_tensor(pad(ids, 0)))
+        return intent_logits, slot_logits, pad(labels, -100)
+
+    def step(model_, rows):
+        intent_logits, slot_logits, labels = forward(rows)
+        intent_loss = loss_fn(intent_logits, paddle.to_tensor([intent_ids[r[1]] for r in rows]))
+        slot_loss = loss_fn(slot_logits.reshape([-1, len(tags)]), paddle.to_tensor(labels.reshape(-1)))
+        return intent_loss + slot_loss
+
+    def accuracy(model_, rows):
+        intent_logits, slot_logits, labels = forward(rows)
+        intent_ok = (intent_logits.argmax(axis=-1).numpy() == [intent_ids[r[1]] for r in rows]).mean()
+        mask = labels != -100
+        slot_ok = (slot_logits.argmax(axis=-1).numpy()[mask] == labels[mask]).mean()
+        return float(min(intent_ok, slot_ok))
+
+    summary = train(model, train_rows, dev, step, accuracy, spec, show_progress, "intent_slot")
+    static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec([None, None], "int32", "input_ids")],
+                                  full_graph=True)
+    paddle.jit.save(static, str(output / "inference"))
+    tokenizer.save_pretrained(str(output))
+    return finish(output, {"intents": len(intent_names), "slots": len(tags), "train": len(train_rows),
+                           "dev": len(dev), **summary}, "intent_slot")

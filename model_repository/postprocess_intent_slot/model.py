@@ -1,0 +1,41 @@
+"""Postprocess step for intent_slot: intent (softmax + argmax) and slots with offsets."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+from triton_helpers import (error_response, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
+                            responses_from_columns, text_of)
+
+from serving_core import interface  # noqa: E402
+from serving_core.intent_slot import IntentSlotSettings  # noqa: E402
+from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
+from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
+from serving_core.token_cls import TokenClsSettings, pack_spans, token_entities  # noqa: E402
+
+INPUTS = [interface.LOGITS, interface.SLOT_LOGITS, interface.TOKEN_INDEX, interface.OFFSETS, interface.TEXT]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config_of(args)
+        settings = from_parameters(IntentSlotSettings, parameters_from_model_config(config))
+        self.intents = SeqClsSettings(settings.intents)
+        self.slots = TokenClsSettings(settings.slots, settings.scheme)
+        self.intent_names = np.array([n.encode("utf-8") for n in settings.intents], dtype=np.object_)
+        self.dtypes = output_dtypes(config)
+
+    def execute(self, requests):
+        try:
+            sizes, rows = per_text_rows(requests, INPUTS)
+            intent = decode(np.stack([logits[0] for logits in rows[interface.LOGITS]]), self.intents)
+            slots = [token_entities(text_of(text[0]), logits, index, offsets, self.slots)
+                     for logits, index, offsets, text in zip(*(rows[n] for n in INPUTS[1:]))]
+            columns = pack_spans(slots, interface.SLOT_PREFIX)
+        except Exception as exc:
+            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        columns[interface.INTENT] = self.intent_names[intent.label].reshape(-1, 1)
+        columns[interface.INTENT_ID] = intent.label.reshape(-1, 1)
+        columns[interface.CONFIDENCE] = intent.confidence.reshape(-1, 1)
+        return responses_from_columns(sizes, columns, self.dtypes)

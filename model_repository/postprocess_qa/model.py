@@ -1,0 +1,38 @@
+"""Postprocess step for qa: start/end logits over all windows -> the best answer span."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+from triton_helpers import (error_response, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
+                            responses_from_columns, text_of)
+
+from serving_core import interface  # noqa: E402
+from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
+from serving_core.qa import QASettings, best_answer  # noqa: E402
+
+INPUTS = [interface.START_LOGITS, interface.END_LOGITS, interface.TOKEN_INDEX, interface.OFFSETS, interface.CONTEXT]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config_of(args)
+        self.settings = from_parameters(QASettings, parameters_from_model_config(config))
+        self.dtypes = output_dtypes(config)
+
+    def execute(self, requests):
+        try:
+            sizes, rows = per_text_rows(requests, INPUTS)
+            answers = [best_answer(text_of(context[0]), start, end, index, offsets, self.settings)
+                       for start, end, index, offsets, context in zip(*(rows[name] for name in INPUTS))]
+        except Exception as exc:
+            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        columns = {
+            interface.ANSWER: np.array([[a.text.encode("utf-8")] for a in answers], dtype=np.object_),
+            interface.ANSWER_START: np.array([[a.start] for a in answers], dtype=np.int32),
+            interface.ANSWER_END: np.array([[a.end] for a in answers], dtype=np.int32),
+            interface.SCORE: np.array([[a.score] for a in answers], dtype=np.float32),
+            interface.PROBABILITY: np.array([[a.probability] for a in answers], dtype=np.float32),
+        }
+        return responses_from_columns(sizes, columns, self.dtypes)

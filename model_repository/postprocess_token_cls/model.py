@@ -1,0 +1,36 @@
+"""Postprocess step for token_cls: window logits -> entities with character offsets.
+
+Each token's tag comes from the window where it has the most context; entities are
+returned as typed tensors (entity_label/text/start/end/score + entity_count), `end`
+exclusive, offsets into the original text.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from triton_helpers import (error_response, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
+                            responses_from_columns, text_of)
+
+from serving_core import interface  # noqa: E402
+from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
+from serving_core.token_cls import TokenClsSettings, pack_spans, token_entities  # noqa: E402
+
+INPUTS = [interface.LOGITS, interface.TOKEN_INDEX, interface.OFFSETS, interface.TEXT]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = model_config_of(args)
+        self.settings = from_parameters(TokenClsSettings, parameters_from_model_config(config))
+        self.dtypes = output_dtypes(config)
+
+    def execute(self, requests):
+        try:
+            sizes, rows = per_text_rows(requests, INPUTS)
+            entities = [token_entities(text_of(text[0]), logits, index, offsets, self.settings)
+                        for logits, index, offsets, text in zip(*(rows[name] for name in INPUTS))]
+            columns = pack_spans(entities, interface.ENTITY_PREFIX)
+        except Exception as exc:
+            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        return responses_from_columns(sizes, columns, self.dtypes)
