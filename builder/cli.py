@@ -89,16 +89,17 @@ def _cmd_verify(args) -> int:
     from clients.text_input import read_texts
 
     from .server import ServerPorts, TritonServer
-    from .verify import read_manifest, verify
+    from .verify import input_columns, read_manifest, verify
 
     repository = Path(args.repository)
     name = args.name or _single_ensemble(repository)
     manifest = read_manifest(repository, name)
     texts_file = args.texts or str(Path(args.model or manifest["source"]) / "data.txt")
-    texts, pairs = read_texts([], texts_file, manifest["text_pair"])
+    texts, pairs = read_texts([], texts_file, input_columns(Task(manifest["task"]), manifest) == 2)
+    rows = list(zip(texts, pairs)) if pairs is not None else [(t,) for t in texts]
 
     def run(url: str):
-        return verify(repository, name, url, texts, pairs, Path(args.model) if args.model else None, args.tolerance)
+        return verify(repository, name, url, rows, Path(args.model) if args.model else None, args.tolerance)
 
     if args.url:
         report = run(args.url)

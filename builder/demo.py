@@ -41,6 +41,6 @@ def run_demo(workdir: Path, texts: list[str]) -> int:
         for result in client.classify(texts, top_k=2):
             print(json.dumps(result.to_json(), ensure_ascii=False))
         log.info("4/4 verifying the served answers against the source model in PaddleNLP")
-        check = verify(repository, ENSEMBLE, server.grpc_url, texts)
+        check = verify(repository, ENSEMBLE, server.grpc_url, [(t,) for t in texts])
     print("\nverify:", json.dumps(check.to_json(), ensure_ascii=False))
     return 0 if check.passed else 1

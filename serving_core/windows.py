@@ -1,7 +1,8 @@
 """Sliding windows over long text (token_cls) and long contexts (qa), PaddleNLP-compatible.
 
-`stride` is the number of tokens two neighbouring windows share (PaddleNLP's `stride` /
-`doc_stride` with `return_overflowing_tokens`), so windows here equal PaddleNLP's.
+`stride` is the step between the starts of neighbouring windows, as PaddleNLP's `stride`
+/ `doc_stride` with `return_overflowing_tokens` (its tokenizer does `offset += stride`):
+windows overlap by `size - stride` tokens, and windows here equal PaddleNLP's.
 """
 from __future__ import annotations
 
@@ -24,16 +25,16 @@ class WindowSettings:
     """How the tokenizer step lays text out for the model; stored beside TokenizerSettings."""
 
     mode: str = TokenizerMode.TRUNCATE.value
-    stride: int = 32
+    stride: int = 32  # step between window starts
     max_windows: int = 0  # 0: as many as the text needs
     max_question_len: int = 64
 
 
 def window_starts(num_tokens: int, size: int, stride: int) -> list[int]:
-    """Start of each window of at most `size` tokens, neighbours overlapping by `stride`."""
+    """Start of each window of at most `size` tokens, `stride` tokens apart (0: no overlap)."""
     if size <= 0:
         raise ValueError(f"window size {size} must be positive")
-    step = size - min(stride, size - 1)
+    step = min(stride, size) if stride > 0 else size
     starts = [0]
     while starts[-1] + size < num_tokens:
         starts.append(starts[-1] + step)

@@ -39,3 +39,29 @@ def static_export(example_model, tmp_path_factory) -> Path:
     for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "label.txt"):
         shutil.copy2(example_model / name, directory / name)
     return directory
+
+
+def _example(tmp_path_factory, task_value: str, seconds: float) -> Path:
+    from dataclasses import replace
+
+    from builder.example import ExampleSpec, make_example
+    from serving_core.interface import Task
+
+    directory = tmp_path_factory.mktemp("models") / task_value
+    make_example(Task(task_value), directory, replace(ExampleSpec(), train_seconds=seconds), show_progress=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def token_cls_model(tmp_path_factory) -> Path:
+    return _example(tmp_path_factory, "token_cls", 8.0)
+
+
+@pytest.fixture(scope="session")
+def qa_model(tmp_path_factory) -> Path:
+    return _example(tmp_path_factory, "qa", 8.0)
+
+
+@pytest.fixture(scope="session")
+def intent_slot_model(tmp_path_factory) -> Path:
+    return _example(tmp_path_factory, "intent_slot", 8.0)

@@ -52,13 +52,13 @@ def server(repository):
 
 @pytest.mark.parametrize("name", ["intent", "intent_ort", "intent_static", "intent_multi", "intent_short"])
 def test_served_answers_equal_paddlenlp(server, repository, name):
-    report = verify(repository, name, server.grpc_url, TEXTS)
+    report = verify(repository, name, server.grpc_url, [(t,) for t in TEXTS])
     assert report.passed, report.to_json()
-    assert report.label_agreement == 1.0 and report.texts == len(TEXTS)
+    assert report.agreement == 1.0 and report.texts == len(TEXTS)
 
 
 def test_text_pairs_equal_paddlenlp(server, repository):
-    report = verify(repository, "intent_pair", server.grpc_url, TEXTS, PAIRS)
+    report = verify(repository, "intent_pair", server.grpc_url, list(zip(TEXTS, PAIRS)))
     assert report.passed, report.to_json()
 
 

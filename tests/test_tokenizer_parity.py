@@ -100,3 +100,52 @@ def test_truncated_lengths_closed_form_matches_the_loop():
         for second in range(0, 30):
             for budget in range(0, 40):
                 assert truncated_lengths(first, second, budget) == _paddlenlp_longest_first(first, second, budget)
+
+
+def _offsets_both(tokenizers, texts):
+    ours, reference = tokenizers
+    tokenizer = ours(512)
+    for text in texts:
+        mine = tokenizer.pieces([text])[0]
+        theirs = reference(text, return_offsets_mapping=True, add_special_tokens=False)
+        yield text, mine, theirs
+
+
+def test_offsets_equal_paddlenlp_on_ordinary_text(tokenizers):
+    from builder.example import intents
+
+    texts = [t for t, _, _ in intents.annotated_examples()] + ["播放  周杰伦的 稻香", "play Love Story now", "温度调到22度！"]
+    for text, mine, theirs in _offsets_both(tokenizers, texts):
+        assert mine.ids == theirs["input_ids"]
+        assert [tuple(o) for o in mine.offsets] == [tuple(o) for o in theirs["offset_mapping"]], text
+
+
+def test_offsets_are_exact_where_paddlenlp_is_not(tokenizers):
+    """PaddleNLP's Python offset mapping gives an [UNK] word one character and can take in a
+    neighbouring space; ours covers exactly the characters each token came from."""
+    for text, mine, theirs in _offsets_both(tokenizers, TEXTS):
+        assert mine.ids == theirs["input_ids"]
+        for (start, end), token in zip(mine.offsets, mine.tokens):
+            piece = text[start:end]
+            assert piece and not piece[0].isspace() and not piece[-1].isspace(), (text, token, piece)
+    (text, mine, theirs), = _offsets_both(tokenizers, ["ＦＵＬＬ width"])
+    assert mine.offsets[0] == (0, 4) and tuple(theirs["offset_mapping"][0]) != (0, 4)
+
+
+@pytest.mark.parametrize("max_seq_len,stride", [(16, 4), (32, 8), (32, 30), (64, 16)])
+def test_qa_windows_equal_paddlenlp_overflow_features(tokenizers, max_seq_len, stride):
+    from builder.example import intents
+    from serving_core.windows import encode_windows
+
+    ours, reference = tokenizers
+    rows = intents.qa_examples(1, count=15, commands=6) + [("谁", t) for t in TEXTS[:40] if t.strip()]
+    batch = encode_windows(ours(max_seq_len), [c for _, c, *_ in rows], stride, [q for q, *_ in rows], 64)
+    expected = reference([q for q, *_ in rows], [c for _, c, *_ in rows], stride=stride, max_length=max_seq_len,
+                         truncation="only_second", return_overflowing_tokens=True)
+    features = iter(zip(expected["input_ids"], expected["token_type_ids"]))
+    for b in range(len(rows)):
+        for w in range(batch.windows[b]):
+            ids, types = next(features)
+            row = batch.input_ids[b, w]
+            assert list(row[: len(ids)]) == ids and (row[len(ids):] == 0).all()
+            assert list(batch.token_type_ids[b, w, : len(types)]) == types

@@ -18,7 +18,8 @@ def plan(inputs: PlanInputs) -> RepositoryPlan:
     width = class_count(inputs, logits, labels, "tag")
     options = inputs.options
     scheme = options.tag_scheme or detect_scheme(labels).value
-    stride = options.window_stride if options.window_stride is not None else inputs.tokenizer.max_seq_len // 4
+    # Default: windows half overlapping (every token has at least a quarter window of context).
+    stride = options.window_stride if options.window_stride is not None else (inputs.tokenizer.max_seq_len - 2) // 2
     text = IOTensor(interface.TEXT, "TYPE_STRING", (1,))
     parts = tokenizer_and_model(inputs, [text], WindowSettings(TokenizerMode.WINDOWS.value, stride),
                                 [(logits, (-1, -1, width))])
