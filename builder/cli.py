@@ -46,8 +46,11 @@ def _cmd_build(args) -> int:
         threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
         model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
         step_batching=BatchingOptions(args.max_batch_size, 1, 0),
+        tag_scheme=args.tag_scheme, window_stride=args.stride, max_question_len=args.max_question_len,
+        max_answer_len=args.max_answer_len, n_best=args.n_best, no_answer_threshold=args.no_answer_threshold,
         tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
-        labels_file=Path(args.labels) if args.labels else None, overwrite=args.overwrite)
+        labels_file=Path(args.labels) if args.labels else None,
+        slot_labels_file=Path(args.slot_labels) if args.slot_labels else None, overwrite=args.overwrite)
     report = build(Path(args.model), Path(args.output), options)
     print(json.dumps({"ensemble": report.ensemble, "repository": str(report.output), "models": report.models,
                       "source": report.source_kind, "labels": len(report.labels), "max_seq_len": report.max_seq_len,
@@ -117,7 +120,7 @@ def _cmd_inspect(args) -> int:
 
     source = inspect_source(Path(args.model))
     info = {"directory": str(source.directory), "format": source.kind.value,
-            "labels": list(source.labels), "labels_origin": source.labels_origin,
+            "labels": {k: list(v) for k, v in source.label_sets.items()}, "labels_origin": source.labels_origin,
             "vocab_file": str(source.vocab_file),
             "vocab_size": sum(1 for _ in open(source.vocab_file, encoding="utf-8")),
             "size_mb": round(sum(p.stat().st_size for p in source.directory.rglob("*") if p.is_file()) / 2**20, 2)}
@@ -168,7 +171,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="model repository to write into (created if missing)")
     p.add_argument("--name", help="ensemble name (default: the model directory's name)")
     p.add_argument("--tokenizer", help="directory with vocab.txt / tokenizer_config.json, if not beside the model")
-    p.add_argument("--labels", help="label file, one label a line (default: label.txt or config id2label)")
+    p.add_argument("--labels", help="label file, one label a line (default: label.txt or config id2label; "
+                   "intent_slot: intent_label.txt)")
+    p.add_argument("--slot-labels", help="intent_slot: slot tag file (default: slot_label.txt)")
     p.add_argument("--max-seq-len", type=int, help="tokens per text incl. [CLS]/[SEP]; longer text is truncated "
                    "and flagged (default: min(128, max_position_embeddings))")
     p.add_argument("--runtime", choices=[r.value for r in RuntimeKind], default=RuntimeKind.PADDLE.value,
@@ -182,6 +187,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi-label", action="store_true", help="sigmoid + threshold instead of softmax")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label threshold (default: %(default)s)")
     p.add_argument("--int32", action="store_true", help="export checkpoints with int32 id inputs")
+    group = p.add_argument_group("token_cls, qa and intent_slot")
+    group.add_argument("--tag-scheme", choices=["bio", "bioes", "io"], help="tag scheme (default: from the labels)")
+    group.add_argument("--stride", type=int, help="step between window starts over long text (PaddleNLP's "
+                       "doc_stride; default: token_cls (max_seq_len-2)//2, qa max_seq_len//4)")
+    group.add_argument("--max-question-len", type=int, default=64, help="qa: question tokens kept (default: %(default)s)")
+    group.add_argument("--max-answer-len", type=int, default=30, help="qa: longest answer in tokens (default: %(default)s)")
+    group.add_argument("--n-best", type=int, default=20, help="qa: start/end candidates per window (default: %(default)s)")
+    group.add_argument("--no-answer-threshold", type=float,
+                       help="qa: answer \"\" when the best span's probability is below this")
     p.add_argument("--overwrite", action="store_true", help="replace models of the same names in OUTPUT")
     p.set_defaults(func=_cmd_build)
 
