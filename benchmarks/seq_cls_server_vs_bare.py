@@ -16,36 +16,12 @@ import argparse
 import concurrent.futures
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-
-@dataclass
-class Result:
-    system: str
-    texts_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    ratio_to_bare: float = 0.0
-
-
-def _summarize(system: str, latencies: list[float], texts: int, wall: float) -> Result:
-    ms = np.array(latencies) * 1000
-    return Result(system, texts / wall, *(float(np.percentile(ms, q)) for q in (50, 95, 99)))
-
-
-def _timed(fn, batches, repeats: int):
-    latencies = []
-    started = time.perf_counter()
-    for _ in range(repeats):
-        for batch in batches:
-            t = time.perf_counter()
-            fn(batch)
-            latencies.append(time.perf_counter() - t)
-    return latencies, time.perf_counter() - started
+from .common import Result, print_table, summarize as _summarize, timed as _timed
 
 
 def make_texts(count: int, long: bool, seed: int = 0) -> list[str]:
@@ -101,7 +77,6 @@ def run(args) -> list[Result]:
 
     lat, wall = _timed(tokenize_and_run, batches, 1)
     results.append(_summarize("bare_tokenize", lat, len(texts), wall))
-    del runner
 
     with TritonServer(repository, ServerPorts.free()) as server:
         client = SeqClsClient(server.grpc_url, "bench")
@@ -121,15 +96,9 @@ def run(args) -> list[Result]:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             lat = list(pool.map(one, range(len(batches))))
         results.append(_summarize("triton_c4", lat, len(texts), time.perf_counter() - started))
-    for r in results:
-        r.ratio_to_bare = r.texts_per_s / results[0].texts_per_s
     print(f"\n{len(texts)} texts, batch {args.batch_size}, mean {tokens:.1f} tokens/text, "
           f"{args.threads} math threads\n")
-    print("| system | texts/s | p50 ms | p95 ms | p99 ms | x bare engine |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r.system} | {r.texts_per_s:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | "
-              f"{r.ratio_to_bare:.2f} |")
+    print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps({"batch_size": args.batch_size, "texts": len(texts),
                                                "mean_tokens": tokens, "results": [asdict(r) for r in results]},

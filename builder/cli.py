@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from serving_core.errors import UserError
@@ -69,7 +70,7 @@ def _cmd_serve(args) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             while server.is_running():
-                signal.pause() if hasattr(signal, "pause") else None
+                time.sleep(1.0)
         except KeyboardInterrupt:
             pass
         if not server.is_running():

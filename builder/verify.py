@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from serving_core import interface
 from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.qa import QASettings

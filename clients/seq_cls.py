@@ -89,7 +89,8 @@ class SeqClsClient(TaskClient):
 
 def main(argv: list[str] | None = None) -> int:
     return run_cli(argv, __doc__, SeqClsClient,
-                   lambda client, texts, pairs, args: [r.to_json() for r in client.classify(texts, pairs, args.top_k)])
+                   lambda client, texts, pairs, args: [r.to_json() for r in client.classify(texts, pairs, args.top_k)],
+                   top_k=True)
 
 
 if __name__ == "__main__":

@@ -123,11 +123,12 @@ def _concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(padded)
 
 
-def run_cli(argv, description: str, make_client, answer, pairs_help: str | None = None) -> int:
+def run_cli(argv, description: str, make_client, answer, pairs_help: str | None = None, top_k: bool = False) -> int:
     """The shared CLI of the task clients: texts from arguments or --file, JSON lines out.
 
     `make_client(url, model)` builds the client; `answer(client, texts, pairs, args)` returns
-    one JSON-able dict per text. With `pairs_help`, every line is `first<TAB>second`.
+    one JSON-able dict per text. With `pairs_help`, every line is `first<TAB>second`; `top_k`
+    adds the --top-k option.
     """
     import argparse
     import sys
@@ -139,7 +140,7 @@ def run_cli(argv, description: str, make_client, answer, pairs_help: str | None 
     parser.add_argument("--url", default="localhost:8001", help="Triton gRPC address (default: %(default)s)")
     parser.add_argument("--model", help="ensemble name (default: the server's only model of this task)")
     parser.add_argument("--file", help="read from this file, one a line ('-' for stdin)")
-    if "seq_cls" in description:
+    if top_k:
         parser.add_argument("--top-k", type=int, default=0, help="also print the K most probable labels")
     args = parser.parse_args(argv)
     try:

@@ -40,7 +40,7 @@ def decode_texts(values: np.ndarray, tensor_name: str) -> list[str]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidRequest(f"{tensor_name}[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+            raise InvalidRequest(f"{tensor_name}[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
         if not text.strip():
             raise InvalidRequest(f"{tensor_name}[{index}] is empty or only whitespace")
         texts.append(text)

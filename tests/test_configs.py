@@ -42,7 +42,9 @@ def test_config_renders_and_parses_back():
 
 
 def test_unknown_field_is_rejected_by_the_schema():
-    with pytest.raises(Exception):
+    from google.protobuf.text_format import ParseError
+
+    with pytest.raises(ParseError, match="no_such_field"):
         parse('name: "x" no_such_field: 1')
 
 

@@ -91,7 +91,7 @@ def test_intent_slot_output_shape_and_truncation(server):
 
 
 def test_qa_answer_is_taken_from_the_context(server):
-    for (question, context), result in zip(QA_ROWS, QAClient(server.grpc_url, "qa_windows").answer(
+    for (_, context), result in zip(QA_ROWS, QAClient(server.grpc_url, "qa_windows").answer(
             [q for q, _ in QA_ROWS], [c for _, c in QA_ROWS])):
         assert result["answer"] == context[result["start"]:result["end"]]
         assert 0 < result["probability"] <= 1

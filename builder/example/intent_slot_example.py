@@ -41,8 +41,8 @@ def make_intent_slot_example(output: Path, spec: ExampleSpec = ExampleSpec(), sh
     intent_ids, tag_ids = {l: i for i, l in enumerate(intent_names)}, {t: i for i, t in enumerate(tags)}
     data = intents.annotated_examples(spec.seed)
     split = int(len(data) * 0.9)
-    train_rows = [(t, l, s) for t, l, s in data[:split]]
-    train_rows = [row for row in train_rows] + [r for r in data[:split] if not r[2]] * 4  # balance slot-less intents
+    # Intents without slots have few distinct texts: repeat them so every intent is learned.
+    train_rows = data[:split] + [row for row in data[:split] if not row[2]] * 4
     dev = data[split:]
     tokenizer, config = prepare(output, [t for t, _, _ in data] + intents.DEMO_TEXTS, spec)
     write_lines(output / "intent_label.txt", intent_names)

@@ -1,0 +1,44 @@
+"""Timing and reporting shared by the benchmarks."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Result:
+    system: str
+    texts_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    ratio_to_bare: float = 0.0
+
+
+def summarize(system: str, latencies: list[float], texts: int, wall: float) -> Result:
+    ms = np.array(latencies) * 1000
+    return Result(system, texts / wall, *(float(np.percentile(ms, q)) for q in (50, 95, 99)))
+
+
+def timed(fn, batches, repeats: int = 1) -> tuple[list[float], float]:
+    """Per-call latencies and total wall time of `fn(batch)` over the batches."""
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for batch in batches:
+            t = time.perf_counter()
+            fn(batch)
+            latencies.append(time.perf_counter() - t)
+    return latencies, time.perf_counter() - started
+
+
+def print_table(results: list[Result]) -> None:
+    for r in results:
+        r.ratio_to_bare = r.texts_per_s / results[0].texts_per_s
+    print("| system | texts/s | p50 ms | p95 ms | p99 ms | x bare |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r.system} | {r.texts_per_s:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | "
+              f"{r.ratio_to_bare:.2f} |")
