@@ -114,7 +114,15 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
             "text_pair": options.text_pair, "multi_label": options.multi_label,
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        write_repository(plan, output, manifest, options.overwrite)
+        if options.target in ("triton", "all"):
+            write_repository(plan, Path(output) / "triton" if options.target == "all" else output, manifest,
+                             options.overwrite)
+        if options.target in ("paddle-serving", "all"):
+            from .paddle_serving import write_paddle_serving
+
+            service_root = Path(output) / "paddle_serving" if options.target == "all" else Path(output)
+            write_paddle_serving(plan, serving_program, signature, source.vocab_file, service_root / name,
+                                 options.pipeline, options.overwrite)
         stages.update()
     stages.close()
     seconds = time.perf_counter() - started

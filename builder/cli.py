@@ -39,6 +39,7 @@ def _cmd_make_example(args) -> int:
 def _cmd_build(args) -> int:
     from .build import build
     from .options import BuildOptions
+    from .paddle_serving import PipelineOptions
     from .triton_config import BatchingOptions
 
     options = BuildOptions(
@@ -51,7 +52,9 @@ def _cmd_build(args) -> int:
         max_answer_len=args.max_answer_len, n_best=args.n_best, no_answer_threshold=args.no_answer_threshold,
         tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
         labels_file=Path(args.labels) if args.labels else None,
-        slot_labels_file=Path(args.slot_labels) if args.slot_labels else None, overwrite=args.overwrite)
+        slot_labels_file=Path(args.slot_labels) if args.slot_labels else None, overwrite=args.overwrite,
+        target=args.target, pipeline=PipelineOptions(batch_size=args.pipeline_batch_size,
+                                                     auto_batching_timeout_ms=args.pipeline_batch_timeout_ms))
     report = build(Path(args.model), Path(args.output), options)
     print(json.dumps({"ensemble": report.ensemble, "repository": str(report.output), "models": report.models,
                       "source": report.source_kind, "labels": len(report.labels), "max_seq_len": report.max_seq_len,
@@ -60,13 +63,19 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_serve(args) -> int:
+    from .pipeline_server import PipelineService, is_pipeline_service
     from .server import ServerPorts, TritonServer
 
-    server = TritonServer(Path(args.repository), ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
-                          Path(args.log_file) if args.log_file else None)
+    log_file = Path(args.log_file) if args.log_file else None
+    if is_pipeline_service(Path(args.repository)):
+        server = PipelineService(Path(args.repository), args.grpc_port, args.http_port, log_file)
+        banner = f"Paddle Serving pipeline {args.repository}: gRPC 127.0.0.1:{server.rpc_port}"
+    else:
+        server = TritonServer(Path(args.repository), ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
+                              log_file)
+        banner = f"tritonserver {args.repository}: gRPC localhost:{args.grpc_port}, HTTP localhost:{args.http_port}"
     with server:
-        print(f"serving {args.repository}: gRPC localhost:{args.grpc_port}, HTTP localhost:{args.http_port} "
-              f"(log {server.log_file}); Ctrl-C stops", flush=True)
+        print(f"serving {banner} (log {server.log_file}); Ctrl-C stops", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             while server.is_running():
@@ -74,7 +83,7 @@ def _cmd_serve(args) -> int:
         except KeyboardInterrupt:
             pass
         if not server.is_running():
-            print(f"tritonserver exited; log tail:\n{server.log_tail()}", file=sys.stderr)
+            print(f"the server exited; see {server.log_file}", file=sys.stderr)
             return 1
     return 0
 
@@ -198,12 +207,22 @@ def make_parser() -> argparse.ArgumentParser:
     group.add_argument("--no-answer-threshold", type=float,
                        help="qa: answer \"\" when the best span's probability is below this")
     p.add_argument("--overwrite", action="store_true", help="replace models of the same names in OUTPUT")
+    p.add_argument("--target", choices=["triton", "paddle-serving", "all"], default="triton",
+                   help="triton: OUTPUT is a Triton model repository; paddle-serving: OUTPUT/<name>/ is a Paddle "
+                        "Serving pipeline service; all: OUTPUT/triton/ and OUTPUT/paddle_serving/<name>/ "
+                        "(default: %(default)s)")
+    p.add_argument("--pipeline-batch-size", type=int, default=8,
+                   help="Paddle Serving: requests auto-batched together (default: %(default)s)")
+    p.add_argument("--pipeline-batch-timeout-ms", type=int, default=2,
+                   help="Paddle Serving: auto_batching_timeout (default: %(default)s)")
     p.set_defaults(func=_cmd_build)
 
-    p = sub.add_parser("serve", help="run the bundled tritonserver on a repository",
-                       description="Start the tritonserver binary shipped in nvidia-pytriton, wait until every "
-                                   "model is ready, serve until Ctrl-C.")
-    p.add_argument("repository")
+    p = sub.add_parser("serve", help="run the bundled tritonserver (or a Paddle Serving pipeline)",
+                       description="Start the tritonserver binary shipped in nvidia-pytriton on a model repository, "
+                                   "or the Paddle Serving pipeline of a directory built with --target "
+                                   "paddle-serving (gRPC on --grpc-port, HTTP on --http-port), wait until it is "
+                                   "ready, serve until Ctrl-C.")
+    p.add_argument("repository", help="Triton model repository, or a Paddle Serving service directory")
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--metrics-port", type=int, default=8002)

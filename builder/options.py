@@ -7,6 +7,7 @@ from pathlib import Path
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
+from .paddle_serving import PipelineOptions
 from .triton_config import BatchingOptions
 
 
@@ -33,3 +34,6 @@ class BuildOptions:
     labels_file: Path | None = None
     slot_labels_file: Path | None = None
     overwrite: bool = False
+    target: str = "triton"  # "triton": OUTPUT is a Triton repository; "paddle-serving": OUTPUT/<name>/ is a
+    # pipeline service; "all": OUTPUT/triton/ and OUTPUT/paddle_serving/<name>/
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)

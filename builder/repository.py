@@ -61,29 +61,30 @@ def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwri
         manifest_path = staging / plan.ensemble_name / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         output.mkdir(exist_ok=True)
-        _swap_in(staging, output, [m.name for m in plan.models])
+        swap_in(staging, output, {m.name: m.name for m in plan.models})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [output / m.name for m in plan.models]
 
 
-def _swap_in(staging: Path, output: Path, names: list[str]) -> None:
-    """Move old models aside, move new ones in; on any failure put the old ones back."""
-    retired = staging / ".retired"
-    retired.mkdir()
+def swap_in(staging: Path, output: Path, names: dict[str, str]) -> None:
+    """Move `staging/<key>` to `output/<value>` for every entry; existing targets are moved
+    aside first and put back if any move fails, so `output` ends complete, old or new."""
+    retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=staging))
     moved_old, moved_new = [], []
     try:
-        for name in names:
-            if (output / name).exists():
-                (output / name).rename(retired / name)
-                moved_old.append(name)
-        for name in names:
-            (staging / name).rename(output / name)
-            moved_new.append(name)
+        for final in names.values():
+            if (output / final).exists():
+                (output / final).rename(retired / final)
+                moved_old.append(final)
+        for staged, final in names.items():
+            (staging / staged).rename(output / final)
+            moved_new.append((staged, final))
     except OSError:
-        for name in moved_new:
-            (output / name).rename(staging / name)
-        for name in moved_old:
-            (retired / name).rename(output / name)
+        for staged, final in moved_new:
+            (output / final).rename(staging / staged)
+        for final in moved_old:
+            (retired / final).rename(output / final)
         raise
-    log.info("wrote %s into %s%s", ", ".join(names), output, f" (replaced {len(moved_old)})" if moved_old else "")
+    log.info("wrote %s into %s%s", ", ".join(names.values()), output,
+             f" (replaced {len(moved_old)})" if moved_old else "")

@@ -14,7 +14,7 @@ if [[ -z "$PYTHON" ]]; then
 fi
 [[ -n "$PYTHON" ]] || { echo "setup: Python 3.11 is required (Paddle 3.3 + PaddleNLP 3.0.0b4 + the bundled Triton stub)" >&2; exit 1; }
 
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml scripts/install_paddle_serving.py | sha256sum | cut -c1-16)"
 if [[ -f "$stamp" ]]; then
   exit 0
 fi
@@ -22,6 +22,8 @@ echo "setup: creating .venv with $($PYTHON --version) (first run downloads about
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet --progress-bar off -e ".[test]"
+# Paddle Serving 0.9 needs special handling on Python 3.11 (see the script's docstring).
+.venv/bin/python scripts/install_paddle_serving.py
 # The bundled tritonserver's Python stub links the system libpython3.11.
 if ! ldconfig -p 2>/dev/null | grep -q 'libpython3.11.so.1.0'; then
   echo "setup: installing libpython3.11 for the Triton Python backend stub" >&2

@@ -1,0 +1,197 @@
+"""Paddle Serving pipeline service for a model built by `builder build --target paddle-serving`.
+
+    python service.py [--rpc-port P] [--http-port P]    # reads config.yml and service.json
+
+Request (PipelineClient feed_dict, values are JSON): seq_cls `text` (+ `text_pair`,
+optional `top_k`), token_cls / intent_slot `text`, qa `question` + `context`; each a JSON
+list of strings. Response key `result`: a JSON list with one object per input, the same
+objects the Triton clients print. Bad input gets an error reply (err_no 400); the service
+keeps serving. Tokenization and decoding are serving_core's, shared with the Triton steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from serving_core.paddle_serving_compat import prepare  # noqa: E402
+
+prepare()
+
+import numpy as np  # noqa: E402
+from paddle_serving_server.web_service import Op, WebService  # noqa: E402
+
+from serving_adapter import RunnerServiceHandler  # noqa: E402
+from serving_core import answers  # noqa: E402
+from serving_core.errors import InvalidRequest  # noqa: E402
+from serving_core.intent_slot import IntentSlotSettings  # noqa: E402
+from serving_core.model_step import ModelStepSettings  # noqa: E402
+from serving_core.parameters import from_parameters  # noqa: E402
+from serving_core.qa import QASettings, best_answer  # noqa: E402
+from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
+from serving_core.token_cls import TokenClsSettings, token_entities  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for  # noqa: E402
+from serving_core.windows import WindowSettings, encode_windows  # noqa: E402
+
+BAD_REQUEST = 400
+SPEC = json.loads((HERE / "service.json").read_text(encoding="utf-8"))
+TASK = SPEC["task"]
+INPUTS = {"seq_cls": ["text"], "token_cls": ["text"], "intent_slot": ["text"], "qa": ["question", "context"]}[TASK]
+if SPEC.get("text_pair"):
+    INPUTS = ["text", "text_pair"]
+
+
+def _texts(request: dict, key: str) -> list[str]:
+    if key not in request:
+        raise InvalidRequest(f"missing {key!r}: send a JSON list of strings")
+    try:
+        values = json.loads(request[key])
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"{key!r} is not JSON ({exc})") from None
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise InvalidRequest(f"{key!r} must be a non-empty JSON list of strings")
+    for index, value in enumerate(values):
+        if not value.strip():
+            raise InvalidRequest(f"{key}[{index}] is empty or only whitespace")
+    return values
+
+
+def _columns(request: dict) -> list[list[str]]:
+    columns = [_texts(request, key) for key in INPUTS]
+    if any(len(c) != len(columns[0]) for c in columns):
+        raise InvalidRequest(f"{INPUTS} have different lengths")
+    return columns
+
+
+def _widen(array: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """Pad the last axis to `width` so Paddle Serving's auto-batching can stack requests."""
+    out = np.full((*array.shape[:-1], width), pad, dtype=array.dtype)
+    out[..., : array.shape[-1]] = array
+    return out
+
+
+class ErnieOp(Op):
+    @staticmethod
+    def get_feed_fetch_list(client):
+        """Feed and fetch names of our predictor (Op's own only knows Paddle Serving's clients)."""
+        return client.feed_names, client.fetch_names
+
+    def init_op(self):
+        self.tokenizer = ErnieTokenizer.from_files(HERE / "serving_server" / "vocab.txt",
+                                                   from_parameters(TokenizerSettings, SPEC["tokenizer"]))
+        self.window = from_parameters(WindowSettings, SPEC["window"])
+        self.feeds = SPEC["feeds"]
+        self.outputs = SPEC["outputs"]  # role -> program output name
+        settings_class = {"seq_cls": SeqClsSettings, "token_cls": TokenClsSettings, "qa": QASettings,
+                          "intent_slot": IntentSlotSettings}[TASK]
+        self.settings = from_parameters(settings_class, SPEC["postprocess"])
+
+    def _encode(self, columns):
+        if TASK == "seq_cls":
+            batch = self.tokenizer.encode(*columns)
+            return batch, {name: feed_for(name, batch, self.tokenizer.pad_id) for name in self.feeds}
+        texts, questions = (columns[1], columns[0]) if TASK == "qa" else (columns[0], None)
+        batch = encode_windows(self.tokenizer, texts, self.window.stride, questions, self.window.max_question_len,
+                               self.window.max_windows)
+        rows = {"input_ids": [], "token_type_ids": []}
+        for b, count in enumerate(batch.windows):
+            rows["input_ids"].append(batch.input_ids[b, :count])
+            rows["token_type_ids"].append(batch.token_type_ids[b, :count])
+        return batch, {name: np.concatenate(rows[name]) for name in self.feeds}
+
+    def preprocess(self, input_dicts, data_id=0, log_id=0):
+        ((_, request),) = input_dicts.items()
+        try:
+            _, feeds = self._encode(_columns(request))
+        except InvalidRequest as exc:
+            return None, False, BAD_REQUEST, str(exc)
+        width = self.tokenizer.settings.max_seq_len
+        return {name: _widen(array, width, self.tokenizer.pad_id if name == "input_ids" else 0)
+                for name, array in feeds.items()}, False, None, ""
+
+    def postprocess(self, input_dicts, fetch_dict, data_id=0, log_id=0):
+        ((_, request),) = input_dicts.items()
+        columns = _columns(request)
+        batch, _ = self._encode(columns)  # the same deterministic tokenization as preprocess
+        decoder = getattr(self, f"_decode_{TASK}")
+        result = decoder(columns, batch, fetch_dict, request)
+        return {"result": json.dumps(result, ensure_ascii=False)}, None, ""
+
+    def _decode_seq_cls(self, columns, batch, fetch, request):
+        top_k = int(json.loads(request.get("top_k", "0")))
+        decoded = decode(fetch[self.outputs["logits"]], self.settings)
+        labels = list(self.settings.labels)
+        pairs = columns[1] if len(columns) > 1 else [None] * len(columns[0])
+        return [answers.seq_cls(text, decoded.label[i], labels, decoded.confidence[i], batch.truncated[i],
+                                decoded.probabilities[i], top_k, pairs[i],
+                                decoded.selected[i] if self.settings.multi_label else None)
+                for i, text in enumerate(columns[0])]
+
+    def _per_text(self, batch, array):
+        """Split [sum windows, ...] model rows back into one [W, L, ...] block per text."""
+        blocks, row = [], 0
+        for b, count in enumerate(batch.windows):
+            width = batch.token_index.shape[2]
+            block = np.zeros((batch.token_index.shape[1], width, *array.shape[2:]), dtype=array.dtype)
+            block[:count, : min(width, array.shape[1])] = array[row: row + count, :width]
+            blocks.append(block)
+            row += count
+        return blocks
+
+    def _decode_token_cls(self, columns, batch, fetch, request):
+        logits = self._per_text(batch, fetch[self.outputs["logits"]])
+        return [answers.token_cls(text, token_entities(text, logits[b], batch.token_index[b], batch.offsets[b],
+                                                       self.settings), batch.truncated[b])
+                for b, text in enumerate(columns[0])]
+
+    def _decode_qa(self, columns, batch, fetch, request):
+        starts = self._per_text(batch, fetch[self.outputs["start_logits"]])
+        ends = self._per_text(batch, fetch[self.outputs["end_logits"]])
+        return [answers.qa(question, best_answer(columns[1][b], starts[b], ends[b], batch.token_index[b],
+                                                 batch.offsets[b], self.settings))
+                for b, question in enumerate(columns[0])]
+
+    def _decode_intent_slot(self, columns, batch, fetch, request):
+        intent = decode(fetch[self.outputs["logits"]], SeqClsSettings(self.settings.intents))
+        slots = self._per_text(batch, fetch[self.outputs["slot_logits"]])
+        slot_settings = TokenClsSettings(self.settings.slots, self.settings.scheme)
+        return [answers.intent_slot(text, self.settings.intents[intent.label[b]], intent.confidence[b],
+                                    token_entities(text, slots[b], batch.token_index[b], batch.offsets[b],
+                                                   slot_settings), batch.truncated[b])
+                for b, text in enumerate(columns[0])]
+
+
+class ErnieService(WebService):
+    def get_pipeline_response(self, read_op):
+        model = from_parameters(ModelStepSettings, SPEC["model"])
+        handler = RunnerServiceHandler(HERE, model.runtime, model.program_format, model.model_file, model.params_file,
+                                       model.num_threads, list(SPEC["outputs"].values()), model.pad_values)
+        op = ErnieOp(name=SPEC["op_name"], input_ops=[read_op], local_service_handler=handler)
+        op.client_type = handler.client_type
+        return op
+
+
+def main() -> None:
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rpc-port", type=int, help="gRPC port (default: config.yml's rpc_port)")
+    parser.add_argument("--http-port", type=int, help="HTTP port (default: config.yml's http_port)")
+    args = parser.parse_args()
+    config = yaml.safe_load((HERE / "config.yml").read_text(encoding="utf-8"))
+    config["rpc_port"] = args.rpc_port or config["rpc_port"]
+    config["http_port"] = args.http_port or config["http_port"]
+    os.chdir(HERE)  # Paddle Serving writes PipelineServingLogs/ into the working directory
+    service = ErnieService(name=SPEC["name"])
+    service.prepare_pipeline_config(yml_dict=config)
+    service.run_service()
+
+
+if __name__ == "__main__":
+    main()
