@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .process import ServerProcess
 from .server import ServerError
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class PipelineService:
+class PipelineService(ServerProcess):
     """`python service.py` in its directory: start(), wait_ready(), stop(); also a context manager."""
+
+    STOP_SIGNAL = signal.SIGTERM  # to the group: its worker threads and the HTTP proxy go too
+    STOP_GROUP = True
 
     def __init__(self, directory: Path, rpc_port: int | None = None, http_port: int | None = None,
                  log_file: Path | None = None):
@@ -68,28 +72,3 @@ class PipelineService:
 
     def _tail(self) -> str:
         return self.log_file.read_text(errors="replace")[-4000:]
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if not self.is_running():
-            return
-        os.killpg(self._process.pid, signal.SIGTERM)  # its worker threads and the HTTP proxy with it
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
-
-    def __enter__(self) -> "PipelineService":
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .process import ServerProcess
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def prepare_backends(cache_dir: Path | None = None) -> Path:
     return cache_dir
 
 
-class TritonServer:
+class TritonServer(ServerProcess):
     """A tritonserver process: start(), wait_ready(), stop(); also a context manager."""
 
     def __init__(self, repository: Path, ports: ServerPorts = ServerPorts(), log_file: Path | None = None,
@@ -150,30 +151,3 @@ class TritonServer:
             time.sleep(0.5)
         self.stop()
         raise ServerError(f"tritonserver not ready after {timeout:.0f} s; log ({self.log_file}):\n{self.log_tail()}")
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGINT (graceful), then SIGKILL for the whole process group if it does not exit."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        log.info("stopping tritonserver")
-        self._process.send_signal(signal.SIGINT)
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
-
-    def __enter__(self) -> "TritonServer":
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

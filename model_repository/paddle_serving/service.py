@@ -134,7 +134,7 @@ class ErnieOp(Op):
     def _per_text(self, batch, array):
         """Split [sum windows, ...] model rows back into one [W, L, ...] block per text."""
         blocks, row = [], 0
-        for b, count in enumerate(batch.windows):
+        for count in batch.windows:
             width = batch.token_index.shape[2]
             block = np.zeros((batch.token_index.shape[1], width, *array.shape[2:]), dtype=array.dtype)
             block[:count, : min(width, array.shape[1])] = array[row: row + count, :width]
