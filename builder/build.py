@@ -14,11 +14,12 @@ from tqdm import tqdm
 
 from serving_core.errors import UserError
 from serving_core.interface import PARAM_LABELS
-from serving_core.program import read_signature
-from serving_core.runtime import RuntimeKind
+from serving_core.program import ProgramFormat, is_quantized, read_signature
+from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
 from serving_core.tokenization import ErnieTokenizer, read_vocab, settings_from_tokenizer_config
 
 from .export import convert_to_onnx, export_checkpoint
+from .quantize import calibration_rows, check_int8, quantize_dynamic_int8
 from .options import BuildOptions
 from .repository import write_repository
 from .plans import PLANNERS, PlanInputs
@@ -38,6 +39,7 @@ class BuildReport:
     max_seq_len: int
     runtime: str
     seconds: float
+    calibration: dict | None = None  # INT8 builds: agreement with FP32 on the calibration texts
 
 
 def ensemble_name_for(directory: Path) -> str:
@@ -89,9 +91,13 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stages.update()
 
         stage(f"preparing {options.runtime} model")
+        check_runtime_options(options, program)
         serving_program = program
         if options.runtime is RuntimeKind.ONNXRUNTIME:
             serving_program = convert_to_onnx(program, work / "model.onnx")
+        if options.quantize == "int8":
+            serving_program = quantize_dynamic_int8(serving_program, work / "model.int8.onnx",
+                                                    options.quantize_options)
         stages.update()
 
         stage("planning ensemble")
@@ -100,6 +106,10 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
                                                  tokenizer.pad_id))
         stages.update()
 
+        calibration = None
+        if options.quantize == "int8":
+            stage("checking INT8 against FP32")
+            calibration = calibrate(plan, program, serving_program, tokenizer, source, options).to_json()
         stage("writing repository")
         parameters = plan.ensemble().parameters
         labels = tuple(json.loads(parameters[PARAM_LABELS].string_value)) if PARAM_LABELS in parameters else ()
@@ -111,7 +121,8 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
             "max_seq_len": max_seq_len, "runtime": options.runtime.value,
             "program_inputs": [asdict(t) for t in signature.inputs],
             "program_outputs": [asdict(t) for t in signature.outputs],
-            "text_pair": options.text_pair, "multi_label": options.multi_label,
+            "text_pair": options.text_pair, "multi_label": options.multi_label, "precision": options.precision,
+            "quantize": options.quantize, "calibration": calibration,
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         if options.target in ("triton", "all"):
@@ -127,4 +138,43 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
     stages.close()
     seconds = time.perf_counter() - started
     return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value, labels,
-                       max_seq_len, options.runtime.value, seconds)
+                       max_seq_len, options.runtime.value, seconds, calibration)
+
+
+def check_runtime_options(options: BuildOptions, program) -> None:
+    """Refuse runtime choices that cannot work here, with what to do instead."""
+    if options.quantize == "int8" and options.runtime is not RuntimeKind.ONNXRUNTIME:
+        raise UserError("--quantize int8 runs on ONNX Runtime: add --runtime onnxruntime")
+    if options.precision == "bf16":
+        if options.runtime is not RuntimeKind.PADDLE:
+            raise UserError("--precision bf16 is for the paddle runtime (oneDNN bfloat16)")
+        if not cpu_has_bf16():
+            raise UserError("--precision bf16 needs a CPU with AMX or AVX512-BF16 (no amx_bf16/avx512_bf16 in "
+                            "/proc/cpuinfo); serve fp32 or use --runtime onnxruntime --quantize int8")
+    if options.runtime is RuntimeKind.PADDLE and program.format is not ProgramFormat.ONNX and is_quantized(program):
+        _check_paddle_int8_runs(program)
+
+
+def _check_paddle_int8_runs(program) -> None:
+    """An INT8 Paddle program (quantize/dequantize ops) is served only if Paddle Inference runs it here."""
+    import numpy as np
+
+    try:
+        runner = PaddleRunner(program)
+        runner.run({t.name: np.ones((1, 4), dtype=t.dtype) for t in runner.signature.inputs})
+    except Exception as exc:
+        raise UserError(f"this is an INT8 Paddle program and Paddle Inference cannot run it on this CPU "
+                        f"({type(exc).__name__}: {str(exc)[:200]}). Export the FP32 model and build with "
+                        "--runtime onnxruntime --quantize int8 instead", str(program.model_file)) from exc
+
+
+def calibrate(plan, program, serving_program, tokenizer, source, options: BuildOptions):
+    """INT8 against the FP32 program on calibration texts, with the plan's own windows."""
+    from serving_core.parameters import from_parameters
+    from serving_core.windows import WindowSettings
+
+    tokenizer_config = plan.configs()[f"{plan.ensemble_name}_tokenizer"]
+    window = from_parameters(WindowSettings, {k: v.string_value for k, v in tokenizer_config.parameters.items()})
+    pairs = window.mode == "qa" or options.text_pair
+    rows = calibration_rows(options.quantize_options, source.directory, pairs)
+    return check_int8(program, serving_program, tokenizer, rows, window.mode, window.stride, options.quantize_options)

@@ -40,6 +40,7 @@ def _cmd_build(args) -> int:
     from .build import build
     from .options import BuildOptions
     from .paddle_serving import PipelineOptions
+    from .quantize import QuantizeOptions
     from .triton_config import BatchingOptions
 
     options = BuildOptions(
@@ -53,12 +54,18 @@ def _cmd_build(args) -> int:
         tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
         labels_file=Path(args.labels) if args.labels else None,
         slot_labels_file=Path(args.slot_labels) if args.slot_labels else None, overwrite=args.overwrite,
+        precision=args.precision, quantize=args.quantize,
+        quantize_options=QuantizeOptions(args.quantize_per_channel, args.quantize_embeddings, args.min_agreement,
+                                         Path(args.calibration_texts) if args.calibration_texts else None),
         target=args.target, pipeline=PipelineOptions(batch_size=args.pipeline_batch_size,
                                                      auto_batching_timeout_ms=args.pipeline_batch_timeout_ms))
     report = build(Path(args.model), Path(args.output), options)
-    print(json.dumps({"ensemble": report.ensemble, "repository": str(report.output), "models": report.models,
-                      "source": report.source_kind, "labels": len(report.labels), "max_seq_len": report.max_seq_len,
-                      "runtime": report.runtime, "seconds": round(report.seconds, 2)}, ensure_ascii=False))
+    summary = {"ensemble": report.ensemble, "output": str(report.output), "models": report.models,
+               "source": report.source_kind, "labels": len(report.labels), "max_seq_len": report.max_seq_len,
+               "runtime": report.runtime, "seconds": round(report.seconds, 2)}
+    if report.calibration:
+        summary["int8_calibration"] = report.calibration
+    print(json.dumps(summary, ensure_ascii=False))
     return 0
 
 
@@ -112,7 +119,8 @@ def _cmd_verify(args) -> int:
     rows = list(zip(texts, pairs)) if pairs is not None else [(t,) for t in texts]
 
     def run(url: str):
-        return verify(repository, name, url, rows, Path(args.model) if args.model else None, args.tolerance)
+        return verify(repository, name, url, rows, Path(args.model) if args.model else None, args.tolerance,
+                      args.min_agreement)
 
     if args.url:
         report = run(args.url)
@@ -188,6 +196,9 @@ def make_parser() -> argparse.ArgumentParser:
                    "and flagged (default: min(128, max_position_embeddings))")
     p.add_argument("--runtime", choices=[r.value for r in RuntimeKind], default=RuntimeKind.PADDLE.value,
                    help="engine of the model step (default: %(default)s)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="paddle runtime: bf16 uses oneDNN bfloat16 where the CPU has AMX/AVX512-BF16 "
+                        "(refused elsewhere) (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="math threads per model instance (default: %(default)s)")
     p.add_argument("--instances", type=int, default=1, help="model step instances (default: %(default)s)")
     p.add_argument("--max-batch-size", type=int, default=64, help="texts per batch (default: %(default)s)")
@@ -197,6 +208,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi-label", action="store_true", help="sigmoid + threshold instead of softmax")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label threshold (default: %(default)s)")
     p.add_argument("--int32", action="store_true", help="export checkpoints with int32 id inputs")
+    group = p.add_argument_group("INT8 (ONNX Runtime)")
+    group.add_argument("--quantize", choices=["int8"], help="dynamic INT8 quantization of the ONNX model "
+                       "(needs --runtime onnxruntime); checked against FP32 before anything is written")
+    group.add_argument("--quantize-per-channel", action="store_true", help="per-channel weight scales")
+    group.add_argument("--quantize-embeddings", action="store_true", help="INT8 embedding tables too (Gather)")
+    group.add_argument("--calibration-texts", help="texts for the INT8 check (default: MODEL/dev.txt or data.txt)")
+    group.add_argument("--min-agreement", type=float, default=0.98,
+                       help="fail the build when INT8 keeps fewer argmax decisions of FP32 (default: %(default)s)")
     group = p.add_argument_group("token_cls, qa and intent_slot")
     group.add_argument("--tag-scheme", choices=["bio", "bioes", "io"], help="tag scheme (default: from the labels)")
     group.add_argument("--stride", type=int, help="step between window starts over long text (PaddleNLP's "
@@ -240,6 +259,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--texts", help="texts file, one a line (pairs: text<TAB>pair); default: MODEL/data.txt")
     p.add_argument("--url", help="gRPC address of a running server")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max probability difference (default: %(default)s)")
+    p.add_argument("--min-agreement", type=float, default=1.0,
+                   help="share of texts whose answer must be identical (default: %(default)s; INT8: e.g. 0.95)")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("demo", help="make an example, build, serve, query and verify, then stop",

@@ -8,6 +8,7 @@ from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
 from .paddle_serving import PipelineOptions
+from .quantize import QuantizeOptions
 from .triton_config import BatchingOptions
 
 
@@ -18,6 +19,9 @@ class BuildOptions:
     max_seq_len: int | None = None  # default: min(128, the model's max_position_embeddings)
     runtime: RuntimeKind = RuntimeKind.PADDLE
     num_threads: int = 2  # math threads per model instance
+    precision: str = "fp32"  # paddle runtime: "bf16" where the CPU has it
+    quantize: str | None = None  # "int8": ONNX Runtime dynamic quantization, checked on calibration texts
+    quantize_options: QuantizeOptions = field(default_factory=QuantizeOptions)
     text_pair: bool = False  # sentence-pair model: adds the TEXT_PAIR input
     multi_label: bool = False  # sigmoid + threshold instead of softmax + argmax
     threshold: float = 0.5

@@ -13,4 +13,5 @@ class ModelStepSettings:
     model_file: str = "inference.json"
     params_file: str = ""
     num_threads: int = 1
+    precision: str = "fp32"  # paddle runtime: "bf16" runs oneDNN bfloat16 kernels (AMX / avx512_bf16)
     pad_values: dict[str, int] = field(default_factory=dict)

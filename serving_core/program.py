@@ -153,3 +153,21 @@ def _read_onnx(path: Path) -> ProgramSignature:
     return ProgramSignature(
         tuple(spec(v) for v in model.graph.input if v.name not in initializers),
         tuple(spec(v) for v in model.graph.output))
+
+
+_QUANT_OPS = ("quantize_linear", "dequantize_linear", "fake_quantize", "fake_dequantize", "fake_channel_wise")
+_ONNX_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul"}
+
+
+def is_quantized(files: ProgramFiles) -> bool:
+    """True for INT8 programs: Paddle quantize/dequantize ops, or ONNX integer/quantize nodes."""
+    if files.format is ProgramFormat.PIR:
+        text = files.model_file.read_text(encoding="utf-8", errors="replace")
+        return any(f'.{op}"' in text for op in _QUANT_OPS)
+    if files.format is ProgramFormat.LEGACY:
+        data = files.model_file.read_bytes()
+        return any(op.encode() in data for op in _QUANT_OPS)
+    import onnx
+
+    model = onnx.load(str(files.model_file), load_external_data=False)
+    return any(node.op_type in _ONNX_QUANT_OPS for node in model.graph.node)

@@ -33,7 +33,7 @@ class Runner(Protocol):
 class PaddleRunner:
     """Paddle Inference predictor on CPU (oneDNN on, as Paddle's default)."""
 
-    def __init__(self, files: ProgramFiles, num_threads: int = 1):
+    def __init__(self, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32"):
         os.environ.setdefault("GLOG_minloglevel", "2")
         from paddle import inference
 
@@ -42,6 +42,8 @@ class PaddleRunner:
         config.disable_gpu()
         config.disable_glog_info()
         config.set_cpu_math_library_num_threads(num_threads)
+        if precision == "bf16":
+            config.enable_mkldnn_bfloat16()
         self._predictor = inference.create_predictor(config)
         self._inputs = {n: self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()}
         self._outputs = {n: self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()}
@@ -72,12 +74,22 @@ class OnnxRunner:
         return dict(zip(self._output_names, values))
 
 
-def create_runner(kind: RuntimeKind, files: ProgramFiles, num_threads: int = 1) -> Runner:
+def create_runner(kind: RuntimeKind, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32") -> Runner:
     if kind is RuntimeKind.ONNXRUNTIME:
         if files.format is not ProgramFormat.ONNX:
             raise ValueError(f"onnxruntime needs an .onnx file, got {files.model_file}")
         return OnnxRunner(files, num_threads)
-    return PaddleRunner(files, num_threads)
+    return PaddleRunner(files, num_threads, precision)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions oneDNN uses (AMX or AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def runner_for_directory(directory: Path, kind: RuntimeKind, num_threads: int = 1) -> Runner:

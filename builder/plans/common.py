@@ -107,6 +107,7 @@ def tokenizer_and_model(inputs: PlanInputs, text_inputs: list[IOTensor], window:
     settings = ModelStepSettings(
         runtime=options.runtime.value, program_format=serving.format.value, model_file=serving.model_file.name,
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
+        precision=options.precision,
         pad_values={spec.name: pad_value_for(spec.name, inputs.pad_id) for spec in inputs.signature.inputs})
     model_config = python_step(
         model_name, [IOTensor(f.name, f.triton_type, f.dims, ragged=True) for f in feeds],

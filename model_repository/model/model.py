@@ -28,7 +28,7 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         files = ProgramFiles(ProgramFormat(settings.program_format), version_dir / settings.model_file,
                              version_dir / settings.params_file if settings.params_file else None)
-        runner = create_runner(RuntimeKind(settings.runtime), files, settings.num_threads)
+        runner = create_runner(RuntimeKind(settings.runtime), files, settings.num_threads, settings.precision)
         # Leading -1 dims of an output (windows, tokens) are cut back to each request's own.
         dynamic_axes = {o["name"]: next((i for i, d in enumerate(o["dims"]) if d != -1), len(o["dims"]))
                         for o in config["output"]}

@@ -1,0 +1,140 @@
+"""INT8 for the ONNX Runtime model step: dynamic quantization, then a calibration check.
+
+ONNX Runtime's `quantize_dynamic` stores MatMul weights as INT8 (per tensor, or per channel
+as an option) and, as an option, the embedding tables (Gather), like seed 000's
+`embeddings` strategy. Before anything is written, the quantized model and the FP32 program
+run the same calibration texts; if INT8 changes more than `1 - min_agreement` of the
+decisions FP32 makes with a margin (near ties flip under any noise and do not count), the
+build fails with the numbers instead of shipping a broken model
+(PaddleNLP issue #4601: "INT8 model gives 0 accuracy on CPU").
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serving_core.errors import UserError
+from serving_core.program import ProgramFiles, ProgramFormat, is_quantized
+from serving_core.runtime import OnnxRunner, PaddleRunner
+from serving_core.seq_cls import softmax
+from serving_core.tokenization import ErnieTokenizer
+from serving_core.windows import encode_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    per_channel: bool = False
+    embeddings: bool = False  # also quantize the embedding tables (Gather)
+    min_agreement: float = 0.98  # share of argmax decisions INT8 must keep
+    calibration_file: Path | None = None  # texts, one a line (qa: question<TAB>context)
+
+
+CONFIDENT_MARGIN = 0.05  # a decision counts when FP32's top two probabilities are this far apart
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    texts: int
+    agreement: float  # argmax agreement over all decisions
+    confident_agreement: float  # over decisions FP32 made with a margin >= CONFIDENT_MARGIN (the gate)
+    max_probability_diff: float
+    fp32_mb: float
+    int8_mb: float
+
+    def to_json(self) -> dict:
+        return {"texts": self.texts, "agreement": round(self.agreement, 6),
+                "confident_agreement": round(self.confident_agreement, 6),
+                "max_probability_diff": float(f"{self.max_probability_diff:.3g}"),
+                "fp32_mb": round(self.fp32_mb, 2), "int8_mb": round(self.int8_mb, 2)}
+
+
+def quantize_dynamic_int8(onnx_model: ProgramFiles, output_file: Path, options: QuantizeOptions) -> ProgramFiles:
+    """paddle2onnx keeps weights as Constant/Identity nodes, which quantize_dynamic skips:
+    ONNX Runtime's quant_pre_process folds them into initializers first."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    op_types = ["MatMul", "Gather"] if options.embeddings else ["MatMul"]
+    log.info("quantizing %s to INT8 (%s, per_channel=%s)", onnx_model.model_file.name, "+".join(op_types),
+             options.per_channel)
+    prepared = output_file.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_model.model_file), str(prepared), skip_symbolic_shape=True)
+    quantize_dynamic(str(prepared), str(output_file), weight_type=QuantType.QInt8,
+                     per_channel=options.per_channel, op_types_to_quantize=op_types)
+    prepared.unlink()
+    result = ProgramFiles(ProgramFormat.ONNX, output_file, None)
+    if not is_quantized(result):
+        raise UserError("ONNX Runtime quantized no operator of this model (no MatMul with constant weights?); "
+                        "serve it in FP32", str(onnx_model.model_file))
+    return result
+
+
+def calibration_rows(options: QuantizeOptions, model_dir: Path, pairs: bool) -> list[tuple[str, ...]]:
+    """Calibration inputs: --calibration-texts, else the model's dev.txt / data.txt."""
+    candidates = [options.calibration_file] if options.calibration_file else [model_dir / "dev.txt",
+                                                                              model_dir / "data.txt"]
+    for path in candidates:
+        if path and Path(path).is_file():
+            rows = []
+            for line in Path(path).read_text(encoding="utf-8").splitlines():
+                fields = line.split("\t")
+                if line.strip():
+                    rows.append(tuple(fields[:2]) if pairs else (fields[0],))
+            if rows:
+                return rows
+    raise UserError("--quantize int8 needs calibration texts to check the INT8 model against FP32: pass "
+                    "--calibration-texts FILE (one text a line; qa: question<TAB>context)", str(model_dir))
+
+
+def check_int8(fp32: ProgramFiles, int8: ProgramFiles, tokenizer: ErnieTokenizer, rows: list[tuple[str, ...]],
+               mode: str, stride: int, options: QuantizeOptions) -> CalibrationReport:
+    """Run both models on the same windows; compare the argmax of every output at real positions."""
+    reference, quantized = PaddleRunner(fp32, num_threads=2), OnnxRunner(int8, num_threads=2)
+    agree, total, confident_agree, confident_total, worst = 0, 0, 0, 0, 0.0
+    for start in range(0, len(rows), 16):
+        chunk = rows[start:start + 16]
+        if mode == "qa":
+            batch = encode_windows(tokenizer, [r[1] for r in chunk], stride, [r[0] for r in chunk])
+            ids, types = batch.input_ids.reshape(-1, batch.input_ids.shape[-1]), batch.token_type_ids
+            types = types.reshape(ids.shape)
+        elif mode == "windows":
+            batch = encode_windows(tokenizer, [r[0] for r in chunk], stride)
+            ids, types = batch.input_ids.reshape(-1, batch.input_ids.shape[-1]), batch.token_type_ids
+            types = types.reshape(ids.shape)
+        else:
+            batch = tokenizer.encode([r[0] for r in chunk], [r[1] for r in chunk] if len(chunk[0]) > 1 else None)
+            ids, types = batch.input_ids, batch.token_type_ids
+        live = (ids != tokenizer.pad_id).any(axis=1)
+        ids, types = ids[live], types[live]
+        real = ids != tokenizer.pad_id
+        feeds = {"input_ids": ids, "token_type_ids": types}
+        inputs = {t.name: feeds[t.name].astype(t.dtype) for t in reference.signature.inputs}
+        expected, got = reference.run(inputs), quantized.run(inputs)
+        for name, value in expected.items():
+            a, b = value.astype(np.float32), got[name].astype(np.float32)
+            if a.ndim == 3 or (a.ndim == 2 and a.shape[1] == ids.shape[1]):  # per-token outputs
+                a, b = (a[real], b[real]) if a.ndim == 3 else (np.where(real, a, -1e4), np.where(real, b, -1e4))
+            same = a.argmax(axis=-1) == b.argmax(axis=-1)
+            probabilities = softmax(a)
+            top_two = np.sort(probabilities, axis=-1)[..., -2:]
+            confident = (top_two[..., 1] - top_two[..., 0]) >= CONFIDENT_MARGIN
+            agree, total = agree + int(same.sum()), total + same.size
+            confident_agree += int(same[confident].sum())
+            confident_total += int(confident.sum())
+            worst = max(worst, float(np.abs(probabilities - softmax(b)).max()))
+    size = lambda files: sum(Path(p).stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20  # noqa: E731
+    report = CalibrationReport(len(rows), agree / max(total, 1), confident_agree / max(confident_total, 1), worst,
+                               size(fp32), size(int8))
+    log.info("INT8 calibration: %s", report.to_json())
+    if report.confident_agreement < options.min_agreement:
+        raise UserError(f"the INT8 model keeps only {report.confident_agreement:.1%} of the confident FP32 decisions "
+                        f"(top-2 margin >= {CONFIDENT_MARGIN}; {report.agreement:.1%} of all) on {len(rows)} "
+                        f"calibration texts (minimum {options.min_agreement:.0%}; max probability difference "
+                        f"{report.max_probability_diff:.3f}). Not written. Try --quantize-per-channel, leave the "
+                        "embeddings in FP32, calibrate with texts like production traffic, or serve FP32.")
+    return report

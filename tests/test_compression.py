@@ -1,0 +1,99 @@
+"""INT8 (ONNX Runtime), bf16 and INT8 Paddle programs: built, checked, served, or refused clearly."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from builder.build import build
+from builder.example import intents
+from builder.options import BuildOptions
+from builder.quantize import QuantizeOptions
+from builder.server import ServerPorts, TritonServer
+from builder.verify import verify
+from serving_core.errors import UserError
+from serving_core.interface import Task
+from serving_core.program import find_program, is_quantized
+from serving_core.runtime import RuntimeKind, cpu_has_bf16
+
+INT8 = dict(runtime=RuntimeKind.ONNXRUNTIME, quantize="int8", quantize_options=QuantizeOptions())
+COMMANDS = [t for t, _, _ in intents.annotated_examples(5)][:20]
+ROWS = {Task.SEQ_CLS: [(t,) for t in COMMANDS], Task.TOKEN_CLS: [(t,) for t in COMMANDS],
+        Task.INTENT_SLOT: [(t,) for t in COMMANDS],
+        Task.QA: [(q, c) for q, c, _, _ in intents.qa_examples(11, count=12, commands=4)]}
+
+
+@pytest.fixture(scope="module")
+def int8_repository(example_model, token_cls_model, qa_model, intent_slot_model, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("int8") / "models"
+    models = {Task.SEQ_CLS: example_model, Task.TOKEN_CLS: token_cls_model, Task.QA: qa_model,
+              Task.INTENT_SLOT: intent_slot_model}
+    reports = {task: build(model, repo, BuildOptions(task=task, name=f"{task.value}_int8", **INT8),
+                           show_progress=False) for task, model in models.items()}
+    return repo, reports
+
+
+def test_int8_models_are_quantized_smaller_and_calibrated(int8_repository):
+    repo, reports = int8_repository
+    for task, report in reports.items():
+        files = find_program(repo / f"{task.value}_int8_model" / "1")
+        assert is_quantized(files), task
+        assert report.calibration["int8_mb"] < report.calibration["fp32_mb"] / 2
+        assert report.calibration["confident_agreement"] >= INT8["quantize_options"].min_agreement
+        manifest = json.loads((repo / f"{task.value}_int8" / "build.json").read_text())
+        assert manifest["quantize"] == "int8" and manifest["calibration"] == report.calibration
+
+
+@pytest.mark.server
+def test_int8_ensembles_serve_within_their_tolerance(int8_repository):
+    repo, _ = int8_repository
+    with TritonServer(repo, ServerPorts.free()) as server:
+        for task, rows in ROWS.items():
+            # Stated tolerance for the 8-second fixture models, whose near ties INT8 may flip:
+            # answers identical on 80% of the texts, probabilities within 0.1.
+            report = verify(repo, f"{task.value}_int8", server.grpc_url, rows, tolerance=0.1, min_agreement=0.8)
+            assert report.passed, report.to_json()
+
+
+def test_int8_below_the_agreement_bar_fails_and_writes_nothing(example_model, tmp_path):
+    impossible = {**INT8, "quantize_options": QuantizeOptions(min_agreement=1.01)}
+    with pytest.raises(UserError, match="keeps only .* of the confident FP32 decisions"):
+        build(example_model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, **impossible), show_progress=False)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_int8_needs_onnxruntime_and_calibration_texts(example_model, tmp_path):
+    with pytest.raises(UserError, match="--runtime onnxruntime"):
+        build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, quantize="int8"), show_progress=False)
+    bare = tmp_path / "bare"
+    shutil.copytree(example_model, bare)
+    (bare / "dev.txt").unlink()
+    (bare / "data.txt").unlink()
+    with pytest.raises(UserError, match="--calibration-texts"):
+        build(bare, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, **INT8), show_progress=False)
+
+
+@pytest.mark.skipif(cpu_has_bf16(), reason="this CPU has bf16: the refusal cannot be shown here")
+def test_bf16_is_refused_where_the_cpu_lacks_it(example_model, tmp_path):
+    with pytest.raises(UserError, match="AMX or AVX512-BF16"):
+        build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16"), show_progress=False)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="no AMX / AVX512-BF16 on this CPU")
+def test_bf16_builds_where_the_cpu_has_it(example_model, tmp_path):
+    report = build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16"),
+                   show_progress=False)
+    assert '"bf16"' in (tmp_path / "r" / f"{report.ensemble}_model" / "config.pbtxt").read_text()
+
+
+def test_int8_paddle_program_that_cannot_run_points_to_onnxruntime(static_export, tmp_path):
+    """A program with quantize/dequantize ops that Paddle Inference cannot run here is refused."""
+    model = tmp_path / "quantized"
+    shutil.copytree(static_export, model)
+    program = model / "inference.json"
+    text = program.read_text()
+    program.write_text(text.replace('"1.matmul"', '"1.dequantize_linear"', 1))
+    assert is_quantized(find_program(model))
+    with pytest.raises(UserError, match="--runtime onnxruntime --quantize int8"):
+        build(model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS), show_progress=False)
