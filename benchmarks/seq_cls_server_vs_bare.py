@@ -28,7 +28,7 @@ def make_texts(count: int, long: bool, seed: int = 0) -> list[str]:
     from builder.example import intents
 
     rng = np.random.default_rng(seed)
-    base = [t for t, _ in intents.examples(seed, per_template=50)]
+    base = [t for t, _ in intents.examples(0, per_template=50)]
     texts = [base[i] for i in rng.integers(0, len(base), count)]
     if long:  # about 120 tokens: several commands joined
         texts = ["，".join(base[j] for j in rng.integers(0, len(base), 14)) for _ in range(count)]

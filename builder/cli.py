@@ -132,26 +132,10 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from serving_core.program import read_signature
-
+    from .inspect_model import describe
     from .sources import inspect_source
 
-    source = inspect_source(Path(args.model))
-    info = {"directory": str(source.directory), "format": source.kind.value,
-            "labels": {k: list(v) for k, v in source.label_sets.items()}, "labels_origin": source.labels_origin,
-            "vocab_file": str(source.vocab_file),
-            "vocab_size": sum(1 for _ in open(source.vocab_file, encoding="utf-8")),
-            "size_mb": round(sum(p.stat().st_size for p in source.directory.rglob("*") if p.is_file()) / 2**20, 2)}
-    for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings"):
-        if key in source.config:
-            info[key] = source.config[key]
-    if source.program is not None:
-        signature = read_signature(source.program)
-        info["program"] = str(source.program.model_file)
-        info["inputs"] = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in signature.inputs]
-        info["outputs"] = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in signature.outputs]
-    print(json.dumps(info, ensure_ascii=False, indent=2))
+    print(json.dumps(describe(inspect_source(Path(args.model))), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -271,7 +255,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="demo", help="where the example and repository go (default: %(default)s)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("inspect", help="print what the builder sees in a model directory")
+    p = sub.add_parser("inspect", help="print what the builder sees in a model directory",
+                       description="Format, inputs and outputs with dtypes, labels, vocabulary, size, and for "
+                                   "exported programs the architecture read from the weights (layers, FFN "
+                                   "widths, attention heads; pruned or not) and whether it is INT8.")
     p.add_argument("model")
     p.set_defaults(func=_cmd_inspect)
     return parser

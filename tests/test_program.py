@@ -40,3 +40,29 @@ def test_json_that_is_not_a_program(tmp_path: Path):
     (tmp_path / "inference.json").write_text('{"hidden_size": 3}')
     with pytest.raises(UserError, match="not a Paddle PIR program"):
         read_signature(ProgramFiles(ProgramFormat.PIR, tmp_path / "inference.json", None))
+
+
+def test_inspect_reads_architecture_from_weights():
+    from builder.inspect_model import architecture
+
+    config = {"hidden_size": 312, "num_attention_heads": 12, "intermediate_size": 1248}
+    full = [(3000, 312)] + [(312, 312)] * 4 * 2 + [(312, 1248), (1248, 312)] * 2 + [(312, 8)]
+    info = architecture(full, config)
+    assert info["layers"] == 2 and info["ffn_widths"] == [1248] and info["attention_heads"] == [12]
+    assert not info["pruned"]
+    # DynaBERT width 1/2: 6 heads (q/k/v 156 wide) and 624 FFN units per layer.
+    half = [(3000, 312)] + [(312, 156)] * 3 * 2 + [(156, 312)] * 2 + [(312, 624), (624, 312)] * 2 + [(312, 8)]
+    info = architecture(half, config)
+    assert info["pruned"] and info["ffn_widths"] == [624] and info["attention_heads"] == [6]
+
+
+def test_inspect_cli_on_an_export(static_export, capsys):
+    import json
+
+    from builder.cli import main
+
+    assert main(["inspect", str(static_export)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "static export" and info["quantized"] is False
+    assert info["inputs"][0] == {"name": "input_ids", "dtype": "int32", "shape": [-1, -1]}
+    assert info["weights"]["layers"] == 4

@@ -48,7 +48,8 @@ def make_intent_slot_example(output: Path, spec: ExampleSpec = ExampleSpec(), sh
     write_lines(output / "intent_label.txt", intent_names)
     write_lines(output / "slot_label.txt", tags)
     write_lines(output / "data.txt", intents.DEMO_TEXTS)
-    model = joint_ernie_class()(ErnieConfig(**config), len(intent_names), len(tags))
+    ernie_config = ErnieConfig(**config)
+    model = joint_ernie_class()(ernie_config, len(intent_names), len(tags))
     loss_fn = paddle.nn.CrossEntropyLoss(ignore_index=-100)
 
     def forward(rows):
@@ -74,5 +75,6 @@ def make_intent_slot_example(output: Path, spec: ExampleSpec = ExampleSpec(), sh
                                   full_graph=True)
     paddle.jit.save(static, str(output / "inference"))
     tokenizer.save_pretrained(str(output))
+    ernie_config.save_pretrained(str(output))  # the encoder's config.json, as beside the seed's export
     return finish(output, {"intents": len(intent_names), "slots": len(tags), "train": len(train_rows),
                            "dev": len(dev), **summary}, "intent_slot")

@@ -1,0 +1,88 @@
+"""seq_cls runtimes side by side: Paddle Inference FP32, ONNX Runtime FP32 and INT8.
+
+    .venv/bin/python -m benchmarks.runtimes --requests 20
+
+One run, same model and texts: each runtime bare (pre-tokenized batches, in process) and
+served (its own Triton ensemble, one client), on short commands (batch 32), long texts
+(batch 32, about 110 tokens) and single short requests (batch 1). Prints size on disk,
+texts/s, p50/p99 and the ratio to Paddle FP32 bare.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import Result, summarize, timed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20, help="batches per workload")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", default="demo")
+    args = parser.parse_args()
+
+    from builder.build import build
+    from builder.example import make_example
+    from builder.options import BuildOptions
+    from builder.quiet import quiet_frameworks
+    from builder.server import ServerPorts, TritonServer
+    from clients.seq_cls import SeqClsClient
+    from serving_core.interface import Task
+    from serving_core.program import find_program
+    from serving_core.runtime import RuntimeKind, create_runner
+    from serving_core.tokenization import ErnieTokenizer, settings_from_tokenizer_config
+
+    from .seq_cls_server_vs_bare import make_texts
+
+    quiet_frameworks()
+    work = Path(args.workdir)
+    example = work / "seq_cls_example"
+    if not (example / "model_state.pdparams").is_file():
+        make_example(Task.SEQ_CLS, example)
+    repository = work / "bench_runtimes"
+    variants = {"paddle_fp32": {}, "ort_fp32": {"runtime": RuntimeKind.ONNXRUNTIME},
+                "ort_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8"}}
+    sizes = {}
+    for name, extra in variants.items():
+        build(example, repository, BuildOptions(task=Task.SEQ_CLS, name=name, overwrite=True,
+                                                num_threads=args.threads, **extra), show_progress=False)
+        files = find_program(repository / f"{name}_model" / "1")
+        sizes[name] = sum(p.stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20
+    tokenizer = ErnieTokenizer.from_files(example / "vocab.txt", settings_from_tokenizer_config(example, 128))
+    workloads = {
+        "short x32": [make_texts(32, False, seed=i) for i in range(args.requests)],
+        "long x32": [make_texts(32, True, seed=i) for i in range(max(args.requests // 2, 2))],
+        "single x1": [make_texts(1, False, seed=i) for i in range(args.requests * 5)],
+    }
+    results: dict[str, list[Result]] = {w: [] for w in workloads}
+    for name in variants:
+        runner = create_runner(RuntimeKind.ONNXRUNTIME if name.startswith("ort") else RuntimeKind.PADDLE,
+                               find_program(repository / f"{name}_model" / "1"), args.threads)
+        dtypes = {t.name: t.dtype for t in runner.signature.inputs}
+        for workload, batches in workloads.items():
+            feeds = []
+            for batch in batches:
+                encoded = tokenizer.encode(batch)
+                arrays = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids}
+                feeds.append({n: arrays[n].astype(d) for n, d in dtypes.items()})
+            runner.run(feeds[0])
+            latencies, wall = timed(runner.run, feeds)
+            results[workload].append(summarize(f"{name} bare", latencies, sum(map(len, batches)), wall))
+    with TritonServer(repository, ServerPorts.free()) as server:
+        for name in variants:
+            client = SeqClsClient(server.grpc_url, name)
+            for workload, batches in workloads.items():
+                client.classify(batches[0])
+                latencies, wall = timed(client.classify, batches)
+                results[workload].append(summarize(f"{name} served", latencies, sum(map(len, batches)), wall))
+    print("\nsize on disk (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()))
+    for workload, rows in results.items():
+        base = rows[0].texts_per_s
+        print(f"\n{workload}\n\n| system | texts/s | p50 ms | p99 ms | x paddle_fp32 bare |\n|---|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r.system} | {r.texts_per_s:.1f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.texts_per_s / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

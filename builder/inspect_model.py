@@ -1,0 +1,74 @@
+"""`builder inspect`: what the builder sees in a model directory.
+
+Architecture comes from the program's weight shapes, not only from config.json, so a
+DynaBERT width-pruned export (fewer heads and FFN units than its config says) shows up
+as pruned, and an INT8 program as quantized.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from serving_core.program import ProgramFiles, ProgramFormat, is_quantized, read_signature
+
+from .sources import ModelSource
+
+
+def weight_shapes(files: ProgramFiles) -> list[tuple[int, ...]]:
+    """Shapes of the program's parameters (PIR and ONNX; legacy programs give none)."""
+    if files.format is ProgramFormat.PIR:
+        data = json.loads(files.model_file.read_text(encoding="utf-8"))
+        shapes = []
+        for region in data["program"].get("regions", []):
+            for block in region.get("blocks", []):
+                for op in block.get("ops", []):
+                    if op.get("#") == "p":
+                        out = op["O"][0] if isinstance(op["O"], list) else op["O"]
+                        shapes.append(tuple(out["TT"]["D"][1]))
+        return shapes
+    if files.format is ProgramFormat.ONNX:
+        import onnx
+
+        model = onnx.load(str(files.model_file), load_external_data=False)
+        return [tuple(i.dims) for i in model.graph.initializer]
+    return []
+
+
+def architecture(shapes: list[tuple[int, ...]], config: dict) -> dict:
+    """Layers, hidden size, FFN and attention widths as the weights have them."""
+    matrices = [s for s in shapes if len(s) == 2]
+    if not matrices:
+        return {}
+    hidden = config.get("hidden_size") or Counter(s[1] for s in matrices).most_common(1)[0][0]
+    heads = config.get("num_attention_heads")
+    ffn = sorted(s[1] for s in matrices if s[0] == hidden and s[1] > hidden)
+    attention = [s[1] for s in matrices if s[0] == hidden and s[1] <= hidden]
+    info = {"hidden_size": hidden, "layers": len(ffn), "ffn_widths": sorted(set(ffn))}
+    if heads:
+        head_dim = hidden // heads
+        per_layer = attention[: 3 * max(len(ffn), 1)]  # q, k, v of each layer come first
+        info["attention_heads"] = sorted({w // head_dim for w in per_layer if w % head_dim == 0})
+    pruned_ffn = bool(config.get("intermediate_size")) and any(w < config["intermediate_size"] for w in ffn)
+    pruned_heads = bool(heads) and any(h < heads for h in info.get("attention_heads", []))
+    info["pruned"] = pruned_ffn or pruned_heads
+    return info
+
+
+def describe(source: ModelSource) -> dict:
+    info = {"directory": str(source.directory), "format": source.kind.value,
+            "labels": {k: list(v) for k, v in source.label_sets.items()}, "labels_origin": source.labels_origin,
+            "vocab_file": str(source.vocab_file),
+            "vocab_size": sum(1 for _ in open(source.vocab_file, encoding="utf-8")),
+            "size_mb": round(sum(p.stat().st_size for p in Path(source.directory).rglob("*") if p.is_file()) / 2**20, 2),
+            "config": {k: source.config[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
+                                                     "intermediate_size", "max_position_embeddings")
+                       if k in source.config}}
+    if source.program is not None:
+        signature = read_signature(source.program)
+        info["program"] = str(source.program.model_file)
+        info["inputs"] = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in signature.inputs]
+        info["outputs"] = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in signature.outputs]
+        info["quantized"] = is_quantized(source.program)
+        info["weights"] = architecture(weight_shapes(source.program), source.config)
+    return info
