@@ -143,6 +143,8 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
 
 def check_runtime_options(options: BuildOptions, program) -> None:
     """Refuse runtime choices that cannot work here, with what to do instead."""
+    if options.gpu_onnxruntime and options.target != "triton":
+        raise UserError("--gpu-onnxruntime is a Triton model step; build it with --target triton")
     if options.quantize == "int8" and options.runtime is not RuntimeKind.ONNXRUNTIME:
         raise UserError("--quantize int8 runs on ONNX Runtime: add --runtime onnxruntime")
     if options.precision == "bf16":

@@ -54,7 +54,8 @@ def _cmd_build(args) -> int:
         tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
         labels_file=Path(args.labels) if args.labels else None,
         slot_labels_file=Path(args.slot_labels) if args.slot_labels else None, overwrite=args.overwrite,
-        precision=args.precision, quantize=args.quantize,
+        precision=args.precision, quantize=args.quantize, gpu_onnxruntime=args.gpu_onnxruntime,
+        gpu_tensorrt=args.gpu_tensorrt, gpu_fp16=args.gpu_fp16,
         quantize_options=QuantizeOptions(args.quantize_per_channel, args.quantize_embeddings, args.min_agreement,
                                          Path(args.calibration_texts) if args.calibration_texts else None),
         target=args.target, pipeline=PipelineOptions(batch_size=args.pipeline_batch_size,
@@ -200,6 +201,11 @@ def make_parser() -> argparse.ArgumentParser:
     group.add_argument("--calibration-texts", help="texts for the INT8 check (default: MODEL/dev.txt or data.txt)")
     group.add_argument("--min-agreement", type=float, default=0.98,
                        help="fail the build when INT8 keeps fewer argmax decisions of FP32 (default: %(default)s)")
+    group = p.add_argument_group("GPU containers (seq_cls; not loadable in the bundled CPU server)")
+    group.add_argument("--gpu-onnxruntime", action="store_true", help="model step = Triton's native "
+                       "onnxruntime backend on GPU with dynamic batching (needs --runtime onnxruntime)")
+    group.add_argument("--gpu-tensorrt", action="store_true", help="with the TensorRT execution accelerator")
+    group.add_argument("--gpu-fp16", action="store_true", help="TensorRT in FP16")
     group = p.add_argument_group("token_cls, qa and intent_slot")
     group.add_argument("--tag-scheme", choices=["bio", "bioes", "io"], help="tag scheme (default: from the labels)")
     group.add_argument("--stride", type=int, help="step between window starts over long text (PaddleNLP's "

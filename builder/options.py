@@ -34,6 +34,9 @@ class BuildOptions:
     no_answer_threshold: float | None = None  # qa: answer "" under this probability
     model_batching: BatchingOptions = field(default_factory=BatchingOptions)
     step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
+    gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)
+    gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
+    gpu_fp16: bool = False  # ... in FP16
     tokenizer_dir: Path | None = None
     labels_file: Path | None = None
     slot_labels_file: Path | None = None

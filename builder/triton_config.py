@@ -95,3 +95,23 @@ def render(config: mc.ModelConfig) -> str:
 
 def parse(text: str) -> mc.ModelConfig:
     return text_format.Parse(text, mc.ModelConfig())
+
+
+def native_onnxruntime_step(name: str, inputs: list[IOTensor], outputs: list[IOTensor], batching: BatchingOptions,
+                            tensorrt: bool = False, fp16: bool = False) -> mc.ModelConfig:
+    """Triton's own onnxruntime backend on GPU, for users' NGC containers (not in the bundled server).
+
+    Inputs are not ragged: the tokenizer pads every row to max_seq_len, so the dynamic
+    batcher can join requests. TensorRT (optionally FP16) as the ORT execution accelerator.
+    """
+    config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=batching.max_batch_size,
+                            input=[_input(t) for t in inputs], output=[_output(t) for t in outputs],
+                            default_model_filename="model.onnx")
+    config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=batching.instances))
+    config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
+    if tensorrt:
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        accelerator.parameters["precision_mode"] = "FP16" if fp16 else "FP32"
+        accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
+    return config

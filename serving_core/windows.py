@@ -28,6 +28,7 @@ class WindowSettings:
     stride: int = 32  # step between window starts
     max_windows: int = 0  # 0: as many as the text needs
     max_question_len: int = 64
+    pad_to_max: bool = False  # truncate mode: every row max_seq_len wide (native backends batch equal shapes)
 
 
 def window_starts(num_tokens: int, size: int, stride: int) -> list[int]:

@@ -15,7 +15,7 @@ from serving_core.windows import WindowSettings
 
 from ..options import BuildOptions
 from ..plan import ModelDirPlan, RepositoryPlan
-from ..triton_config import EnsembleStep, IOTensor, ensemble, python_step
+from ..triton_config import EnsembleStep, IOTensor, ensemble, native_onnxruntime_step, python_step
 
 
 @dataclass(frozen=True)
@@ -109,15 +109,37 @@ def tokenizer_and_model(inputs: PlanInputs, text_inputs: list[IOTensor], window:
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
         precision=options.precision,
         pad_values={spec.name: pad_value_for(spec.name, inputs.pad_id) for spec in inputs.signature.inputs})
-    model_config = python_step(
-        model_name, [IOTensor(f.name, f.triton_type, f.dims, ragged=True) for f in feeds],
-        [IOTensor(spec.name, "TYPE_FP32", dims) for spec, dims in model_outputs], options.model_batching, settings)
-    files = {settings.model_file: serving.model_file}
-    if serving.params_file:
-        files[settings.params_file] = serving.params_file
+    if options.gpu_onnxruntime:
+        model_dir = _native_onnxruntime_model(inputs, feeds, model_outputs, window)
+    else:
+        model_config = python_step(
+            model_name, [IOTensor(f.name, f.triton_type, f.dims, ragged=True) for f in feeds],
+            [IOTensor(spec.name, "TYPE_FP32", dims) for spec, dims in model_outputs], options.model_batching,
+            settings)
+        files = {settings.model_file: serving.model_file}
+        if serving.params_file:
+            files[settings.params_file] = serving.params_file
+        model_dir = ModelDirPlan(model_config, "model", files)
     return EnsembleParts(text_inputs, feeds, extras, ModelDirPlan(tokenizer_config, "tokenizer",
-                                                                  {"vocab.txt": inputs.vocab_file}),
-                         ModelDirPlan(model_config, "model", files))
+                                                                  {"vocab.txt": inputs.vocab_file}), model_dir)
+
+
+def _native_onnxruntime_model(inputs: PlanInputs, feeds, model_outputs, window: WindowSettings) -> ModelDirPlan:
+    """The model step as Triton's onnxruntime backend on GPU (users' NGC containers)."""
+    options = inputs.options
+    if window.mode != "truncate" or not window.pad_to_max:
+        raise UserError(f"--gpu-onnxruntime serves {options.task} only through the Python model step (its windows "
+                        "need flattening); it is available for seq_cls")
+    if inputs.serving_program.format.value != "onnx":
+        raise UserError("--gpu-onnxruntime needs the ONNX model: add --runtime onnxruntime")
+    for spec, _ in model_outputs:
+        if spec.dtype != "float32":
+            raise inputs.fail(f"output {spec.name} is {spec.dtype}; the native step declares FP32")
+    config = native_onnxruntime_step(
+        step_names(inputs.name)[1], [IOTensor(f.name, f.triton_type, f.dims) for f in feeds],
+        [IOTensor(spec.name, "TYPE_FP32", dims) for spec, dims in model_outputs], options.model_batching,
+        options.gpu_tensorrt, options.gpu_fp16)
+    return ModelDirPlan(config, None, {"model.onnx": inputs.serving_program.model_file})
 
 
 def assemble(inputs: PlanInputs, parts: EnsembleParts, model_output_map: dict[str, str],

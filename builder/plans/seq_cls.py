@@ -19,7 +19,8 @@ def plan(inputs: PlanInputs) -> RepositoryPlan:
     text_inputs = [IOTensor(interface.TEXT, "TYPE_STRING", (1,))]
     if options.text_pair:
         text_inputs.append(IOTensor(interface.TEXT_PAIR, "TYPE_STRING", (1,)))
-    parts = tokenizer_and_model(inputs, text_inputs, WindowSettings(), [(logits, (width,))])
+    window = WindowSettings(pad_to_max=options.gpu_onnxruntime)
+    parts = tokenizer_and_model(inputs, text_inputs, window, [(logits, (width,))])
     outputs = [IOTensor(interface.LABEL, "TYPE_INT64", (1,)),
                IOTensor(interface.CONFIDENCE, "TYPE_FP32", (1,)),
                IOTensor(interface.LABEL_NAME, "TYPE_STRING", (1,)),

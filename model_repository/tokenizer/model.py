@@ -24,6 +24,12 @@ from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_fo
 from serving_core.windows import TokenizerMode, WindowSettings, encode_windows  # noqa: E402
 
 
+def _widen(array: np.ndarray, width: int, pad: int) -> np.ndarray:
+    out = np.full((array.shape[0], width), pad, dtype=array.dtype)
+    out[:, : array.shape[1]] = array
+    return out
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = model_config_of(args)
@@ -50,6 +56,11 @@ class TritonPythonModel:
             batch = self.tokenizer.encode(*columns)
             arrays = {name: feed_for(name, batch, self.tokenizer.pad_id) for name in self.feed_names}
             arrays[interface.TRUNCATED] = batch.truncated.reshape(-1, 1)
+            if self.windows.pad_to_max:
+                width = self.tokenizer.settings.max_seq_len
+                arrays = {name: _widen(a, width, self.tokenizer.pad_id if name == "input_ids" else 0)
+                          if name in self.feed_names else a for name, a in arrays.items()}
+                return arrays, {"tokens": np.full(len(batch.lengths), width)}
             return arrays, {"tokens": batch.lengths}
         texts, questions = (columns[1], columns[0]) if self.mode is TokenizerMode.QA else (columns[0], None)
         batch = encode_windows(self.tokenizer, texts, self.windows.stride, questions,
