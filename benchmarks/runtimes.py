@@ -1,16 +1,21 @@
-"""seq_cls runtimes side by side: Paddle Inference FP32, ONNX Runtime FP32 and INT8.
+"""seq_cls variants side by side: Paddle FP32, ONNX Runtime FP32 and INT8, width-pruned (0.5)
+and pruned + INT8.
 
     .venv/bin/python -m benchmarks.runtimes --requests 20
 
 One run, same model and texts: each runtime bare (pre-tokenized batches, in process) and
 served (its own Triton ensemble, one client), on short commands (batch 32), long texts
 (batch 32, about 110 tokens) and single short requests (batch 1). Prints size on disk,
-texts/s, p50/p99 and the ratio to Paddle FP32 bare.
+texts/s, p50/p99 and the ratio to Paddle FP32 bare, and each served variant's label
+agreement with Paddle FP32 on all texts (the pruned variants are not retrained here, as
+DynaBERT would do, so their agreement shows what pruning alone costs).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+import numpy as np
 
 from .common import Result, summarize, timed
 
@@ -24,6 +29,8 @@ def main() -> None:
 
     from builder.build import build
     from builder.example import make_example
+    from builder.example.prune import prune_example
+    from builder.quantize import QuantizeOptions
     from builder.options import BuildOptions
     from builder.quiet import quiet_frameworks
     from builder.server import ServerPorts, TritonServer
@@ -41,12 +48,17 @@ def main() -> None:
     if not (example / "model_state.pdparams").is_file():
         make_example(Task.SEQ_CLS, example)
     repository = work / "bench_runtimes"
+    pruned = prune_example(example, Task.SEQ_CLS, 0.5, work / "seq_cls_width_mult_0.5")
+    loose = QuantizeOptions(min_agreement=0.5)  # measuring, not gating
     variants = {"paddle_fp32": {}, "ort_fp32": {"runtime": RuntimeKind.ONNXRUNTIME},
-                "ort_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8"}}
+                "ort_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8", "quantize_options": loose},
+                "pruned_fp32": {}, "pruned_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8",
+                                                   "quantize_options": loose}}
     sizes = {}
     for name, extra in variants.items():
-        build(example, repository, BuildOptions(task=Task.SEQ_CLS, name=name, overwrite=True,
-                                                num_threads=args.threads, **extra), show_progress=False)
+        build(pruned if name.startswith("pruned") else example, repository,
+              BuildOptions(task=Task.SEQ_CLS, name=name, overwrite=True, num_threads=args.threads, **extra),
+              show_progress=False)
         files = find_program(repository / f"{name}_model" / "1")
         sizes[name] = sum(p.stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20
     tokenizer = ErnieTokenizer.from_files(example / "vocab.txt", settings_from_tokenizer_config(example, 128))
@@ -57,7 +69,8 @@ def main() -> None:
     }
     results: dict[str, list[Result]] = {w: [] for w in workloads}
     for name in variants:
-        runner = create_runner(RuntimeKind.ONNXRUNTIME if name.startswith("ort") else RuntimeKind.PADDLE,
+        runner = create_runner(RuntimeKind.ONNXRUNTIME if name.endswith("int8") or name.startswith("ort")
+                               else RuntimeKind.PADDLE,
                                find_program(repository / f"{name}_model" / "1"), args.threads)
         dtypes = {t.name: t.dtype for t in runner.signature.inputs}
         for workload, batches in workloads.items():
@@ -69,14 +82,19 @@ def main() -> None:
             runner.run(feeds[0])
             latencies, wall = timed(runner.run, feeds)
             results[workload].append(summarize(f"{name} bare", latencies, sum(map(len, batches)), wall))
+    labels = {}
     with TritonServer(repository, ServerPorts.free()) as server:
         for name in variants:
             client = SeqClsClient(server.grpc_url, name)
+            labels[name] = [r.label for batch in workloads["short x32"] for r in client.classify(batch)]
             for workload, batches in workloads.items():
                 client.classify(batches[0])
                 latencies, wall = timed(client.classify, batches)
                 results[workload].append(summarize(f"{name} served", latencies, sum(map(len, batches)), wall))
-    print("\nsize on disk (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()))
+    print("\n| variant | size MB | label agreement with paddle_fp32 |\n|---|---:|---:|")
+    for name in variants:
+        same = np.mean(np.array(labels[name]) == np.array(labels["paddle_fp32"]))
+        print(f"| {name} | {sizes[name]:.1f} | {same:.3f} |")
     for workload, rows in results.items():
         base = rows[0].texts_per_s
         print(f"\n{workload}\n\n| system | texts/s | p50 ms | p99 ms | x paddle_fp32 bare |\n|---|---:|---:|---:|---:|")

@@ -43,12 +43,13 @@ def architecture(shapes: list[tuple[int, ...]], config: dict) -> dict:
     hidden = config.get("hidden_size") or Counter(s[1] for s in matrices).most_common(1)[0][0]
     heads = config.get("num_attention_heads")
     ffn = sorted(s[1] for s in matrices if s[0] == hidden and s[1] > hidden)
-    attention = [s[1] for s in matrices if s[0] == hidden and s[1] <= hidden]
     info = {"hidden_size": hidden, "layers": len(ffn), "ffn_widths": sorted(set(ffn))}
     if heads:
         head_dim = hidden // heads
-        per_layer = attention[: 3 * max(len(ffn), 1)]  # q, k, v of each layer come first
-        info["attention_heads"] = sorted({w // head_dim for w in per_layer if w % head_dim == 0})
+        # q/k/v are [hidden, heads * head_dim]: narrower than hidden only when heads were pruned
+        # (the pooler is [hidden, hidden] either way).
+        narrow = {s[1] // head_dim for s in matrices if s[0] == hidden and s[1] < hidden and s[1] % head_dim == 0}
+        info["attention_heads"] = sorted(narrow) or [heads]
     pruned_ffn = bool(config.get("intermediate_size")) and any(w < config["intermediate_size"] for w in ffn)
     pruned_heads = bool(heads) and any(h < heads for h in info.get("attention_heads", []))
     info["pruned"] = pruned_ffn or pruned_heads

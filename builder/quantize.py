@@ -128,8 +128,10 @@ def check_int8(fp32: ProgramFiles, int8: ProgramFiles, tokenizer: ErnieTokenizer
             confident_total += int(confident.sum())
             worst = max(worst, float(np.abs(probabilities - softmax(b)).max()))
     size = lambda files: sum(Path(p).stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20  # noqa: E731
-    report = CalibrationReport(len(rows), agree / max(total, 1), confident_agree / max(confident_total, 1), worst,
-                               size(fp32), size(int8))
+    agreement = agree / max(total, 1)
+    # No confident decision at all (an untrained or freshly pruned model): gate on all of them.
+    confident = confident_agree / confident_total if confident_total else agreement
+    report = CalibrationReport(len(rows), agreement, confident, worst, size(fp32), size(int8))
     log.info("INT8 calibration: %s", report.to_json())
     if report.confident_agreement < options.min_agreement:
         raise UserError(f"the INT8 model keeps only {report.confident_agreement:.1%} of the confident FP32 decisions "

@@ -13,6 +13,7 @@ import pytest
 from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
+from builder.paddle_serving import PipelineOptions
 from builder.pipeline_server import PipelineService
 from builder.server import ServerPorts, TritonServer
 from builder.verify import verify
@@ -40,7 +41,9 @@ def built(example_model, token_cls_model, qa_model, intent_slot_model, tmp_path_
     models = {Task.SEQ_CLS: example_model, Task.TOKEN_CLS: token_cls_model, Task.QA: qa_model,
               Task.INTENT_SLOT: intent_slot_model}
     for task, model in models.items():
-        build(model, output, BuildOptions(task=task, name=task.value, target="all", max_seq_len=64),
+        # A 50 ms auto-batching window, so that the batching test does not depend on timing luck.
+        build(model, output, BuildOptions(task=task, name=task.value, target="all", max_seq_len=64,
+                                          pipeline=PipelineOptions(auto_batching_timeout_ms=50)),
               show_progress=False)
     return output
 

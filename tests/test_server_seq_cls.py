@@ -14,6 +14,7 @@ from tritonclient.utils import InferenceServerException
 from builder.build import build
 from builder.options import BuildOptions
 from builder.server import ServerPorts, TritonServer
+from builder.triton_config import BatchingOptions
 from builder.verify import verify
 from clients.seq_cls import SeqClsClient
 from clients.triton import ClientError
@@ -38,6 +39,8 @@ def repository(example_model, static_export, tmp_path_factory):
         "intent_pair": (example_model, {"text_pair": True}),
         "intent_multi": (example_model, {"multi_label": True, "threshold": 0.2}),
         "intent_short": (example_model, {"max_seq_len": 8}),
+        # A 20 ms batching window, so that the batching test does not depend on timing luck.
+        "intent_batched": (example_model, {"model_batching": BatchingOptions(max_queue_delay_us=20_000)}),
     }
     for name, (model, extra) in variants.items():
         build(model, repo, BuildOptions(task=Task.SEQ_CLS, name=name, **extra), show_progress=False)
@@ -132,21 +135,21 @@ def test_client_rejects_wrong_usage(server):
 def test_concurrent_requests_are_batched_and_answers_unchanged(server):
     """Requests of different lengths arriving together share model executions (ragged
     dynamic batching) and every answer equals the answer to the request alone."""
-    client = SeqClsClient(server.grpc_url, "intent")
+    client = SeqClsClient(server.grpc_url, "intent_batched")
     texts = [t for t in TEXTS if len(t) < 60][:48]
     alone = [client.probabilities([t])[0] for t in texts]
     stats = grpcclient.InferenceServerClient(server.grpc_url)
-    before = stats.get_inference_statistics("intent_model", as_json=True)["model_stats"][0]
+    before = stats.get_inference_statistics("intent_batched_model", as_json=True)["model_stats"][0]
 
     def ask(text):
-        return SeqClsClient(server.grpc_url, "intent").probabilities([text])[0]
+        return SeqClsClient(server.grpc_url, "intent_batched").probabilities([text])[0]
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         together = list(pool.map(ask, texts * 4))
     np.testing.assert_allclose(np.array(together), np.array(alone * 4), atol=1e-5)
-    after = stats.get_inference_statistics("intent_model", as_json=True)["model_stats"][0]
-    inferences = int(after["inference_count"]) - int(before["inference_count"])
-    executions = int(after["execution_count"]) - int(before["execution_count"])
+    after = stats.get_inference_statistics("intent_batched_model", as_json=True)["model_stats"][0]
+    inferences = int(after.get("inference_count", 0)) - int(before.get("inference_count", 0))
+    executions = int(after.get("execution_count", 0)) - int(before.get("execution_count", 0))
     assert inferences == len(texts) * 4
     assert executions < inferences, "no request was batched with another"
 

@@ -76,5 +76,19 @@ def make_intent_slot_example(output: Path, spec: ExampleSpec = ExampleSpec(), sh
     paddle.jit.save(static, str(output / "inference"))
     tokenizer.save_pretrained(str(output))
     ernie_config.save_pretrained(str(output))  # the encoder's config.json, as beside the seed's export
+    paddle.save(model.state_dict(), str(output / "joint_ernie.pdparams"))  # dygraph weights, for pruning
     return finish(output, {"intents": len(intent_names), "slots": len(tags), "train": len(train_rows),
                            "dev": len(dev), **summary}, "intent_slot")
+
+
+def load_joint_ernie(directory: Path):
+    """The example's JointErnie in dygraph (from config.json, label files and joint_ernie.pdparams)."""
+    import paddle
+    from paddlenlp.transformers import ErnieConfig
+
+    intents_count = len((directory / "intent_label.txt").read_text(encoding="utf-8").split())
+    slots_count = len((directory / "slot_label.txt").read_text(encoding="utf-8").split())
+    model = joint_ernie_class()(ErnieConfig.from_pretrained(str(directory)), intents_count, slots_count)
+    model.set_state_dict(paddle.load(str(directory / "joint_ernie.pdparams")))
+    model.eval()
+    return model
