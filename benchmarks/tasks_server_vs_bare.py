@@ -29,18 +29,18 @@ def _workloads(batch_size: int, requests: int):
     }
 
 
-def _bare(task: str, repository: Path, name: str, threads: int):
+def _bare(task: str, repository: Path, name: str, threads: int, runtime=None):
     from builder.verify import model_parameters
     from serving_core.parameters import from_parameters
     from serving_core.program import find_program
-    from serving_core.runtime import PaddleRunner, RequestBatcher
+    from serving_core.runtime import RequestBatcher, RuntimeKind, create_runner
     from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
     from serving_core.windows import WindowSettings, encode_windows
 
     parameters = model_parameters(repository, name, "tokenizer")
     settings, window = from_parameters(TokenizerSettings, parameters), from_parameters(WindowSettings, parameters)
     tokenizer = ErnieTokenizer.from_files(repository / f"{name}_tokenizer" / "1" / "vocab.txt", settings)
-    runner = PaddleRunner(find_program(repository / f"{name}_model" / "1"), threads)
+    runner = create_runner(runtime or RuntimeKind.PADDLE, find_program(repository / f"{name}_model" / "1"), threads)
     batcher = RequestBatcher(runner, {"input_ids": tokenizer.pad_id}, {})
     inputs = [t.name for t in runner.signature.inputs]
 
@@ -49,6 +49,8 @@ def _bare(task: str, repository: Path, name: str, threads: int):
         texts, questions = (list(columns[1]), list(columns[0])) if task == "qa" else (list(columns[0]), None)
         batch = encode_windows(tokenizer, texts, window.stride, questions, window.max_question_len, window.max_windows)
         feeds = {"input_ids": batch.input_ids, "token_type_ids": batch.token_type_ids}
+        if task == "seq_cls":  # one window per text: [B, L]
+            feeds = {k: v[:, 0] for k, v in feeds.items()}
         batcher.run([{n: feeds[n] for n in inputs}])
     return run
 
@@ -56,7 +58,12 @@ def _bare(task: str, repository: Path, name: str, threads: int):
 def _served(task: str, url: str, name: str):
     from clients.intent_slot import IntentSlotClient
     from clients.qa import QAClient
+    from clients.seq_cls import SeqClsClient
     from clients.token_cls import TokenClsClient
+
+    if task == "seq_cls":
+        seq_client = SeqClsClient(url, name)
+        return lambda rows: seq_client.classify([r[0] for r in rows])
 
     if task == "qa":
         client = QAClient(url, name)
