@@ -43,3 +43,16 @@ def print_table(results: list[Result], baseline: str = "x bare") -> None:
     for r in results:
         print(f"| {r.system} | {r.texts_per_s:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | "
               f"{r.ratio_to_bare:.2f} |")
+
+
+def ensure_example(work, task):
+    """The example model of `task` under `work`, trained first if missing or unfinished."""
+    from pathlib import Path
+
+    from builder.example import make_example
+    from serving_core.interface import Task
+
+    example = Path(work) / f"{Task(task).value}_example"
+    if not (example / "example.json").is_file():  # written last, when the example is complete
+        make_example(Task(task), example)
+    return example

@@ -42,21 +42,18 @@ def main() -> None:
     args = parser.parse_args()
 
     from builder.build import build
-    from builder.example import make_example
     from builder.options import BuildOptions
     from builder.pipeline_server import PipelineService
     from builder.quiet import quiet_frameworks
     from builder.server import ServerPorts, TritonServer
     from serving_core.interface import Task
 
-    from .common import print_table, summarize
+    from .common import ensure_example, print_table, summarize
     from .seq_cls_server_vs_bare import make_texts
 
     quiet_frameworks()
     work = Path(args.workdir)
-    example = work / "seq_cls_example"
-    if not (example / "model_state.pdparams").is_file():
-        make_example(Task.SEQ_CLS, example)
+    example = ensure_example(work, Task.SEQ_CLS)
     output = work / "bench_both"
     build(example, output, BuildOptions(task=Task.SEQ_CLS, name="seq_cls", target="all", overwrite=True),
           show_progress=False)

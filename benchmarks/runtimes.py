@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Result, summarize, timed
+from .common import Result, ensure_example, summarize, timed
 
 
 def main() -> None:
@@ -28,7 +28,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from builder.build import build
-    from builder.example import make_example
     from builder.example.prune import prune_example
     from builder.quantize import QuantizeOptions
     from builder.options import BuildOptions
@@ -44,9 +43,7 @@ def main() -> None:
 
     quiet_frameworks()
     work = Path(args.workdir)
-    example = work / "seq_cls_example"
-    if not (example / "model_state.pdparams").is_file():
-        make_example(Task.SEQ_CLS, example)
+    example = ensure_example(work, Task.SEQ_CLS)
     repository = work / "bench_runtimes"
     pruned = prune_example(example, Task.SEQ_CLS, 0.5, work / "seq_cls_width_mult_0.5")
     loose = QuantizeOptions(min_agreement=0.5)  # measuring, not gating

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Result, print_table, summarize as _summarize, timed as _timed
+from .common import Result, ensure_example, print_table, summarize as _summarize, timed as _timed
 
 
 def make_texts(count: int, long: bool, seed: int = 0) -> list[str]:
@@ -37,7 +37,6 @@ def make_texts(count: int, long: bool, seed: int = 0) -> list[str]:
 
 def run(args) -> list[Result]:
     from builder.build import build
-    from builder.example.seq_cls_example import make_seq_cls_example
     from builder.options import BuildOptions
     from builder.quiet import quiet_frameworks
     from builder.server import ServerPorts, TritonServer
@@ -50,9 +49,7 @@ def run(args) -> list[Result]:
 
     quiet_frameworks()
     work = Path(args.workdir)
-    example = work / "seq_cls_example"
-    if not (example / "model_state.pdparams").is_file():
-        make_seq_cls_example(example)
+    example = ensure_example(work, Task.SEQ_CLS)
     repository = work / "bench_repository"
     build(example, repository, BuildOptions(task=Task.SEQ_CLS, name="bench", overwrite=True, max_seq_len=128,
                                             num_threads=args.threads,

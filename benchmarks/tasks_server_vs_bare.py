@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import print_table, summarize, timed
+from .common import ensure_example, print_table, summarize, timed
 
 
 def _workloads(batch_size: int, requests: int):
@@ -82,7 +82,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from builder.build import build
-    from builder.example import make_example
     from builder.options import BuildOptions
     from builder.quiet import quiet_frameworks
     from builder.server import ServerPorts, TritonServer
@@ -93,9 +92,7 @@ def main() -> None:
     repository = work / "bench_tasks_repository"
     workloads = _workloads(args.batch_size, args.requests)
     for task in workloads:
-        example = work / f"{task}_example"
-        if not (example / "vocab.txt").is_file():
-            make_example(Task(task), example)
+        example = ensure_example(work, task)
         started = time.perf_counter()
         build(example, repository, BuildOptions(task=Task(task), name=task, overwrite=True, num_threads=args.threads),
               show_progress=False)

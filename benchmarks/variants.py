@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import summarize, timed
+from .common import ensure_example, summarize, timed
 from .tasks_server_vs_bare import _bare, _served, _workloads
 
 VARIANTS = ("fp32", "pruned", "int8", "pruned_int8")
@@ -39,7 +39,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from builder.build import build
-    from builder.example import make_example
     from builder.example.prune import prune_example
     from builder.options import BuildOptions
     from builder.quantize import QuantizeOptions
@@ -57,11 +56,7 @@ def main() -> None:
     loose = QuantizeOptions(min_agreement=0.0)  # measuring, not gating
     sizes, measured, answers = {}, {}, {}
     for task in workloads:
-        example = work / f"{task}_example"
-        if not (example / "vocab.txt").is_file():
-            make_example(Task(task), example)
-        if task == "intent_slot" and not (example / "joint_ernie.pdparams").is_file():
-            make_example(Task(task), example)  # an older example without its dygraph weights
+        example = ensure_example(work, task)
         pruned = prune_example(example, Task(task), 0.5, work / f"{task}_width_mult_0.5")
         for variant in VARIANTS:
             int8 = {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8", "quantize_options": loose}
