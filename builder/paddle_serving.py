@@ -26,7 +26,7 @@ from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramSignature
 
 from .plan import RepositoryPlan
-from .repository import BACKEND_DIR, CORE_DIR, _IGNORE, swap_in
+from .repository import BACKEND_DIR, CORE_DIR, COPY_IGNORE, swap_in
 
 _ROLES = {interface.LOGITS: "logits", interface.SLOT_LOGITS: "slot_logits",
           interface.START_LOGITS: "start_logits", interface.END_LOGITS: "end_logits"}
@@ -96,7 +96,7 @@ def write_paddle_serving(plan: RepositoryPlan, program: ProgramFiles, signature:
         shutil.copy2(vocab_file, server_dir / "vocab.txt")
         shutil.copy2(BACKEND_DIR / "paddle_serving" / "service.py", root / "service.py")
         shutil.copy2(BACKEND_DIR / "paddle_serving" / "serving_adapter.py", root / "serving_adapter.py")
-        shutil.copytree(CORE_DIR, root / "serving_core", ignore=_IGNORE)
+        shutil.copytree(CORE_DIR, root / "serving_core", ignore=COPY_IGNORE)
         (root / "service.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False), encoding="utf-8")
         (root / "config.yml").write_text(_config_yml(name, options, model, list(outputs.values())), encoding="utf-8")
         _write_prototxt(signature, server_dir, client_dir, staging)

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "build.json"  # in the ensemble's directory: how it was built
 BACKEND_DIR = Path(model_repository.__file__).parent
 CORE_DIR = Path(serving_core.__file__).parent
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def _write_model(plan_model, directory: Path) -> None:
@@ -40,7 +40,7 @@ def _write_model(plan_model, directory: Path) -> None:
     if plan_model.backend_code:
         shutil.copy2(BACKEND_DIR / plan_model.backend_code / "model.py", version / "model.py")
         shutil.copy2(BACKEND_DIR / "triton_helpers.py", version / "triton_helpers.py")
-        shutil.copytree(CORE_DIR, version / "serving_core", ignore=_IGNORE)
+        shutil.copytree(CORE_DIR, version / "serving_core", ignore=COPY_IGNORE)
 
 
 def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwrite: bool = False) -> list[Path]:

@@ -46,9 +46,6 @@ class ProgramSignature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    def input(self, name: str) -> TensorSpec:
-        return next(t for t in self.inputs if t.name == name)
-
 
 def find_program(directory: Path) -> ProgramFiles | None:
     """Find the exported program in `directory` (a `.json`/`.pdmodel` with a `.pdiparams`)."""

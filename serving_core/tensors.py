@@ -40,7 +40,3 @@ class TensorSpec:
         """Shape as Triton `dims` for a model with max_batch_size > 0."""
         return tuple(self.shape[1:])
 
-
-def triton_type_of(dtype: str) -> str:
-    """``"int64"`` -> ``"TYPE_INT64"``."""
-    return "TYPE_" + _NUMPY_TO_TRITON[np.dtype(dtype).name if dtype not in ("bytes", "object") else dtype]

@@ -40,13 +40,12 @@ class TokenizerSettings:
 
 @dataclass
 class EncodedBatch:
-    """A padded batch: ids [B, L], type ids [B, L], real lengths, truncation flags, offsets."""
+    """A padded batch: ids [B, L], type ids [B, L], real lengths, truncation flags."""
 
     input_ids: np.ndarray
     token_type_ids: np.ndarray
     lengths: np.ndarray
     truncated: np.ndarray
-    offsets: list[list[tuple[int, int]]]
 
 
 def read_vocab(path: Path) -> dict[str, int]:
@@ -103,31 +102,24 @@ class ErnieTokenizer:
         return cls(read_vocab(vocab_file), settings)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> EncodedBatch:
-        """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest.
-
-        Offsets are (start, end) character offsets into the text the token came from
-        (end exclusive); special tokens have (0, 0).
-        """
+        """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest."""
         first = self._tokenizer.encode_batch(texts, add_special_tokens=False)
         second = self._tokenizer.encode_batch(pairs, add_special_tokens=False) if pairs is not None else None
         budget = self.settings.max_seq_len - (3 if second is not None else 2)
-        rows_ids, rows_types, offsets, truncated = [], [], [], []
+        rows_ids, rows_types, truncated = [], [], []
         cls, sep = [self.cls_id], [self.sep_id]
         for row, encoding in enumerate(first):
             pair = second[row] if second is not None else None
             keep_a, keep_b = truncated_lengths(len(encoding.ids), len(pair.ids) if pair else None, budget)
             ids = cls + encoding.ids[:keep_a] + sep
-            row_offsets = [(0, 0)] + encoding.offsets[:keep_a] + [(0, 0)]
             types = [0] * len(ids)
             cut = keep_a < len(encoding.ids)
             if pair is not None:
                 ids += pair.ids[:keep_b] + sep
-                row_offsets += pair.offsets[:keep_b] + [(0, 0)]
                 types += [1] * (keep_b + 1)
                 cut = cut or keep_b < len(pair.ids)
             rows_ids.append(ids)
             rows_types.append(types)
-            offsets.append(row_offsets)
             truncated.append(cut)
         size = len(rows_ids)
         lengths = np.fromiter((len(ids) for ids in rows_ids), dtype=np.int64, count=size)
@@ -137,7 +129,7 @@ class ErnieTokenizer:
         for row in range(size):
             input_ids[row, : lengths[row]] = rows_ids[row]
             token_type_ids[row, : lengths[row]] = rows_types[row]
-        return EncodedBatch(input_ids, token_type_ids, lengths, np.array(truncated, dtype=bool), offsets)
+        return EncodedBatch(input_ids, token_type_ids, lengths, np.array(truncated, dtype=bool))
 
     def pieces(self, texts: list[str]):
         """WordPiece encodings (ids, offsets) without special tokens or truncation."""
