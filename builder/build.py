@@ -125,15 +125,17 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
             "quantize": options.quantize, "calibration": calibration,
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        if options.target in ("triton", "all"):
-            write_repository(plan, Path(output) / "triton" if options.target == "all" else output, manifest,
-                             options.overwrite)
+        # Paddle Serving first: its writer has the step more likely to fail (the prototxt
+        # child process); the Triton swap that follows is renames only.
         if options.target in ("paddle-serving", "all"):
             from .paddle_serving import write_paddle_serving
 
             service_root = Path(output) / "paddle_serving" if options.target == "all" else Path(output)
             write_paddle_serving(plan, serving_program, signature, source.vocab_file, service_root / name,
                                  options.pipeline, options.overwrite)
+        if options.target in ("triton", "all"):
+            write_repository(plan, Path(output) / "triton" if options.target == "all" else output, manifest,
+                             options.overwrite)
         stages.update()
     stages.close()
     seconds = time.perf_counter() - started
