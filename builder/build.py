@@ -22,6 +22,7 @@ from .export import convert_to_onnx, export_checkpoint
 from .quantize import calibration_rows, check_int8, quantize_dynamic_int8
 from .options import BuildOptions
 from .repository import write_repository
+from .wiring import check_wiring
 from .plans import PLANNERS, PlanInputs
 from .sources import ModelSource, inspect_source
 
@@ -125,6 +126,7 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
             "quantize": options.quantize, "calibration": calibration,
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+        check_wiring(plan.ensemble(), plan.configs())  # before either target is written
         # Paddle Serving first: its writer has the step more likely to fail (the prototxt
         # child process); the Triton swap that follows is renames only.
         if options.target in ("paddle-serving", "all"):
