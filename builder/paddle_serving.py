@@ -79,7 +79,7 @@ def write_paddle_serving(plan: RepositoryPlan, program: ProgramFiles, signature:
         "name": name, "op_name": name, "task": plan.ensemble().parameters[interface.PARAM_TASK].string_value,
         "text_pair": json.loads(plan.ensemble().parameters[interface.PARAM_TEXT_PAIR].string_value)
         if interface.PARAM_TEXT_PAIR in plan.ensemble().parameters else False,
-        "tokenizer": _parameters(plan, "tokenizer"), "window": _parameters(plan, "tokenizer"), "model": model,
+        "tokenizer": _parameters(plan, "tokenizer"), "model": model,
         "postprocess": _parameters(plan, "postprocess"), "feeds": [i.name for i in model_step.input],
         "outputs": outputs,
     }

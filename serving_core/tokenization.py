@@ -200,6 +200,14 @@ def feed_for(name: str, batch: EncodedBatch, pad_id: int) -> np.ndarray:
     raise KeyError(f"unknown model input {name!r}; known: {', '.join(KNOWN_MODEL_INPUTS)}")
 
 
+def pad_to_width(array: np.ndarray, width: int, pad: int) -> np.ndarray:
+    """Pad the last axis to `width` (native backends and Paddle Serving's auto-batching stack
+    requests only when their shapes are equal)."""
+    out = np.full((*array.shape[:-1], width), pad, dtype=array.dtype)
+    out[..., : array.shape[-1]] = array
+    return out
+
+
 def pad_value_for(name: str, pad_id: int) -> int:
     """What to pad a model input with when the model step joins requests of different lengths."""
     return pad_id if name == "input_ids" else 0

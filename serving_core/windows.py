@@ -69,16 +69,16 @@ def encode_windows(tokenizer, texts: list[str], stride: int, questions: list[str
     asked = tokenizer.pieces(questions) if questions is not None else None
     max_len = tokenizer.settings.max_seq_len
     rows = []  # per text: list of (ids, types, index)
-    question_cut = []
+    truncated_rows = []
     for row, doc in enumerate(docs):
         prefix_ids, prefix_types = [tokenizer.cls_id], [0]
         if asked is not None:
             question = asked[row].ids[:max_question_len]
-            question_cut.append(len(asked[row].ids) > max_question_len)
+            truncated_rows.append(len(asked[row].ids) > max_question_len)
             prefix_ids = prefix_ids + question + [tokenizer.sep_id]
             prefix_types = [0] * len(prefix_ids)
         else:
-            question_cut.append(False)
+            truncated_rows.append(False)
         size = max_len - len(prefix_ids) - 1
         if size < 1:
             raise InvalidRequest(f"question {row} leaves no room for context in max_seq_len {max_len}")
@@ -87,7 +87,7 @@ def encode_windows(tokenizer, texts: list[str], stride: int, questions: list[str
         starts = window_starts(len(doc.ids), size, stride)
         if max_windows and len(starts) > max_windows:
             starts = starts[:max_windows]
-            question_cut[-1] = True
+            truncated_rows[-1] = True
         for start in starts:
             end = min(start + size, len(doc.ids))
             ids = prefix_ids + doc.ids[start:end] + [tokenizer.sep_id]
@@ -113,7 +113,7 @@ def encode_windows(tokenizer, texts: list[str], stride: int, questions: list[str
                          np.array([len(d.ids) for d in docs], dtype=np.int32),
                          np.array([len(w) for w in rows], dtype=np.int32),
                          np.array([max(len(ids) for ids, _, _ in w) for w in rows], dtype=np.int32),
-                         np.array(question_cut, dtype=bool))
+                         np.array(truncated_rows, dtype=bool))
 
 
 def merge_windows(token_index: np.ndarray, values: np.ndarray, num_tokens: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from serving_core.parameters import from_parameters  # noqa: E402
 from serving_core.qa import QASettings, best_answer  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
 from serving_core.token_cls import TokenClsSettings, token_entities  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for, pad_to_width  # noqa: E402
 from serving_core.windows import WindowSettings, encode_windows  # noqa: E402
 
 BAD_REQUEST = 400
@@ -67,13 +67,6 @@ def _columns(request: dict) -> list[list[str]]:
     return columns
 
 
-def _widen(array: np.ndarray, width: int, pad: int) -> np.ndarray:
-    """Pad the last axis to `width` so Paddle Serving's auto-batching can stack requests."""
-    out = np.full((*array.shape[:-1], width), pad, dtype=array.dtype)
-    out[..., : array.shape[-1]] = array
-    return out
-
-
 class ErnieOp(Op):
     @staticmethod
     def get_feed_fetch_list(client):
@@ -83,7 +76,7 @@ class ErnieOp(Op):
     def init_op(self):
         self.tokenizer = ErnieTokenizer.from_files(HERE / "serving_server" / "vocab.txt",
                                                    from_parameters(TokenizerSettings, SPEC["tokenizer"]))
-        self.window = from_parameters(WindowSettings, SPEC["window"])
+        self.window = from_parameters(WindowSettings, SPEC["tokenizer"])  # one map holds both, as in Triton
         self.feeds = SPEC["feeds"]
         self.outputs = SPEC["outputs"]  # role -> program output name
         settings_class = {"seq_cls": SeqClsSettings, "token_cls": TokenClsSettings, "qa": QASettings,
@@ -110,7 +103,7 @@ class ErnieOp(Op):
         except InvalidRequest as exc:
             return None, False, BAD_REQUEST, str(exc)
         width = self.tokenizer.settings.max_seq_len
-        return {name: _widen(array, width, self.tokenizer.pad_id if name == "input_ids" else 0)
+        return {name: pad_to_width(array, width, self.tokenizer.pad_id if name == "input_ids" else 0)
                 for name, array in feeds.items()}, False, None, ""
 
     def postprocess(self, input_dicts, fetch_dict, data_id=0, log_id=0):

@@ -20,14 +20,8 @@ from triton_helpers import (decode_texts, error_response, input_array, model_con
 from serving_core import interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for, pad_to_width  # noqa: E402
 from serving_core.windows import TokenizerMode, WindowSettings, encode_windows  # noqa: E402
-
-
-def _widen(array: np.ndarray, width: int, pad: int) -> np.ndarray:
-    out = np.full((array.shape[0], width), pad, dtype=array.dtype)
-    out[:, : array.shape[1]] = array
-    return out
 
 
 class TritonPythonModel:
@@ -58,7 +52,7 @@ class TritonPythonModel:
             arrays[interface.TRUNCATED] = batch.truncated.reshape(-1, 1)
             if self.windows.pad_to_max:
                 width = self.tokenizer.settings.max_seq_len
-                arrays = {name: _widen(a, width, self.tokenizer.pad_id if name == "input_ids" else 0)
+                arrays = {name: pad_to_width(a, width, self.tokenizer.pad_id if name == "input_ids" else 0)
                           if name in self.feed_names else a for name, a in arrays.items()}
                 return arrays, {"tokens": np.full(len(batch.lengths), width)}
             return arrays, {"tokens": batch.lengths}
