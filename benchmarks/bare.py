@@ -1,0 +1,55 @@
+"""The bare engine: the generated model step's program run in process on pre-tokenized batches.
+
+It is the ceiling a server can reach: no tokenizer, no transport, no scheduling, one batch
+after another. Windowed tasks run only the windows that hold text, as the model step does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from serving_core.interface import Task
+
+
+class BareEngine:
+    def __init__(self, repository: Path, model: str, task: Task, num_threads: int):
+        from builder.verify import model_parameters
+        from serving_core.model_step import ModelStepSettings
+        from serving_core.parameters import from_parameters
+        from serving_core.program import find_program
+        from serving_core.runtime import RuntimeKind, create_runner
+        from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
+        from serving_core.windows import WindowSettings
+
+        repository = Path(repository)
+        tokenizer_parameters = model_parameters(repository, model, "tokenizer")
+        step = from_parameters(ModelStepSettings, model_parameters(repository, model, "model"))
+        self.task = Task(task)
+        self.window = from_parameters(WindowSettings, tokenizer_parameters)
+        self.tokenizer = ErnieTokenizer.from_files(repository / f"{model}_tokenizer" / "1" / "vocab.txt",
+                                                   from_parameters(TokenizerSettings, tokenizer_parameters))
+        self.runner = create_runner(RuntimeKind(step.runtime), find_program(repository / f"{model}_model" / "1"),
+                                    num_threads, step.precision)
+        self.dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
+
+    def feeds(self, rows: list[tuple[str, ...]]) -> dict[str, np.ndarray]:
+        """The model inputs for `rows`: [texts or live windows, L], in the program's dtypes."""
+        from serving_core.windows import encode_windows
+
+        if self.task is Task.SEQ_CLS:
+            encoded = self.tokenizer.encode([r[0] for r in rows])
+            arrays = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids}
+        else:
+            texts, questions = ([r[1] for r in rows], [r[0] for r in rows]) if self.task is Task.QA \
+                else ([r[0] for r in rows], None)
+            batch = encode_windows(self.tokenizer, texts, self.window.stride, questions,
+                                   self.window.max_question_len, self.window.max_windows)
+            ids = batch.input_ids.reshape(-1, batch.input_ids.shape[-1])
+            live = (ids != self.tokenizer.pad_id).any(axis=1)
+            arrays = {"input_ids": ids[live],
+                      "token_type_ids": batch.token_type_ids.reshape(ids.shape)[live]}
+        return {name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in self.dtypes.items()}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> None:
+        self.runner.run(feeds)

@@ -1,0 +1,171 @@
+"""The benchmark's outputs: results.json, report.md (ratios to the bare engine, the targets,
+where the time goes in the ensemble) and plot.png (throughput vs p99 latency per system)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .systems import BARE, SIMPLE_SERVER, TRITON
+
+
+@dataclass
+class Row:
+    workload: str
+    system: str
+    kind: str
+    runtime: str
+    concurrency: int
+    measurement: dict
+    ratio_to_bare: float = 0.0  # throughput over the same runtime's bare engine at the same concurrency
+
+
+@dataclass
+class Report:
+    settings: dict
+    machine: dict
+    workloads: dict
+    rows: list[Row] = field(default_factory=list)
+    tokenizer: list[dict] = field(default_factory=list)
+    targets: list[dict] = field(default_factory=list)
+
+    def find(self, workload: str, system: str, concurrency: int) -> Row | None:
+        for row in self.rows:
+            if (row.workload, row.system, row.concurrency) == (workload, system, concurrency):
+                return row
+        return None
+
+    def fill_ratios(self) -> None:
+        for row in self.rows:
+            bare = self.find(row.workload, f"{BARE}_{row.runtime}", row.concurrency)
+            if bare and bare.measurement["texts_per_s"]:
+                row.ratio_to_bare = row.measurement["texts_per_s"] / bare.measurement["texts_per_s"]
+
+
+def evaluate_targets(report: Report, default_runtime: str = "paddle") -> list[dict]:
+    """The issue's four targets, from this run's rows; a target with missing rows is skipped."""
+    targets = []
+    served, bare = f"{TRITON}_{default_runtime}", f"{BARE}_{default_runtime}"
+
+    def add(name, value, goal, passed, detail):
+        targets.append({"target": name, "value": value, "goal": goal, "passed": bool(passed), "detail": detail})
+
+    for runtime in ("paddle", "onnxruntime", "int8"):
+        long_served, long_bare = report.find("seq_cls_long", f"{TRITON}_{runtime}", 1), \
+            report.find("seq_cls_long", f"{BARE}_{runtime}", 1)
+        if long_served and long_bare:
+            ratio = long_served.measurement["texts_per_s"] / long_bare.measurement["texts_per_s"]
+            add(f"served/bare throughput, batch 32 x 128 ({runtime})", ratio, ">= 0.90", ratio >= 0.90,
+                f"{long_served.measurement['texts_per_s']:.1f} vs {long_bare.measurement['texts_per_s']:.1f} texts/s")
+        short_served, short_bare = report.find("seq_cls_short", f"{TRITON}_{runtime}", 1), \
+            report.find("seq_cls_short", f"{BARE}_{runtime}", 1)
+        if short_served and short_bare:
+            ratio = short_served.measurement["p50_ms"] / short_bare.measurement["p50_ms"]
+            add(f"one 16-token request p50 / bare ({runtime})", ratio, "<= 1.5", ratio <= 1.5,
+                f"{short_served.measurement['p50_ms']:.2f} vs {short_bare.measurement['p50_ms']:.2f} ms")
+    for workload in report.workloads:
+        ours, theirs = report.find(workload, served, 16), report.find(workload, f"{SIMPLE_SERVER}_paddle", 16)
+        if ours and theirs and theirs.measurement["texts_per_s"]:
+            throughput = ours.measurement["texts_per_s"] / theirs.measurement["texts_per_s"]
+            p99 = ours.measurement["p99_ms"] / theirs.measurement["p99_ms"]
+            add(f"Triton ({default_runtime}) / SimpleServer at c16, {workload}", throughput,
+                ">= 3x throughput and <= 1/3 p99", throughput >= 3 and p99 <= 1 / 3,
+                f"throughput x{throughput:.2f}, p99 x{p99:.2f}")
+    if report.tokenizer:
+        identical = all(t["identical_ids"] for t in report.tokenizer)
+        add("tokenizer ids identical to PaddleNLP's", float(identical), "identical", identical,
+            ", ".join(f"{t['texts']}: x{t['speedup']:.1f} faster" for t in report.tokenizer))
+    for workload in report.workloads:
+        row = report.find(workload, served, 1)
+        steps = row.measurement.get("steps", {}) if row else {}
+        tokenizer = next((v for k, v in steps.items() if k.endswith("_tokenizer")), None)
+        ensemble = next((v for k, v in steps.items() if not k.endswith(("_tokenizer", "_model", "_postprocess"))),
+                        None)
+        if tokenizer and ensemble and ensemble["success"]:
+            share = tokenizer["compute_infer"] / ensemble["success"]
+            add(f"tokenizer share of served time, {workload}", share, "< 3%", share < 0.03,
+                f"{tokenizer['compute_infer']:.3f} of {ensemble['success']:.2f} ms (c1)")
+    return targets
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    aligns = ["---"] + ["---:"] * (len(headers) - 1)
+    return ["| " + " | ".join(headers) + " |", "| " + " | ".join(aligns) + " |",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def markdown(report: Report) -> str:
+    lines = ["# Serving benchmark", "", f"Machine: {report.machine}", "", f"Settings: {report.settings}", ""]
+    lines += ["## Targets", ""]
+    lines += _table(["target", "value", "goal", "met", "detail"],
+                    [[t["target"], f"{t['value']:.3f}", t["goal"], "yes" if t["passed"] else "**no**", t["detail"]]
+                     for t in report.targets])
+    for workload, description in report.workloads.items():
+        lines += ["", f"## {workload}: {description}", ""]
+        rows = sorted((r for r in report.rows if r.workload == workload), key=lambda r: (r.concurrency, r.system))
+        lines += _table(
+            ["c", "system", "texts/s", "p50 ms", "p95 ms", "p99 ms", "RSS MB", "CPU cores", "x bare", "errors"],
+            [[str(r.concurrency), r.system, f"{r.measurement['texts_per_s']:.1f}", f"{r.measurement['p50_ms']:.2f}",
+              f"{r.measurement['p95_ms']:.2f}", f"{r.measurement['p99_ms']:.2f}", f"{r.measurement['rss_mb']:.0f}",
+              f"{r.measurement['cpu_cores']:.2f}", f"{r.ratio_to_bare:.2f}", str(r.measurement["errors"])]
+             for r in rows])
+    lines += ["", "## Where the time goes in the Triton ensemble (mean ms per request, c1 and c16)", ""]
+    profile_rows = []
+    for row in report.rows:
+        if row.kind != TRITON or row.concurrency not in (1, 16):
+            continue
+        for model, step in row.measurement.get("steps", {}).items():
+            profile_rows.append([row.workload, row.system, str(row.concurrency), model, f"{step['queue']:.2f}",
+                                 f"{step['compute_input']:.2f}", f"{step['compute_infer']:.2f}",
+                                 f"{step['compute_output']:.2f}", f"{step['success']:.2f}",
+                                 f"{step['mean_batch']:.1f}"])
+    lines += _table(["workload", "system", "c", "model", "queue", "input", "infer", "output", "total", "batch"],
+                    profile_rows)
+    if report.tokenizer:
+        lines += ["", "## Tokenizer: ours (Rust) vs PaddleNLP's Python ErnieTokenizer", ""]
+        lines += _table(["texts", "batch", "ours ms", "PaddleNLP ms", "speed-up", "identical ids"],
+                        [[t["texts"], str(t["batch"]), f"{t['ours_ms']:.2f}", f"{t['paddlenlp_ms']:.2f}",
+                          f"{t['speedup']:.1f}", str(t["identical_ids"])] for t in report.tokenizer])
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(report.workloads)
+    columns = 2 if len(workloads) > 1 else 1
+    figure, axes = plt.subplots((len(workloads) + 1) // 2, columns, figsize=(7 * columns, 5 * ((len(workloads) + 1) // 2)),
+                                squeeze=False)
+    for axis, workload in zip(axes.flat, workloads):
+        rows = [r for r in report.rows if r.workload == workload]
+        for system in dict.fromkeys(r.system for r in rows):
+            points = sorted((r for r in rows if r.system == system), key=lambda r: r.concurrency)
+            x = [r.measurement["p99_ms"] for r in points]
+            y = [r.measurement["texts_per_s"] for r in points]
+            style = "--" if points[0].kind == BARE else "-"
+            axis.plot(x, y, style, marker="o", label=system)
+            for r, xi, yi in zip(points, x, y):
+                axis.annotate(f"c{r.concurrency}", (xi, yi), fontsize=7, textcoords="offset points", xytext=(3, 3))
+        axis.set_xscale("log")
+        axis.set_xlabel("p99 latency (ms, log)")
+        axis.set_ylabel("throughput (texts/s)")
+        axis.set_title(f"{workload}: {report.workloads[workload]}", fontsize=9)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(workloads):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(report: Report, directory: Path) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "results.json", "markdown": directory / "report.md", "plot": directory / "plot.png"}
+    paths["json"].write_text(json.dumps(asdict(report), indent=1, ensure_ascii=False), encoding="utf-8")
+    paths["markdown"].write_text(markdown(report), encoding="utf-8")
+    plot(report, paths["plot"])
+    return paths

@@ -1,0 +1,204 @@
+"""The serving benchmark: every system side by side, in one run, on the same models and texts.
+
+    .venv/bin/python -m benchmarks.run                       # full run (about 25 min here)
+    .venv/bin/python -m benchmarks.run --seconds 2 --concurrency 1 16 --workloads seq_cls_short
+
+Systems (--systems; names are <kind>_<runtime>):
+  bare_paddle, bare_onnxruntime, bare_int8   the model step's program in process on
+                                             pre-tokenized batches: the ceiling
+  triton_paddle, triton_onnxruntime, triton_int8
+                                             our generated Triton ensemble, per runtime
+                                             (int8 = ONNX Runtime INT8 from --quantize int8)
+  paddle_serving_paddle                      our generated Paddle Serving pipeline
+  simple_server_paddle                       PaddleNLP's SimpleServer (`paddlenlp server`),
+                                             set up as its docs say
+Workloads (--workloads): seq_cls_short (one 16-token text a request), seq_cls_long (32 x 128
+tokens a request), token_cls (8 x 64 tokens), qa (one question, a ~370-character context).
+Each point is a closed loop of --concurrency clients in a separate process; warm-up is
+excluded; the served process tree is sampled for RSS and CPU.
+
+Writes results.json, report.md (ratios to the bare engine, the targets, the ensemble's
+per-step profile, the tokenizer comparison) and plot.png into --output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .loadgen import Point
+from .report import Report, Row, evaluate_targets, write
+from .systems import ALL_SYSTEMS, BARE, PADDLE_SERVING, SIMPLE_SERVER, TRITON, System, system_named
+from .workloads import Workload, standard_workloads
+
+log = logging.getLogger("benchmarks.run")
+
+
+def build_repositories(work: Path, tasks: list[str], systems: list[System], threads: int) -> dict:
+    """One Triton repository per (runtime, task); a Paddle Serving service and a SimpleServer model per task."""
+    from builder.build import build
+    from builder.options import BuildOptions
+    from builder.quantize import QuantizeOptions
+    from serving_core.interface import Task
+    from serving_core.runtime import RuntimeKind
+
+    from .common import ensure_example
+
+    runtime_options = {"paddle": {}, "onnxruntime": {"runtime": RuntimeKind.ONNXRUNTIME},
+                       "int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8",
+                                "quantize_options": QuantizeOptions(min_agreement=0.5)}}  # measuring, not gating
+    runtimes = sorted({s.runtime for s in systems if s.kind in (BARE, TRITON)}
+                      | ({"paddle"} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
+    paths: dict = {"examples": {}, "triton": {}, "paddle_serving": {}, "simple_server": {}}
+    jobs = [(task, runtime) for task in tasks for runtime in runtimes]
+    with tqdm(total=len(jobs) + len(tasks), desc="build", unit="model") as progress:
+        for task in tasks:
+            example = paths["examples"][task] = ensure_example(work, task)
+            for runtime in runtimes:
+                repository = work / "repositories" / runtime / task
+                build(example, repository, BuildOptions(task=Task(task), name=task, overwrite=True,
+                                                        num_threads=threads, **runtime_options[runtime]),
+                      show_progress=False)
+                paths["triton"][(runtime, task)] = repository
+                progress.update()
+            if any(s.kind == PADDLE_SERVING for s in systems):
+                service = work / "repositories" / "paddle_serving"
+                build(example, service, BuildOptions(task=Task(task), name=task, overwrite=True, num_threads=threads,
+                                                     target="paddle-serving"), show_progress=False)
+                paths["paddle_serving"][task] = service / task
+            if any(s.kind == SIMPLE_SERVER for s in systems):  # the same program file, alone in its folder
+                model_dir = work / "repositories" / "simple_server" / task
+                model_dir.mkdir(parents=True, exist_ok=True)
+                for name in ("inference.json", "inference.pdiparams"):
+                    shutil.copy2(paths["triton"][("paddle", task)] / f"{task}_model" / "1" / name, model_dir / name)
+                paths["simple_server"][task] = model_dir
+            progress.update()
+    return paths
+
+
+@contextmanager
+def serving(system: System, task: str, paths: dict):
+    """Start the system's server for `task`; yields (url, pid, Triton model names)."""
+    from builder.pipeline_server import PipelineService
+    from builder.server import ServerPorts, TritonServer
+
+    from .simple_server import SimpleServerProcess
+
+    if system.kind == BARE:
+        yield "", 0, []
+    elif system.kind == TRITON:
+        with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free()) as server:
+            yield server.grpc_url, server._process.pid, [task, f"{task}_tokenizer", f"{task}_model",
+                                                         f"{task}_postprocess"]
+    elif system.kind == PADDLE_SERVING:
+        with PipelineService(paths["paddle_serving"][task]) as service:
+            yield service.url, service._process.pid, []
+    else:
+        with SimpleServerProcess(task, paths["simple_server"][task], paths["examples"][task],
+                                 ServerPorts.free().http) as server:
+            yield server.url, server.pid, []
+
+
+def measure(point: Point, work: Path) -> dict:
+    spec = work / "points" / f"{point.workload}-{point.system}-c{point.concurrency}.json"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    spec.write_text(json.dumps(asdict(point)), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.loadgen", str(spec)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"{spec.name}: loadgen failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(args) -> Report:
+    from builder.quiet import quiet_frameworks
+
+    quiet_frameworks()
+    work = Path(args.workdir)
+    systems = [system_named(name) for name in args.systems]
+    workloads: dict[str, Workload] = {name: w for name, w in standard_workloads(args.requests).items()
+                                      if name in args.workloads}
+    tasks = list(dict.fromkeys(w.task.value for w in workloads.values()))
+    paths = build_repositories(work, tasks, systems, args.threads)
+    files = {}
+    for name, workload in workloads.items():
+        files[name] = work / "workloads" / f"{name}.json"
+        files[name].parent.mkdir(parents=True, exist_ok=True)
+        files[name].write_text(json.dumps(workload.requests, ensure_ascii=False), encoding="utf-8")
+
+    report = Report(settings={k: v for k, v in vars(args).items() if k != "func"},
+                    machine={"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                             "python": platform.python_version()},
+                    workloads={name: w.description for name, w in workloads.items()})
+    total = len(systems) * len(workloads) * len(args.concurrency)
+    with tqdm(total=total, desc="measure", unit="point") as progress:
+        for task in tasks:
+            for system in systems:
+                with serving(system, task, paths) as (url, pid, triton_models):
+                    for name, workload in workloads.items():
+                        if workload.task.value != task:
+                            continue
+                        for concurrency in args.concurrency:
+                            point = Point(system=system.name, kind=system.kind, task=task, workload=name,
+                                          workload_file=str(files[name].resolve()), concurrency=concurrency,
+                                          seconds=args.seconds, warmup_s=args.warmup, server_pid=pid, url=url,
+                                          model=task, repository=str(paths["triton"].get((system.runtime, task), "")),
+                                          num_threads=args.threads, triton_models=triton_models)
+                            result = measure(point, work)
+                            report.rows.append(Row(name, system.name, system.kind, system.runtime, concurrency,
+                                                   result))
+                            progress.set_postfix_str(f"{name} {system.name} c{concurrency}: "
+                                                     f"{result['texts_per_s']:.0f}/s p99 {result['p99_ms']:.0f} ms")
+                            progress.update()
+    report.fill_ratios()
+    if args.tokenizer and "seq_cls" in tasks:
+        from .tokenizer_speed import compare
+        from .workloads import texts_of_length
+
+        texts = {"16 tokens": texts_of_length(7, 640, 14), "128 tokens": texts_of_length(8, 640, 126)}
+        report.tokenizer = [asdict(t) for t in compare(paths["examples"]["seq_cls"], texts)]
+    report.targets = evaluate_targets(report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", default=[s.name for s in ALL_SYSTEMS], metavar="SYSTEM",
+                        help="systems to compare (default: all)")
+    parser.add_argument("--workloads", nargs="+", default=list(standard_workloads(1)), metavar="WORKLOAD",
+                        choices=list(standard_workloads(1)), help="workloads (default: all)")
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16, 64],
+                        help="concurrent clients per point (default: 1 4 16 64)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point, at least")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per point, excluded")
+    parser.add_argument("--requests", type=int, default=64, help="distinct requests per workload, sent in a loop")
+    parser.add_argument("--threads", type=int, default=2, help="math threads of the model step and the bare engine")
+    parser.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
+                        help="skip the tokenizer comparison with PaddleNLP")
+    parser.add_argument("--workdir", default="demo/bench", help="models and repositories (reused)")
+    parser.add_argument("--output", default=None, help="results directory (default: WORKDIR/results-<time>)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    report = run(args)
+    output = Path(args.output or Path(args.workdir) / time.strftime("results-%Y%m%d-%H%M%S"))
+    paths = write(report, output)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print(f"wrote {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

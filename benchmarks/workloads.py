@@ -1,0 +1,81 @@
+"""The benchmark's workloads: which task, what one request carries, and the texts.
+
+Texts come from the example data (car-assistant commands), cut to a token budget: the
+example vocabulary gives one token per CJK character, so `n` characters are `n + 2` tokens
+with [CLS] and [SEP].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving_core.interface import Task
+
+
+@dataclass(frozen=True)
+class Workload:
+    """`requests[i]` is one request: a list of rows, a row is (text,) or (question, context)."""
+
+    name: str
+    task: Task
+    texts_per_request: int
+    tokens_per_text: int  # the target length, [CLS] and [SEP] included
+    description: str
+    requests: list[list[tuple[str, ...]]]
+
+    @property
+    def rows(self) -> list[tuple[str, ...]]:
+        return [row for request in self.requests for row in request]
+
+
+def commands(seed: int, count: int) -> list[str]:
+    """`count` car-assistant commands drawn from the example intents."""
+    from builder.example import intents
+
+    base = [t for t, _ in intents.examples(0, per_template=50)]
+    rng = np.random.default_rng(seed)
+    return [base[i] for i in rng.integers(0, len(base), count)]
+
+
+def texts_of_length(seed: int, count: int, characters: int) -> list[str]:
+    """Commands joined with '，' and cut to exactly `characters` characters each."""
+    pool = iter(commands(seed, count * (characters // 4 + 2)))
+    texts = []
+    for _ in range(count):
+        text = ""
+        while len(text) < characters:
+            text = f"{text}，{next(pool)}" if text else next(pool)
+        texts.append(text[:characters])
+    return texts
+
+
+def make_texts(count: int, long: bool, seed: int = 0) -> list[str]:
+    """Short commands as they come (about 9 tokens), or 14 of them joined (about 120 tokens)."""
+    texts = commands(seed, count)
+    if long:
+        rng = np.random.default_rng(seed)
+        texts = ["，".join(commands(int(rng.integers(1 << 30)), 14)) for _ in range(count)]
+    return texts
+
+
+def _split(rows: list[tuple[str, ...]], per_request: int) -> list[list[tuple[str, ...]]]:
+    return [rows[i:i + per_request] for i in range(0, len(rows) - per_request + 1, per_request)]
+
+
+def standard_workloads(requests: int = 64, seed: int = 0) -> dict[str, Workload]:
+    """The four workloads of `benchmarks.run`, each with `requests` distinct requests (reused in a loop)."""
+    from builder.example import intents
+
+    qa_rows = intents.qa_examples(seed + 2, count=requests, commands=64)
+    workloads = [
+        Workload("seq_cls_short", Task.SEQ_CLS, 1, 16, "one 16-token command a request (the car-voice case)",
+                 _split([(t,) for t in texts_of_length(seed, requests, 14)], 1)),
+        Workload("seq_cls_long", Task.SEQ_CLS, 32, 128, "32 texts of 128 tokens a request",
+                 _split([(t,) for t in texts_of_length(seed + 1, 32 * requests, 126)], 32)),
+        Workload("token_cls", Task.TOKEN_CLS, 8, 64, "8 sentences of 64 tokens a request (one window each)",
+                 _split([(t,) for t in texts_of_length(seed + 3, 8 * requests, 62)], 8)),
+        Workload("qa", Task.QA, 1, 0, "one question over a long context (about 370 characters, 4+ windows)",
+                 _split([(q, c) for q, c, _, _ in qa_rows], 1)),
+    ]
+    return {w.name: w for w in workloads}
