@@ -14,7 +14,6 @@ class Result:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    ratio_to_bare: float = 0.0
 
 
 def summarize(system: str, latencies: list[float], texts: int, wall: float) -> Result:
@@ -32,17 +31,6 @@ def timed(fn, batches, repeats: int = 1) -> tuple[list[float], float]:
             fn(batch)
             latencies.append(time.perf_counter() - t)
     return latencies, time.perf_counter() - started
-
-
-def print_table(results: list[Result], baseline: str = "x bare") -> None:
-    """Markdown table; the last column is each row's throughput over the first row's."""
-    for r in results:
-        r.ratio_to_bare = r.texts_per_s / results[0].texts_per_s
-    print(f"| system | texts/s | p50 ms | p95 ms | p99 ms | {baseline} |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r.system} | {r.texts_per_s:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | "
-              f"{r.ratio_to_bare:.2f} |")
 
 
 def ensure_example(work, task):

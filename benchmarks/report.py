@@ -45,7 +45,7 @@ class Report:
 def evaluate_targets(report: Report, default_runtime: str = "paddle") -> list[dict]:
     """The issue's four targets, from this run's rows; a target with missing rows is skipped."""
     targets = []
-    served, bare = f"{TRITON}_{default_runtime}", f"{BARE}_{default_runtime}"
+    served = f"{TRITON}_{default_runtime}"
 
     def add(name, value, goal, passed, detail):
         targets.append({"target": name, "value": value, "goal": goal, "passed": bool(passed), "detail": detail})

@@ -39,7 +39,7 @@ def main() -> None:
     from serving_core.runtime import RuntimeKind, create_runner
     from serving_core.tokenization import ErnieTokenizer, settings_from_tokenizer_config
 
-    from .seq_cls_server_vs_bare import make_texts
+    from .workloads import make_texts
 
     quiet_frameworks()
     work = Path(args.workdir)

@@ -187,8 +187,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="math threads per model instance (default: %(default)s)")
     p.add_argument("--instances", type=int, default=1, help="model step instances (default: %(default)s)")
     p.add_argument("--max-batch-size", type=int, default=64, help="texts per batch (default: %(default)s)")
-    p.add_argument("--queue-delay-us", type=int, default=1000,
-                   help="dynamic batching: longest wait to fill a batch (default: %(default)s)")
+    p.add_argument("--queue-delay-us", type=int, default=None,
+                   help="model step's dynamic batching: longest wait for more requests to fill a batch "
+                        "(default: 0 on CPU, where requests queued behind a busy instance batch anyway; "
+                        "1000 for the GPU step)")
     p.add_argument("--text-pair", action="store_true", help="sentence-pair model: adds the TEXT_PAIR input")
     p.add_argument("--multi-label", action="store_true", help="sigmoid + threshold instead of softmax")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label threshold (default: %(default)s)")

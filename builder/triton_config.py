@@ -16,12 +16,24 @@ from serving_core.tensors import TensorSpec
 
 @dataclass(frozen=True)
 class BatchingOptions:
-    """Scheduling of one Python-backend step."""
+    """Scheduling of one step.
+
+    `max_queue_delay_us` None is the step's own default: 0 for CPU Python steps (measured by
+    `benchmarks.run`: a delay adds itself to every lone request, while requests that queue
+    up behind a busy CPU instance batch anyway), GPU_QUEUE_DELAY_US for the native GPU step.
+    """
 
     max_batch_size: int = 64
     instances: int = 1
-    max_queue_delay_us: int = 1000
+    max_queue_delay_us: int | None = None
     preferred_batch_sizes: tuple[int, ...] = ()
+
+    def queue_delay_us(self, default: int) -> int:
+        return default if self.max_queue_delay_us is None else self.max_queue_delay_us
+
+
+CPU_QUEUE_DELAY_US = 0
+GPU_QUEUE_DELAY_US = 1000  # a GPU batch costs about what one request does: worth waiting for
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ def python_step(name: str, inputs: list[IOTensor], outputs: list[IOTensor], batc
                             input=[_input(t) for t in inputs], output=[_output(t) for t in outputs])
     config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU,
                                                        count=batching.instances))
-    config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us(CPU_QUEUE_DELAY_US)
     config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
     for item in settings if isinstance(settings, tuple) else (settings,):
         if item is not None:
@@ -108,7 +120,7 @@ def native_onnxruntime_step(name: str, inputs: list[IOTensor], outputs: list[IOT
                             input=[_input(t) for t in inputs], output=[_output(t) for t in outputs],
                             default_model_filename="model.onnx")
     config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=batching.instances))
-    config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us(GPU_QUEUE_DELAY_US)
     config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
     if tensorrt:
         accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")

@@ -1,6 +1,7 @@
-"""The benchmark commands still run (tiny settings; nothing about speed is asserted)."""
+"""The benchmark command still runs end to end (tiny settings; nothing about speed is asserted)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,10 +10,24 @@ import pytest
 pytestmark = pytest.mark.server
 
 
-def test_seq_cls_benchmark_runs(example_model, tmp_path):
+def test_benchmark_run_writes_every_output(example_model, tmp_path):
     (tmp_path / "seq_cls_example").symlink_to(example_model)
-    out = subprocess.run([sys.executable, "-m", "benchmarks.seq_cls_server_vs_bare", "--requests", "2",
-                          "--batch-size", "4", "--workdir", str(tmp_path), "--json", str(tmp_path / "r.json")],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "| triton_c1 |" in out.stdout and (tmp_path / "r.json").is_file()
+    output = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--workdir", str(tmp_path), "--output", str(output),
+         "--workloads", "seq_cls_short", "--systems", "bare_paddle", "triton_paddle", "simple_server_paddle",
+         "--concurrency", "1", "2", "--seconds", "0.5", "--warmup", "0.2", "--requests", "8"],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((output / "results.json").read_text(encoding="utf-8"))
+    points = {(r["system"], r["concurrency"]) for r in results["rows"]}
+    assert points == {(s, c) for s in ("bare_paddle", "triton_paddle", "simple_server_paddle") for c in (1, 2)}
+    for row in results["rows"]:
+        assert row["measurement"]["errors"] == 0 and row["measurement"]["texts_per_s"] > 0
+        assert row["measurement"]["rss_mb"] > 0
+    triton = next(r for r in results["rows"] if r["system"] == "triton_paddle")
+    assert set(triton["measurement"]["steps"]) == {"seq_cls", "seq_cls_tokenizer", "seq_cls_model",
+                                                   "seq_cls_postprocess"}
+    assert all(t["identical_ids"] for t in results["tokenizer"])
+    assert "| triton_paddle |" in (output / "report.md").read_text(encoding="utf-8")
+    assert (output / "plot.png").read_bytes()[:4] == b"\x89PNG"
