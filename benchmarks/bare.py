@@ -32,9 +32,11 @@ class BareEngine:
         self.runner = create_runner(RuntimeKind(step.runtime), find_program(repository / f"{model}_model" / "1"),
                                     num_threads, step.precision)
         self.dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
+        self.max_batch_tokens = step.max_batch_tokens
 
-    def feeds(self, rows: list[tuple[str, ...]]) -> dict[str, np.ndarray]:
-        """The model inputs for `rows`: [texts or live windows, L], in the program's dtypes."""
+    def feeds(self, rows: list[tuple[str, ...]]) -> list[dict[str, np.ndarray]]:
+        """The model inputs for `rows`: [texts or live windows, L] in the program's dtypes, cut
+        into batches of at most the model step's `max_batch_tokens`, as the model step runs them."""
         from serving_core.windows import encode_windows
 
         if self.task is Task.SEQ_CLS:
@@ -49,7 +51,11 @@ class BareEngine:
             live = (ids != self.tokenizer.pad_id).any(axis=1)
             arrays = {"input_ids": ids[live],
                       "token_type_ids": batch.token_type_ids.reshape(ids.shape)[live]}
-        return {name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in self.dtypes.items()}
+        total, width = arrays["input_ids"].shape
+        step = max(1, self.max_batch_tokens // width) if self.max_batch_tokens else total
+        return [{name: np.ascontiguousarray(arrays[name][start:start + step], dtype=dtype)
+                 for name, dtype in self.dtypes.items()} for start in range(0, total, step)]
 
-    def run(self, feeds: dict[str, np.ndarray]) -> None:
-        self.runner.run(feeds)
+    def run(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        for feed in feeds:
+            self.runner.run(feed)

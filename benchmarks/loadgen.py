@@ -3,9 +3,9 @@
     python -m benchmarks.loadgen POINT.json      (written by benchmarks.run; prints one JSON line)
 
 Each client thread sends the workload's requests back to back. Warm-up lasts until every
-client has had an answer and `warmup_s` has passed; the window then stays open for at
-least `seconds` and until `concurrency` more requests have completed. Only requests that
-complete inside the window count. The served process tree (the server and its children,
+client has had an answer and `warmup_s` has passed; the window then runs from one
+completion to the first completion after at least `seconds` and `concurrency` more
+completions. Only requests that complete inside the window count. The served process tree (the server and its children,
 or this process for the bare engine) is sampled for RSS and CPU time over the window; for
 Triton, the per-step statistics over the window are read too (where the time goes).
 
@@ -197,22 +197,27 @@ def measure_served(point: Point, requests: list[list[tuple[str, ...]]]) -> Measu
     own = TreeSampler(0)
     with TreeSampler(point.server_pid) as sampler:
         stats_before = triton_statistics(point.url, point.triton_models) if point.triton_models else {}
-        cpu_before, own_before = sampler.cpu_seconds(), own.cpu_seconds()
-        window_start, completed_before = time.perf_counter(), len(done)
+        cpu_before, own_before, sampled_from = sampler.cpu_seconds(), own.cpu_seconds(), time.perf_counter()
+        # The window runs from one completion to another: answers can come in bursts (one
+        # batch answers several clients), and a window cut between bursts would miscount.
+        completed_before = len(done)
+        while len(done) == completed_before:
+            time.sleep(0.001)
+        window_start, first = done[completed_before][1], completed_before + 1
         errors_before = len(errors)
-        while (time.perf_counter() - window_start < point.seconds
-               or len(done) - completed_before < point.concurrency):
+        while (time.perf_counter() - window_start < point.seconds or len(done) - first < point.concurrency):
             time.sleep(0.01)
-        window_end = time.perf_counter()
+        snapshot = list(done)
+        window_end = max(e for _, e, _ in snapshot[first:])
+        sampled = time.perf_counter() - sampled_from
         cpu, own_cpu = sampler.cpu_seconds() - cpu_before, own.cpu_seconds() - own_before
         stats_after = triton_statistics(point.url, point.triton_models) if point.triton_models else {}
     stop.set()
-    counted = [(s, e, n) for s, e, n in list(done) if window_start <= e <= window_end]
-    window = window_end - window_start
-    result = _summary([e - s for s, e, _ in counted], sum(n for _, _, n in counted), window,
+    counted = [(s, e, n) for s, e, n in snapshot if window_start < e <= window_end]
+    result = _summary([e - s for s, e, _ in counted], sum(n for _, _, n in counted), window_end - window_start,
                       errors[errors_before:])
-    result.rss_mb, result.cpu_cores = sampler.peak_rss / 2**20, cpu / window
-    result.client_cpu_cores = own_cpu / window
+    result.rss_mb, result.cpu_cores = sampler.peak_rss / 2**20, cpu / sampled
+    result.client_cpu_cores = own_cpu / sampled
     result.steps = step_profile(stats_before, stats_after)
     for t in threads:
         t.join(timeout=600)

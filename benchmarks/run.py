@@ -1,6 +1,6 @@
 """The serving benchmark: every system side by side, in one run, on the same models and texts.
 
-    .venv/bin/python -m benchmarks.run                       # full run (about 25 min here)
+    .venv/bin/python -m benchmarks.run                       # full run (about 30 min here)
     .venv/bin/python -m benchmarks.run --seconds 2 --concurrency 1 16 --workloads seq_cls_short
 
 Systems (--systems; names are <kind>_<runtime>):
@@ -40,7 +40,7 @@ from tqdm import tqdm
 from .loadgen import Point
 from .report import Report, Row, evaluate_targets, write
 from .systems import ALL_SYSTEMS, BARE, PADDLE_SERVING, SIMPLE_SERVER, TRITON, System, system_named
-from .workloads import Workload, standard_workloads
+from .workloads import WORKLOAD_NAMES, Workload, standard_workloads
 
 log = logging.getLogger("benchmarks.run")
 
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", nargs="+", default=[s.name for s in ALL_SYSTEMS], metavar="SYSTEM",
                         help="systems to compare (default: all)")
-    parser.add_argument("--workloads", nargs="+", default=list(standard_workloads(1)), metavar="WORKLOAD",
-                        choices=list(standard_workloads(1)), help="workloads (default: all)")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOAD_NAMES), metavar="WORKLOAD",
+                        choices=WORKLOAD_NAMES, help="workloads (default: all)")
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16, 64],
                         help="concurrent clients per point (default: 1 4 16 64)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point, at least")
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="math threads of the model step and the bare engine")
     parser.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                         help="skip the tokenizer comparison with PaddleNLP")
-    parser.add_argument("--workdir", default="demo/bench", help="models and repositories (reused)")
+    parser.add_argument("--workdir", default="demo", help="example models (reused) and the repositories built")
     parser.add_argument("--output", default=None, help="results directory (default: WORKDIR/results-<time>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -29,6 +29,9 @@ class Workload:
         return [row for request in self.requests for row in request]
 
 
+WORKLOAD_NAMES = ("seq_cls_short", "seq_cls_long", "token_cls", "qa")
+
+
 def commands(seed: int, count: int) -> list[str]:
     """`count` car-assistant commands drawn from the example intents."""
     from builder.example import intents
@@ -78,4 +81,5 @@ def standard_workloads(requests: int = 64, seed: int = 0) -> dict[str, Workload]
         Workload("qa", Task.QA, 1, 0, "one question over a long context (about 370 characters, 4+ windows)",
                  _split([(q, c) for q, c, _, _ in qa_rows], 1)),
     ]
+    assert tuple(w.name for w in workloads) == WORKLOAD_NAMES
     return {w.name: w for w in workloads}

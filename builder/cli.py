@@ -45,7 +45,7 @@ def _cmd_build(args) -> int:
 
     options = BuildOptions(
         task=Task(args.task), name=args.name, max_seq_len=args.max_seq_len, runtime=RuntimeKind(args.runtime),
-        num_threads=args.threads, text_pair=args.text_pair, multi_label=args.multi_label,
+        num_threads=args.threads, max_batch_tokens=args.max_batch_tokens, text_pair=args.text_pair, multi_label=args.multi_label,
         threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
         model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
         step_batching=BatchingOptions(args.max_batch_size, 1, 0),
@@ -191,6 +191,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="model step's dynamic batching: longest wait for more requests to fill a batch "
                         "(default: 0 on CPU, where requests queued behind a busy instance batch anyway; "
                         "1000 for the GPU step)")
+    p.add_argument("--max-batch-tokens", type=int, default=4096,
+                   help="the model step runs what the batcher joined in groups of at most this many padded "
+                        "tokens (texts or windows x longest); CPU throughput per text falls beyond a few "
+                        "thousand; 0: one batch (default: %(default)s)")
     p.add_argument("--text-pair", action="store_true", help="sentence-pair model: adds the TEXT_PAIR input")
     p.add_argument("--multi-label", action="store_true", help="sigmoid + threshold instead of softmax")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label threshold (default: %(default)s)")

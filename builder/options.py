@@ -19,6 +19,7 @@ class BuildOptions:
     max_seq_len: int | None = None  # default: min(128, the model's max_position_embeddings)
     runtime: RuntimeKind = RuntimeKind.PADDLE
     num_threads: int = 2  # math threads per model instance
+    max_batch_tokens: int = 4096  # model step: run larger batches in groups of at most this many tokens (0: off)
     precision: str = "fp32"  # paddle runtime: "bf16" where the CPU has it
     quantize: str | None = None  # "int8": ONNX Runtime dynamic quantization, checked on calibration texts
     quantize_options: QuantizeOptions = field(default_factory=QuantizeOptions)

@@ -15,3 +15,4 @@ class ModelStepSettings:
     num_threads: int = 1
     precision: str = "fp32"  # paddle runtime: "bf16" runs oneDNN bfloat16 kernels (AMX / avx512_bf16)
     pad_values: dict[str, int] = field(default_factory=dict)
+    max_batch_tokens: int = 4096  # run larger batches in groups of at most this many padded tokens (0: off)

@@ -127,24 +127,58 @@ def split_rows(array: np.ndarray, sizes: list[int], cut_shapes: list[tuple[int, 
     return pieces
 
 
+def token_budget_groups(rows: list[int], widths: list[int], budget: int) -> list[list[int]]:
+    """Indices of consecutive requests grouped so that each group's padded batch (its rows
+    times its longest width) stays within `budget` tokens; a request over the budget on its
+    own is a group. `budget` 0: one group."""
+    groups: list[list[int]] = []
+    group_rows = group_width = 0
+    for index, (count, width) in enumerate(zip(rows, widths)):
+        merged_rows, merged_width = group_rows + count, max(group_width, width)
+        if groups and budget and merged_rows * merged_width > budget:
+            groups.append([index])
+            group_rows, group_width = count, width
+        else:
+            if not groups:
+                groups.append([])
+            groups[-1].append(index)
+            group_rows, group_width = merged_rows, merged_width
+    return groups
+
+
 class RequestBatcher:
-    """Runs the requests Triton hands to one `execute` as one model batch.
+    """Runs the requests Triton hands to one `execute` as few model batches.
 
     Inputs are [B, L] (one window per text) or [B, W, L] (W windows per text, flattened to
     [B*W, L] for the model; windows that are all padding are not computed). Requests are
     padded to the longest and concatenated; outputs are split back and each output's
     dynamic axes (`dynamic_axes[name]` of them, right after the batch axis) are cut back to
-    the request's own window count and length.
+    the request's own window count and length. With `max_batch_tokens`, requests are run in
+    consecutive groups of at most that many padded tokens: on CPU, throughput per text falls
+    beyond a few thousand tokens a batch (measured by `benchmarks.run`).
     """
 
-    def __init__(self, runner: Runner, pad_values: dict[str, int], dynamic_axes: dict[str, int]):
+    def __init__(self, runner: Runner, pad_values: dict[str, int], dynamic_axes: dict[str, int],
+                 max_batch_tokens: int = 0):
         self.runner = runner
         self.pad_values = pad_values
         self.dynamic_axes = dynamic_axes
+        self.max_batch_tokens = max_batch_tokens
         self.input_names = [t.name for t in runner.signature.inputs]
         self.dtypes = {t.name: t.dtype for t in runner.signature.inputs}
 
     def run(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        first = self.input_names[0]
+        shapes = [r[first].shape for r in requests]
+        groups = token_budget_groups([int(np.prod(s[:-1])) for s in shapes], [s[-1] for s in shapes],
+                                     self.max_batch_tokens)
+        results: list[dict[str, np.ndarray]] = [{} for _ in requests]
+        for group in groups:
+            for index, result in zip(group, self._run_batch([requests[i] for i in group])):
+                results[index] = result
+        return results
+
+    def _run_batch(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         first = self.input_names[0]
         sizes = [r[first].shape[0] for r in requests]
         shapes = [r[first].shape[1:] for r in requests]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from serving_core.qa import QASettings, best_answer
-from serving_core.runtime import RequestBatcher
+from serving_core.runtime import RequestBatcher, token_budget_groups
 from serving_core.program import ProgramSignature
 from serving_core.tensors import TensorSpec
 from serving_core.token_cls import TagScheme, TokenClsSettings, decode_entities, detect_scheme, pack_spans, spans, unpack_spans
@@ -188,3 +188,20 @@ def test_request_batcher_flattens_windows_and_skips_padding_windows():
     assert runner.batches == [(4, 2)]  # 3 + 1 real windows; the padding windows were not run
     assert out[0]["count"].shape == (1, 3, 1) and out[1]["count"].shape == (1, 1, 1)
     assert out[0]["echo"][0, 2].tolist() == [5, 0] and out[1]["echo"].tolist() == [[[7, 8]]]
+
+
+def test_token_budget_groups_keep_order_and_isolate_oversized_requests():
+    assert token_budget_groups([1, 1, 1], [4, 4, 4], 0) == [[0, 1, 2]]
+    assert token_budget_groups([2, 2, 2], [4, 4, 4], 16) == [[0, 1], [2]]
+    assert token_budget_groups([1, 8, 1], [4, 4, 4], 16) == [[0], [1], [2]]  # 8 x 4 > 16: alone
+    assert token_budget_groups([1, 1], [2, 10], 16) == [[0], [1]]  # the longer width pads both: 2 x 10 > 16
+
+
+def test_request_batcher_runs_groups_within_the_token_budget():
+    runner = _EchoRunner()
+    batcher = RequestBatcher(runner, {"input_ids": 0}, {"count": 0, "echo": 1}, max_batch_tokens=6)
+    requests = [{"input_ids": np.array([[1, 2, 3]])}, {"input_ids": np.array([[4, 5]])},
+                {"input_ids": np.array([[6, 7, 8], [9, 1, 2]])}]
+    out = batcher.run(requests)
+    assert runner.batches == [(2, 3), (2, 3)]
+    assert [o["echo"].tolist() for o in out] == [[[1, 2, 3]], [[4, 5]], [[6, 7, 8], [9, 1, 2]]]

@@ -107,7 +107,7 @@ def tokenizer_and_model(inputs: PlanInputs, text_inputs: list[IOTensor], window:
     settings = ModelStepSettings(
         runtime=options.runtime.value, program_format=serving.format.value, model_file=serving.model_file.name,
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
-        precision=options.precision,
+        precision=options.precision, max_batch_tokens=options.max_batch_tokens,
         pad_values={spec.name: pad_value_for(spec.name, inputs.pad_id) for spec in inputs.signature.inputs})
     if options.gpu_onnxruntime:
         model_dir = _native_onnxruntime_model(inputs, feeds, model_outputs, window)

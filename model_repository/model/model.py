@@ -32,7 +32,7 @@ class TritonPythonModel:
         # Leading -1 dims of an output (windows, tokens) are cut back to each request's own.
         dynamic_axes = {o["name"]: next((i for i, d in enumerate(o["dims"]) if d != -1), len(o["dims"]))
                         for o in config["output"]}
-        self.batcher = RequestBatcher(runner, settings.pad_values, dynamic_axes)
+        self.batcher = RequestBatcher(runner, settings.pad_values, dynamic_axes, settings.max_batch_tokens)
         self.input_names = [i["name"] for i in config["input"]]
         self.dtypes = output_dtypes(config)
 
