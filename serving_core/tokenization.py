@@ -103,21 +103,23 @@ class ErnieTokenizer:
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> EncodedBatch:
         """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest."""
-        first = self._tokenizer.encode_batch(texts, add_special_tokens=False)
-        second = self._tokenizer.encode_batch(pairs, add_special_tokens=False) if pairs is not None else None
+        # Encoding.ids builds a new Python list on every access: read each once.
+        first = [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
+        second = [e.ids for e in self._tokenizer.encode_batch(pairs, add_special_tokens=False)] \
+            if pairs is not None else None
         budget = self.settings.max_seq_len - (3 if second is not None else 2)
         rows_ids, rows_types, truncated = [], [], []
         cls, sep = [self.cls_id], [self.sep_id]
-        for row, encoding in enumerate(first):
+        for row, first_ids in enumerate(first):
             pair = second[row] if second is not None else None
-            keep_a, keep_b = truncated_lengths(len(encoding.ids), len(pair.ids) if pair else None, budget)
-            ids = cls + encoding.ids[:keep_a] + sep
+            keep_a, keep_b = truncated_lengths(len(first_ids), len(pair) if pair is not None else None, budget)
+            ids = cls + first_ids[:keep_a] + sep
             types = [0] * len(ids)
-            cut = keep_a < len(encoding.ids)
+            cut = keep_a < len(first_ids)
             if pair is not None:
-                ids += pair.ids[:keep_b] + sep
+                ids += pair[:keep_b] + sep
                 types += [1] * (keep_b + 1)
-                cut = cut or keep_b < len(pair.ids)
+                cut = cut or keep_b < len(pair)
             rows_ids.append(ids)
             rows_types.append(types)
             truncated.append(cut)

@@ -65,16 +65,18 @@ def encode_windows(tokenizer, texts: list[str], stride: int, questions: list[str
     `tokenizer` is a `serving_core.tokenization.ErnieTokenizer`. With `questions`, every window is
     `[CLS] question [SEP] context-window [SEP]` (token types 0, then 1) as PaddleNLP builds QA features.
     """
-    docs = tokenizer.pieces(texts)
-    asked = tokenizer.pieces(questions) if questions is not None else None
+    encodings = tokenizer.pieces(texts)
+    # Encoding.ids / .offsets build a new Python list on every access: read each once.
+    doc_ids = [e.ids for e in encodings]
+    asked = [e.ids for e in tokenizer.pieces(questions)] if questions is not None else None
     max_len = tokenizer.settings.max_seq_len
     rows = []  # per text: list of (ids, types, index)
     truncated_rows = []
-    for row, doc in enumerate(docs):
+    for row, ids_of_doc in enumerate(doc_ids):
         prefix_ids, prefix_types = [tokenizer.cls_id], [0]
         if asked is not None:
-            question = asked[row].ids[:max_question_len]
-            truncated_rows.append(len(asked[row].ids) > max_question_len)
+            question = asked[row][:max_question_len]
+            truncated_rows.append(len(asked[row]) > max_question_len)
             prefix_ids = prefix_ids + question + [tokenizer.sep_id]
             prefix_types = [0] * len(prefix_ids)
         else:
@@ -84,20 +86,20 @@ def encode_windows(tokenizer, texts: list[str], stride: int, questions: list[str
             raise InvalidRequest(f"question {row} leaves no room for context in max_seq_len {max_len}")
         second = 1 if asked is not None else 0
         windows = []
-        starts = window_starts(len(doc.ids), size, stride)
+        starts = window_starts(len(ids_of_doc), size, stride)
         if max_windows and len(starts) > max_windows:
             starts = starts[:max_windows]
             truncated_rows[-1] = True
         for start in starts:
-            end = min(start + size, len(doc.ids))
-            ids = prefix_ids + doc.ids[start:end] + [tokenizer.sep_id]
+            end = min(start + size, len(ids_of_doc))
+            ids = prefix_ids + ids_of_doc[start:end] + [tokenizer.sep_id]
             types = prefix_types + [second] * (end - start + 1)
             index = [-1] * len(prefix_ids) + list(range(start, end)) + [-1]
             windows.append((ids, types, index))
         rows.append(windows)
     batch, width = len(rows), max(len(w) for w in rows) if rows else 0
     length = max((len(ids) for w in rows for ids, _, _ in w), default=0)
-    longest = max((len(d.ids) for d in docs), default=0)
+    longest = max((len(d) for d in doc_ids), default=0)
     input_ids = np.full((batch, width, length), tokenizer.pad_id, dtype=np.int64)
     token_type_ids = np.zeros((batch, width, length), dtype=np.int64)
     token_index = np.full((batch, width, length), -1, dtype=np.int32)
@@ -107,10 +109,11 @@ def encode_windows(tokenizer, texts: list[str], stride: int, questions: list[str
             input_ids[b, w, : len(ids)] = ids
             token_type_ids[b, w, : len(ids)] = types
             token_index[b, w, : len(ids)] = index
-        if docs[b].offsets:
-            offsets[b, : len(docs[b].offsets)] = docs[b].offsets
+        doc_offsets = encodings[b].offsets
+        if doc_offsets:
+            offsets[b, : len(doc_offsets)] = doc_offsets
     return WindowedBatch(input_ids, token_type_ids, token_index, offsets,
-                         np.array([len(d.ids) for d in docs], dtype=np.int32),
+                         np.array([len(d) for d in doc_ids], dtype=np.int32),
                          np.array([len(w) for w in rows], dtype=np.int32),
                          np.array([max(len(ids) for ids, _, _ in w) for w in rows], dtype=np.int32),
                          np.array(truncated_rows, dtype=bool))
