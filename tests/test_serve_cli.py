@@ -23,7 +23,10 @@ def test_serve_answers_and_stops_on_ctrl_c(static_export, tmp_path):
     ports = ServerPorts.free()
     process = subprocess.Popen([sys.executable, "-m", "builder", "serve", str(repo), "--grpc-port", str(ports.grpc),
                                 "--http-port", str(ports.http), "--metrics-port", str(ports.metrics)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               # as from a terminal: a background job (CI started with `&`)
+                               # inherits SIGINT ignored, and Python then never raises Ctrl-C
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         line = ""
