@@ -157,8 +157,8 @@ def plot(report: Report, path: Path) -> None:
 
     workloads = list(report.workloads)
     columns = 2 if len(workloads) > 1 else 1
-    figure, axes = plt.subplots((len(workloads) + 1) // 2, columns, figsize=(7 * columns, 5 * ((len(workloads) + 1) // 2)),
-                                squeeze=False)
+    grid_rows = (len(workloads) + 1) // 2
+    figure, axes = plt.subplots(grid_rows, columns, figsize=(7 * columns, 5 * grid_rows), squeeze=False)
     for axis, workload in zip(axes.flat, workloads):
         rows = [r for r in report.rows if r.workload == workload]
         for system in dict.fromkeys(r.system for r in rows):

@@ -99,11 +99,11 @@ def serving(system: System, task: str, paths: dict):
         yield "", 0, []
     elif system.kind == TRITON:
         with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free()) as server:
-            yield server.grpc_url, server._process.pid, [task, f"{task}_tokenizer", f"{task}_model",
+            yield server.grpc_url, server.pid, [task, f"{task}_tokenizer", f"{task}_model",
                                                          f"{task}_postprocess"]
     elif system.kind == PADDLE_SERVING:
         with PipelineService(paths["paddle_serving"][task]) as service:
-            yield service.url, service._process.pid, []
+            yield service.url, service.pid, []
     else:
         with SimpleServerProcess(task, paths["simple_server"][task], paths["examples"][task],
                                  ServerPorts.free().http) as server:

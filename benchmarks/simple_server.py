@@ -30,10 +30,6 @@ class SimpleServerProcess(ServerProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{self.task}"
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
     def start(self) -> "SimpleServerProcess":
         cli = shutil.which("paddlenlp", path=str(Path(sys.executable).parent)) or "paddlenlp"
         env = dict(os.environ, ERNIE_BENCH_TASK=self.task, ERNIE_BENCH_MODEL_DIR=str(self.model_dir),

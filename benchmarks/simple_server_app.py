@@ -68,5 +68,6 @@ HANDLERS = {
 task = os.environ.get("ERNIE_BENCH_TASK", "seq_cls")
 model_handler, post_handler = HANDLERS[task]
 app = SimpleServer()
-app.register(task, model_path=os.environ["ERNIE_BENCH_MODEL_DIR"], tokenizer_name=os.environ["ERNIE_BENCH_TOKENIZER_DIR"],
+app.register(task, model_path=os.environ["ERNIE_BENCH_MODEL_DIR"],
+             tokenizer_name=os.environ["ERNIE_BENCH_TOKENIZER_DIR"],
              model_handler=model_handler, post_handler=post_handler)

@@ -78,6 +78,11 @@ def _triton_caller(task: Task, url: str, model: str, timeout_s: float):
 
         qa = QAClient(url, model, timeout_s=timeout_s)
         return lambda rows: qa.answer([r[0] for r in rows], [r[1] for r in rows])
+    if task is Task.INTENT_SLOT:
+        from clients.intent_slot import IntentSlotClient
+
+        intent_slot = IntentSlotClient(url, model, timeout_s=timeout_s)
+        return lambda rows: intent_slot.parse([r[0] for r in rows])
     raise ValueError(f"the benchmark has no Triton caller for {task.value}")
 
 

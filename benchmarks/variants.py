@@ -14,7 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
+from .bare import BareEngine
 from .common import ensure_example, summarize, timed
+from .systems import TRITON, make_caller
 
 VARIANTS = ("fp32", "pruned", "int8", "pruned_int8")
 
@@ -30,50 +32,6 @@ def _workloads(batch_size: int, requests: int):
         "qa": [[(q, c) for q, c, _, _ in qa_rows[i:i + batch_size]] for i in range(0, len(qa_rows), batch_size)],
         "intent_slot": [[(t[:16],) for t in long_texts[i:i + batch_size]] for i in range(0, len(long_texts), batch_size)],
     }
-
-
-def _bare(task: str, repository: Path, name: str, threads: int, runtime=None):
-    from builder.verify import model_parameters
-    from serving_core.parameters import from_parameters
-    from serving_core.program import find_program
-    from serving_core.runtime import RequestBatcher, RuntimeKind, create_runner
-    from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
-    from serving_core.windows import WindowSettings, encode_windows
-
-    parameters = model_parameters(repository, name, "tokenizer")
-    settings, window = from_parameters(TokenizerSettings, parameters), from_parameters(WindowSettings, parameters)
-    tokenizer = ErnieTokenizer.from_files(repository / f"{name}_tokenizer" / "1" / "vocab.txt", settings)
-    runner = create_runner(runtime or RuntimeKind.PADDLE, find_program(repository / f"{name}_model" / "1"), threads)
-    batcher = RequestBatcher(runner, {"input_ids": tokenizer.pad_id}, {})
-    inputs = [t.name for t in runner.signature.inputs]
-
-    def run(rows):
-        columns = list(zip(*rows))
-        texts, questions = (list(columns[1]), list(columns[0])) if task == "qa" else (list(columns[0]), None)
-        batch = encode_windows(tokenizer, texts, window.stride, questions, window.max_question_len, window.max_windows)
-        feeds = {"input_ids": batch.input_ids, "token_type_ids": batch.token_type_ids}
-        if task == "seq_cls":  # one window per text: [B, L]
-            feeds = {k: v[:, 0] for k, v in feeds.items()}
-        batcher.run([{n: feeds[n] for n in inputs}])
-    return run
-
-
-def _served(task: str, url: str, name: str):
-    from clients.intent_slot import IntentSlotClient
-    from clients.qa import QAClient
-    from clients.seq_cls import SeqClsClient
-    from clients.token_cls import TokenClsClient
-
-    if task == "seq_cls":
-        seq_client = SeqClsClient(url, name)
-        return lambda rows: seq_client.classify([r[0] for r in rows])
-
-    if task == "qa":
-        client = QAClient(url, name)
-        return lambda rows: client.answer([r[0] for r in rows], [r[1] for r in rows])
-    client = (TokenClsClient if task == "token_cls" else IntentSlotClient)(url, name)
-    call = client.entities if task == "token_cls" else client.parse
-    return lambda rows: call([r[0] for r in rows])
 
 
 def _answer_key(task: str, answer) -> str:
@@ -123,8 +81,10 @@ def main() -> None:
                   show_progress=False)
             files = find_program(repository / f"{name}_model" / "1")
             sizes[name] = sum(p.stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20
-            run = _bare(task, repository, name, args.threads, RuntimeKind.ONNXRUNTIME if "int8" in variant
-                        else RuntimeKind.PADDLE)
+            engine = BareEngine(repository, name, Task(task), args.threads)
+
+            def run(rows, engine=engine):  # tokenizer + windows + engine, as the table says
+                engine.run(engine.feeds(rows))
             run(workloads[task][0])
             latencies, wall = timed(run, workloads[task])
             measured[name] = [summarize("bare", latencies, sum(map(len, workloads[task])), wall)]
@@ -132,7 +92,7 @@ def main() -> None:
         for task, batches in workloads.items():
             for variant in VARIANTS:
                 name = f"{task}_{variant}"
-                served = _served(task, server.grpc_url, name)
+                served = make_caller(TRITON, Task(task), server.grpc_url, name)
                 served(batches[0])
                 latencies, wall = timed(served, batches)
                 measured[name].append(summarize("served", latencies, sum(map(len, batches)), wall))

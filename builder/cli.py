@@ -45,8 +45,8 @@ def _cmd_build(args) -> int:
 
     options = BuildOptions(
         task=Task(args.task), name=args.name, max_seq_len=args.max_seq_len, runtime=RuntimeKind(args.runtime),
-        num_threads=args.threads, max_batch_tokens=args.max_batch_tokens, text_pair=args.text_pair, multi_label=args.multi_label,
-        threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
+        num_threads=args.threads, max_batch_tokens=args.max_batch_tokens, text_pair=args.text_pair,
+        multi_label=args.multi_label, threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
         model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
         step_batching=BatchingOptions(args.max_batch_size, 1, 0),
         tag_scheme=args.tag_scheme, window_stride=args.stride, max_question_len=args.max_question_len,

@@ -22,6 +22,11 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 180.0) -> None:
         raise NotImplementedError
 
+    @property
+    def pid(self) -> int:
+        """The server's main process (its children are in its process group)."""
+        return self._process.pid
+
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
