@@ -76,7 +76,11 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         raise UserError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
     max_seq_len = resolve_max_seq_len(source, options.max_seq_len)
     tokenizer_settings = settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len)
-    tokenizer = ErnieTokenizer(read_vocab(source.vocab_file), tokenizer_settings)
+    vocab = read_vocab(source.vocab_file)
+    tokenizer = ErnieTokenizer(vocab, tokenizer_settings)
+    vocab_size = max(vocab.values()) + 1
+    if source.config.get("vocab_size"):
+        vocab_size = min(vocab_size, int(source.config["vocab_size"]))
     log.info("%s: %s, labels from %s (%s), max_seq_len %d", source.directory, source.kind.value,
              source.labels_origin, ", ".join(f"{k}: {len(v)}" for k, v in source.label_sets.items()) or "none",
              max_seq_len)
@@ -104,7 +108,8 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stage("planning ensemble")
         plan = PLANNERS[options.task](PlanInputs(name, options, program, serving_program, signature,
                                                  tokenizer_settings, source.vocab_file, source.label_sets,
-                                                 tokenizer.pad_id))
+                                                 tokenizer.pad_id, vocab_size,
+                                                 source.config.get("type_vocab_size")))
         stages.update()
 
         calibration = None

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import signal
 import sys
 import time
@@ -21,6 +23,8 @@ from pathlib import Path
 from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
+
+from .server import ServerError
 
 log = logging.getLogger("builder")
 
@@ -49,7 +53,7 @@ def _cmd_build(args) -> int:
         multi_label=args.multi_label, threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
         model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
         step_batching=BatchingOptions(args.max_batch_size, 1, 0),
-        tag_scheme=args.tag_scheme, window_stride=args.stride, max_question_len=args.max_question_len,
+        tag_scheme=args.tag_scheme, window_stride=args.stride, max_windows=args.max_windows, max_question_len=args.max_question_len,
         max_answer_len=args.max_answer_len, n_best=args.n_best, no_answer_threshold=args.no_answer_threshold,
         tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
         labels_file=Path(args.labels) if args.labels else None,
@@ -73,27 +77,33 @@ def _cmd_build(args) -> int:
 def _cmd_serve(args) -> int:
     from .pipeline_server import PipelineService, is_pipeline_service
     from .server import ServerPorts, TritonServer
+    from .supervisor import Supervisor, SupervisorOptions
 
     log_file = Path(args.log_file) if args.log_file else None
+    # SIGTERM (docker stop, kubectl) stops the server, during start-up too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if is_pipeline_service(Path(args.repository)):
-        server = PipelineService(Path(args.repository), args.grpc_port, args.http_port, log_file)
-        banner = f"Paddle Serving pipeline {args.repository}: gRPC 127.0.0.1:{server.rpc_port}"
+        server = PipelineService(Path(args.repository), args.grpc_port, args.http_port, log_file, args.host)
+        banner = f"Paddle Serving pipeline {args.repository}: gRPC {server.url}, HTTP {server.http_url}"
+        supervisor = None
     else:
+        extra = tuple(arg for item in args.triton_arg for arg in shlex.split(item))
         server = TritonServer(Path(args.repository), ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
-                              log_file)
-        banner = f"tritonserver {args.repository}: gRPC localhost:{args.grpc_port}, HTTP localhost:{args.http_port}"
-    with server:
-        print(f"serving {banner} (log {server.log_file}); Ctrl-C stops", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
+                              log_file, extra_args=extra, host=args.host,
+                              admin_key=os.environ.get("ERNIE_SERVING_ADMIN_KEY"))
+        banner = f"tritonserver {args.repository}: gRPC {server.grpc_url}, HTTP {server.http_url}"
+        supervisor = Supervisor(server, SupervisorOptions(interval_s=args.probe_interval)) \
+            if args.probe_interval > 0 else None
+    try:
+        with server:
+            print(f"serving {banner} (log {server.log_file}); Ctrl-C stops", flush=True)
+            if supervisor is not None:
+                supervisor.watch()
             while server.is_running():
                 time.sleep(1.0)
-        except KeyboardInterrupt:
-            pass
-        if not server.is_running():
-            print(f"the server exited; see {server.log_file}", file=sys.stderr)
-            return 1
-    return 0
+            raise ServerError(f"the server exited (code {server.returncode}); see {server.log_file}")
+    except KeyboardInterrupt:
+        return 0
 
 
 def _single_ensemble(repository: Path) -> str:
@@ -216,6 +226,10 @@ def make_parser() -> argparse.ArgumentParser:
     group.add_argument("--tag-scheme", choices=["bio", "bioes", "io"], help="tag scheme (default: from the labels)")
     group.add_argument("--stride", type=int, help="step between window starts over long text (PaddleNLP's "
                        "doc_stride; default: token_cls (max_seq_len-2)//2, qa max_seq_len//4)")
+    group.add_argument("--max-windows", type=int, default=32,
+                       help="token_cls and qa: windows per text; a longer text is cut (to a generous character "
+                            "bound before tokenizing, then to this many windows) and answered with "
+                            "truncated: true; 0: no bound (default: %(default)s)")
     group.add_argument("--max-question-len", type=int, default=64, help="qa: question tokens kept (default: %(default)s)")
     group.add_argument("--max-answer-len", type=int, default=30, help="qa: longest answer in tokens (default: %(default)s)")
     group.add_argument("--n-best", type=int, default=20, help="qa: start/end candidates per window (default: %(default)s)")
@@ -236,12 +250,27 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Start the tritonserver binary shipped in nvidia-pytriton on a model repository, "
                                    "or the Paddle Serving pipeline of a directory built with --target "
                                    "paddle-serving (gRPC on --grpc-port, HTTP on --http-port), wait until it is "
-                                   "ready, serve until Ctrl-C.")
+                                   "ready, serve until Ctrl-C or SIGTERM. Binds 127.0.0.1 unless --host says "
+                                   "otherwise. Triton's shared-memory, model-repository, logging and trace APIs "
+                                   "need the header ernie-admin-key (gRPC: triton-grpc-protocol-ernie-admin-key) "
+                                   "set to $ERNIE_SERVING_ADMIN_KEY (default: a random key per start). Every "
+                                   "ensemble is probed by inference; a dead step is reloaded, and when that "
+                                   "fails the command exits 3 with the reason. The server dies with this "
+                                   "process, even on SIGKILL.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repository", help="Triton model repository, or a Paddle Serving service directory")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address every port binds to (default: %(default)s, this machine only; 0.0.0.0 for all "
+                        "interfaces: put the server behind your own network controls)")
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--log-file", help="server log (default: a temp file)")
+    p.add_argument("--probe-interval", type=float, default=5.0,
+                   help="Triton: seconds between inference probes of every ensemble; a step that stopped "
+                        "answering (crashed stub) is reloaded; 0: no probes (default: %(default)s)")
+    p.add_argument("--triton-arg", action="append", default=[], metavar="ARGS",
+                   help="extra tritonserver flags, e.g. --triton-arg='--log-verbose=1' (repeatable)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("verify", help="compare served answers with the source model in PaddleNLP",
@@ -289,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     except Exception as exc:
-        from .server import ServerError
-
         if isinstance(exc, ServerError):
             log.error("%s", exc)
             return 3

@@ -40,6 +40,7 @@ class PipelineOptions:
     concurrency: int = 1
     batch_size: int = 8  # server-side auto-batching of requests
     auto_batching_timeout_ms: int = 2
+    max_texts: int = 64  # texts one request may carry; more are refused with err_no 400
 
 
 def _parameters(plan: RepositoryPlan, step: str) -> dict[str, str]:
@@ -81,7 +82,7 @@ def write_paddle_serving(plan: RepositoryPlan, program: ProgramFiles, signature:
         if interface.PARAM_TEXT_PAIR in plan.ensemble().parameters else False,
         "tokenizer": _parameters(plan, "tokenizer"), "model": model,
         "postprocess": _parameters(plan, "postprocess"), "feeds": [i.name for i in model_step.input],
-        "outputs": outputs,
+        "outputs": outputs, "max_texts": options.max_texts,
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
@@ -95,7 +96,8 @@ def write_paddle_serving(plan: RepositoryPlan, program: ProgramFiles, signature:
             shutil.copy2(program.params_file, server_dir / program.params_file.name)
         shutil.copy2(vocab_file, server_dir / "vocab.txt")
         shutil.copy2(BACKEND_DIR / "paddle_serving" / "service.py", root / "service.py")
-        shutil.copy2(BACKEND_DIR / "paddle_serving" / "serving_adapter.py", root / "serving_adapter.py")
+        for module in ("serving_adapter.py", "front_door.py"):
+            shutil.copy2(BACKEND_DIR / "paddle_serving" / module, root / module)
         shutil.copytree(CORE_DIR, root / "serving_core", ignore=COPY_IGNORE)
         (root / "service.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False), encoding="utf-8")
         (root / "config.yml").write_text(_config_yml(name, options, model, list(outputs.values())), encoding="utf-8")

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .process import ServerProcess
+from .process import ServerProcess, port_in_use
 from .server import ServerError
 
 log = logging.getLogger(__name__)
@@ -30,30 +30,42 @@ def _free_port() -> int:
 class PipelineService(ServerProcess):
     """`python service.py` in its directory: start(), wait_ready(), stop(); also a context manager."""
 
-    STOP_SIGNAL = signal.SIGTERM  # to the group: its worker threads and the HTTP proxy go too
-    STOP_GROUP = True
+    STOP_SIGNAL = signal.SIGTERM  # the service drains requests in flight, then exits
 
     def __init__(self, directory: Path, rpc_port: int | None = None, http_port: int | None = None,
-                 log_file: Path | None = None):
+                 log_file: Path | None = None, host: str = "127.0.0.1"):
         self.directory = Path(directory).resolve()
+        self.host = host
         self.rpc_port, self.http_port = rpc_port or _free_port(), http_port or _free_port()
         self.log_file = Path(log_file) if log_file else Path(tempfile.mkstemp(prefix="pipeline-", suffix=".log")[1])
         self._process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"127.0.0.1:{self.rpc_port}"
+        return f"{self._connect_host}:{self.rpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self._connect_host}:{self.http_port}"
+
+    @property
+    def _connect_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
 
     def start(self) -> "PipelineService":
         if not is_pipeline_service(self.directory):
             raise ServerError(f"{self.directory}: not a service built with --target paddle-serving")
+        for name, port in (("gRPC", self.rpc_port), ("HTTP", self.http_port)):
+            if port_in_use(self.host, port):
+                raise ServerError(f"{name} port {port} on {self.host} is in use (another server?); "
+                                  "choose free ports or stop the other server")
         env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python", GLOG_minloglevel="2")
         log.info("starting Paddle Serving pipeline %s (gRPC %d, HTTP %d), log: %s", self.directory.name,
                  self.rpc_port, self.http_port, self.log_file)
         with open(self.log_file, "wb") as sink:
-            self._process = subprocess.Popen(
-                [sys.executable, "service.py", "--rpc-port", str(self.rpc_port), "--http-port", str(self.http_port)],
-                cwd=self.directory, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = self.spawn(
+                [sys.executable, "service.py", "--rpc-port", str(self.rpc_port), "--http-port", str(self.http_port),
+                 "--host", self.host], cwd=self.directory, env=env, stdout=sink, stderr=subprocess.STDOUT)
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -61,9 +73,9 @@ class PipelineService(ServerProcess):
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise ServerError(f"the pipeline service exited ({self._process.returncode}); log:\n{self._tail()}")
-            if "[PipelineServicer] succ init" in self.log_file.read_text(errors="replace"):
+            if "[front_door] serving" in self.log_file.read_text(errors="replace"):
                 with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", self.rpc_port)) == 0:
+                    if s.connect_ex((self._connect_host, self.rpc_port)) == 0:
                         log.info("pipeline %s is ready", self.directory.name)
                         return
             time.sleep(0.5)

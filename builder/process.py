@@ -1,12 +1,36 @@
 """The life cycle both bundled servers share: a child process in its own session."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 
 log = logging.getLogger(__name__)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: its own session, and SIGKILL when the parent dies (even by SIGKILL)."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether `port` on `host` cannot be bound now (something listens there)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers bind: a closed connection's TIME_WAIT does not count, a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 class ServerProcess:
@@ -19,6 +43,11 @@ class ServerProcess:
     def start(self):
         raise NotImplementedError
 
+    @staticmethod
+    def spawn(command: list[str], **kwargs) -> subprocess.Popen:
+        """Start the server in its own process group, killed if this process dies."""
+        return subprocess.Popen(command, preexec_fn=_die_with_parent, **kwargs)
+
     def wait_ready(self, timeout: float = 180.0) -> None:
         raise NotImplementedError
 
@@ -26,6 +55,10 @@ class ServerProcess:
     def pid(self) -> int:
         """The server's main process (its children are in its process group)."""
         return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._process is None else self._process.poll()
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import secrets
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -19,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .process import ServerProcess
+from .process import ServerProcess, port_in_use
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,34 @@ def _pytriton_dirs() -> tuple[Path, Path]:
     return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
 
 
+def backends_cache_dir() -> Path:
+    """Where the backends copy lives: under the user's own cache directory, never a shared /tmp."""
+    root = os.environ.get("ERNIE_SERVING_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "ernie-serving")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return Path(root) / f"backends-{version}"
+
+
+def check_private(path: Path) -> None:
+    """Refuse to run what another user could have written: `path` must be this user's, not a
+    symlink, and not writable by group or others."""
+    info = path.lstat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o022 or stat.S_ISLNK(info.st_mode):
+        raise ServerError(f"{path}: owned by uid {info.st_uid} with mode {stat.filemode(info.st_mode)}; "
+                          f"the Triton backends are run from here only when this user (uid {os.getuid()}) "
+                          "owns it and nobody else can write it: remove it, or set ERNIE_SERVING_CACHE")
+
+
 def prepare_backends(cache_dir: Path | None = None) -> Path:
-    """A writable backends directory with the stub for this Python; built once, then reused."""
+    """A private backends directory with the stub for this Python; built once, then reused."""
     triton_dir, _ = _pytriton_dirs()
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
         raise ServerError(f"the bundled Triton has no Python backend stub for Python {version}")
-    cache_dir = cache_dir or Path(tempfile.gettempdir()) / f"ernie-serving-backends-{os.getuid()}-{version}"
+    cache_dir = cache_dir or backends_cache_dir()
+    cache_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_private(cache_dir.parent)
     python_dir = cache_dir / "python"
     if not (python_dir / "triton_python_backend_stub").is_file():
         staging = Path(tempfile.mkdtemp(dir=cache_dir.parent, prefix=cache_dir.name + "."))
@@ -75,29 +97,64 @@ def prepare_backends(cache_dir: Path | None = None) -> Path:
             staging.rename(cache_dir)
         except OSError:  # another process prepared it first
             shutil.rmtree(staging, ignore_errors=True)
+    for item in (cache_dir, python_dir, python_dir / "triton_python_backend_stub", python_dir / "libtriton_python.so"):
+        check_private(item)
     return cache_dir
 
 
+# Triton APIs that change or expose the server itself: only callers holding the admin key.
+RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
+from serving_core.health import ADMIN_HEADER  # noqa: E402
+
+
 class TritonServer(ServerProcess):
-    """A tritonserver process: start(), wait_ready(), stop(); also a context manager."""
+    """A tritonserver process: start(), wait_ready(), stop(); also a context manager.
+
+    It listens on `host` only (loopback by default), loads every model in explicit
+    model-control mode (so that a dead step can be reloaded), and restricts the admin APIs
+    (RESTRICTED_APIS) to requests with the header ADMIN_HEADER: `admin_key`.
+    """
 
     def __init__(self, repository: Path, ports: ServerPorts = ServerPorts(), log_file: Path | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), host: str = "127.0.0.1", admin_key: str | None = None,
+                 load_models: tuple[str, ...] = ("*",)):
         self.repository = Path(repository).resolve()
         self.ports = ports
         self.log_file = Path(log_file) if log_file else Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         self.extra_args = extra_args
+        self.host = host
+        self.admin_key = admin_key or secrets.token_urlsafe(24)
+        self.load_models = load_models
         self._process: subprocess.Popen | None = None
 
     @property
     def grpc_url(self) -> str:
-        return f"localhost:{self.ports.grpc}"
+        return f"{_connect_host(self.host)}:{self.ports.grpc}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{_connect_host(self.host)}:{self.ports.http}"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """Headers of a gRPC call to a restricted API (Triton prefixes the key on gRPC)."""
+        return {f"triton-grpc-protocol-{ADMIN_HEADER}": self.admin_key}
+
+    @property
+    def admin_http_headers(self) -> dict[str, str]:
+        """Headers of an HTTP call to a restricted API."""
+        return {ADMIN_HEADER: self.admin_key}
 
     def command(self) -> list[str]:
         triton_dir, _ = _pytriton_dirs()
+        restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
         return [str(triton_dir / "bin" / "tritonserver"), f"--model-repository={self.repository}",
-                f"--backend-directory={prepare_backends()}", f"--http-port={self.ports.http}",
-                f"--grpc-port={self.ports.grpc}", f"--metrics-port={self.ports.metrics}",
+                f"--backend-directory={prepare_backends()}",
+                f"--http-address={self.host}", f"--http-port={self.ports.http}",
+                f"--grpc-address={self.host}", f"--grpc-port={self.ports.grpc}",
+                f"--metrics-address={self.host}", f"--metrics-port={self.ports.metrics}",
+                f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}",
+                "--model-control-mode=explicit", *(f"--load-model={name}" for name in self.load_models),
                 "--log-verbose=0", *self.extra_args]
 
     def environment(self) -> dict[str, str]:
@@ -116,11 +173,15 @@ class TritonServer(ServerProcess):
     def start(self) -> "TritonServer":
         if not self.repository.is_dir():
             raise ServerError(f"{self.repository}: no such model repository")
+        for name, port in (("gRPC", self.ports.grpc), ("HTTP", self.ports.http), ("metrics", self.ports.metrics)):
+            if port_in_use(self.host, port):
+                raise ServerError(f"{name} port {port} on {self.host} is in use (another server?); "
+                                  "choose free ports or stop the other server")
         log.info("starting tritonserver on %s (gRPC %d, HTTP %d), log: %s", self.repository,
                  self.ports.grpc, self.ports.http, self.log_file)
         with open(self.log_file, "wb") as sink:
-            self._process = subprocess.Popen(self.command(), env=self.environment(), stdout=sink,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+            self._process = self.spawn(self.command(), env=self.environment(), stdout=sink,
+                                       stderr=subprocess.STDOUT)
         return self
 
     def log_tail(self, lines: int = 40) -> str:
@@ -128,8 +189,12 @@ class TritonServer(ServerProcess):
             text = self.log_file.read_text(errors="replace").splitlines()
         except OSError:
             return ""
-        noise = ("NVML", "DCGM", "GPU metrics", "CUDA driver")
-        return "\n".join(line for line in text if not any(n in line for n in noise))[-6000:] if text else ""
+        noise = ("NVML", "DCGM", "GPU metrics", "CUDA driver", "CudaDriverHelper")
+        kept = [line for line in text if not any(n in line for n in noise)]
+        # Triton's error lines (E...) first: a long start-up log pushes them out of the tail.
+        errors = [line[:2000] for line in kept if line.startswith("E")][-10:]
+        tail = "\n".join(kept)[-4000:]
+        return "\n".join([*errors, "...", tail]) if errors else tail
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         """Block until the server and every model in the repository report ready."""
@@ -143,11 +208,16 @@ class TritonServer(ServerProcess):
                                   f"; log ({self.log_file}):\n{self.log_tail()}")
             try:
                 if client.is_server_ready():
-                    log.info("tritonserver is ready (%s)", ", ".join(
-                        m.name for m in client.get_model_repository_index().models))
+                    log.info("tritonserver is ready (%s)", ", ".join(m.name for m in client.get_model_repository_index(
+                        headers=self.admin_headers).models))
                     return
             except Exception:  # not listening yet
                 pass
             time.sleep(0.5)
         self.stop()
         raise ServerError(f"tritonserver not ready after {timeout:.0f} s; log ({self.log_file}):\n{self.log_tail()}")
+
+
+def _connect_host(host: str) -> str:
+    """The address a local client dials for a server bound to `host`."""
+    return "localhost" if host in ("0.0.0.0", "::", "") else host

@@ -53,8 +53,12 @@ def ensemble_info(client: grpcclient.InferenceServerClient, model: str) -> Ensem
 
 def find_model(client: grpcclient.InferenceServerClient, task: str) -> str:
     """The one ready ensemble serving `task` (for when the user gives no --model)."""
-    names = [m["name"] for m in client.get_model_repository_index(as_json=True).get("models", [])
-             if m.get("state") == "READY"]
+    try:
+        index = client.get_model_repository_index(as_json=True)
+    except InferenceServerException as exc:
+        raise ClientError(f"the server does not list its models to clients ({exc.message()}); "
+                          "pass --model NAME") from exc
+    names = [m["name"] for m in index.get("models", []) if m.get("state") == "READY"]
     matches = [n for n in names if ensemble_info(client, n).task == task]
     if len(matches) != 1:
         raise ClientError(f"{len(matches)} ready {task} models on the server ({', '.join(matches) or 'none'}); "
@@ -138,7 +142,8 @@ def run_cli(argv, description: str, make_client, answer, pairs_help: str | None 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("texts", nargs="*", help=pairs_help or "texts")
     parser.add_argument("--url", default="localhost:8001", help="Triton gRPC address (default: %(default)s)")
-    parser.add_argument("--model", help="ensemble name (default: the server's only model of this task)")
+    parser.add_argument("--model", help="ensemble name (default: the server's only model of this task, where the server "
+                        "lets clients list its models; `builder serve` does not)")
     parser.add_argument("--file", help="read from this file, one a line ('-' for stdin)")
     if top_k:
         parser.add_argument("--top-k", type=int, default=0, help="also print the K most probable labels")

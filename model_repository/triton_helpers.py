@@ -7,7 +7,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from serving_core.errors import InvalidRequest
+from serving_core.feed_checks import check_finite
 from serving_core.parameters import parameters_from_model_config
+from serving_core.tokenization import is_blank
 
 
 def model_config_of(args: dict) -> dict:
@@ -27,6 +29,30 @@ def error_response(message: str) -> "pb_utils.InferenceResponse":
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 
 
+def answer_each(requests, answer, step: str) -> list:
+    """`answer(requests)` -> one response per request. If it raises for the joined batch, each
+    request is answered alone, so that one request's error reaches that request only."""
+    try:
+        return answer(requests)
+    except Exception as exc:
+        if len(requests) == 1:
+            return [rejection(requests[0], exc, step)]
+    responses = []
+    for request in requests:
+        try:
+            responses.extend(answer([request]))
+        except Exception as exc:
+            responses.append(rejection(request, exc, step))
+    return responses
+
+
+def rejection(request, exc: Exception, step: str) -> "pb_utils.InferenceResponse":
+    """The error response for one request, logged with its request id."""
+    message = str(exc) if isinstance(exc, InvalidRequest) else f"{step} failed: {type(exc).__name__}: {exc}"
+    pb_utils.Logger.log_warn(f"rejected request {request.request_id() or '-'} in the {step}: {message}")
+    return error_response(message)
+
+
 def input_array(request, name: str) -> np.ndarray | None:
     tensor = pb_utils.get_input_tensor_by_name(request, name)
     return None if tensor is None else tensor.as_numpy()
@@ -41,8 +67,8 @@ def decode_texts(values: np.ndarray, tensor_name: str) -> list[str]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidRequest(f"{tensor_name}[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-        if not text.strip():
-            raise InvalidRequest(f"{tensor_name}[{index}] is empty or only whitespace")
+        if is_blank(text):
+            raise InvalidRequest(f"{tensor_name}[{index}] is empty or only whitespace/control characters")
         texts.append(text)
     return texts
 
@@ -52,10 +78,15 @@ def output_tensor(name: str, array: np.ndarray, dtype: np.dtype) -> "pb_utils.Te
 
 
 def per_text_rows(requests, names: list[str]) -> tuple[list[int], dict[str, list[np.ndarray]]]:
-    """Rows of every request, flattened: sizes per request and name -> one array per text."""
+    """Rows of every request, flattened: sizes per request and name -> one array per text.
+    Raises InvalidRequest for a missing input or one holding NaN or infinity."""
     sizes, columns = [], {name: [] for name in names}
     for request in requests:
         arrays = {name: input_array(request, name) for name in names}
+        missing = [name for name, array in arrays.items() if array is None]
+        if missing:
+            raise InvalidRequest(f"inputs {missing} are missing")
+        check_finite(arrays)
         sizes.append(len(arrays[names[0]]))
         for name, array in arrays.items():
             columns[name].extend(array)

@@ -16,3 +16,8 @@ class ModelStepSettings:
     precision: str = "fp32"  # paddle runtime: "bf16" runs oneDNN bfloat16 kernels (AMX / avx512_bf16)
     pad_values: dict[str, int] = field(default_factory=dict)
     max_batch_tokens: int = 4096  # run larger batches in groups of at most this many padded tokens (0: off)
+    # Request checks (serving_core.feed_checks): values of each input lie in [0, limit), at most
+    # max_seq_len positions and max_windows windows per text (0: unchecked).
+    value_limits: dict[str, int] = field(default_factory=dict)
+    max_seq_len: int = 0
+    max_windows: int = 0

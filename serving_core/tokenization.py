@@ -8,6 +8,7 @@ Parity is proven on hard text in tests/test_tokenizer_parity.py.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,29 @@ from .errors import UserError
 # Characters PaddleNLP's BasicTokenizer splits off as single tokens beyond BERT punctuation.
 _SYMBOLS = r"[\p{S}\x{00AD}\x{00B2}\x{00BA}\x{3007}\x{00B5}\x{00D8}\x{014B}\x{01B1}]"
 _MAX_CHARS_PER_WORD = 100  # PaddleNLP WordpieceTokenizer.max_input_chars_per_word
+# Text is cut by characters before it is tokenized, so that one huge text cannot make the
+# tokenizer's work and memory grow without bound. The bound is generous: a token takes one
+# character (CJK) to a few (words); 16 per token keeps every token the model would see.
+CHARS_PER_TOKEN_BOUND = 16
+MIN_CHAR_LIMIT = 1024
+
+
+def char_limit(tokens: int) -> int:
+    """Characters of a text kept before tokenizing when at most `tokens` tokens are used."""
+    return max(MIN_CHAR_LIMIT, CHARS_PER_TOKEN_BOUND * tokens)
+
+
+def clip_texts(texts: list[str], limit: int) -> tuple[list[str], np.ndarray]:
+    """Texts cut to `limit` characters (0: no limit), and which of them were cut."""
+    if not limit:
+        return texts, np.zeros(len(texts), dtype=bool)
+    cut = np.fromiter((len(t) > limit for t in texts), dtype=bool, count=len(texts))
+    return ([t[:limit] for t in texts] if cut.any() else texts), cut
+
+
+def is_blank(text: str) -> bool:
+    """Whitespace, NUL and other control or format characters only: nothing to tokenize."""
+    return all(c.isspace() or unicodedata.category(c)[0] == "C" for c in text)
 
 
 @dataclass(frozen=True)
@@ -102,7 +126,14 @@ class ErnieTokenizer:
         return cls(read_vocab(vocab_file), settings)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> EncodedBatch:
-        """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest."""
+        """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest.
+
+        Text is first cut to `char_limit(max_seq_len)` characters; a cut text is flagged truncated."""
+        limit = char_limit(self.settings.max_seq_len)
+        texts, clipped = clip_texts(texts, limit)
+        if pairs is not None:
+            pairs, clipped_pairs = clip_texts(pairs, limit)
+            clipped = clipped | clipped_pairs
         # Encoding.ids builds a new Python list on every access: read each once.
         first = [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
         second = [e.ids for e in self._tokenizer.encode_batch(pairs, add_special_tokens=False)] \
@@ -122,7 +153,7 @@ class ErnieTokenizer:
                 cut = cut or keep_b < len(pair)
             rows_ids.append(ids)
             rows_types.append(types)
-            truncated.append(cut)
+            truncated.append(cut or bool(clipped[row]))
         size = len(rows_ids)
         lengths = np.fromiter((len(ids) for ids in rows_ids), dtype=np.int64, count=size)
         width = int(lengths.max()) if size else 0

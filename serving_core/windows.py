@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidRequest
+from .tokenization import char_limit, clip_texts
 
 
 class TokenizerMode(str, enum.Enum):
@@ -26,7 +27,7 @@ class WindowSettings:
 
     mode: str = TokenizerMode.TRUNCATE.value
     stride: int = 32  # step between window starts
-    max_windows: int = 0  # 0: as many as the text needs
+    max_windows: int = 0  # 0: as many as the text needs (and no character cut before tokenizing)
     max_question_len: int = 64
     pad_to_max: bool = False  # truncate mode: every row max_seq_len wide (native backends batch equal shapes)
 
@@ -64,23 +65,29 @@ def encode_windows(tokenizer, texts: list[str], stride: int, questions: list[str
 
     `tokenizer` is a `serving_core.tokenization.ErnieTokenizer`. With `questions`, every window is
     `[CLS] question [SEP] context-window [SEP]` (token types 0, then 1) as PaddleNLP builds QA features.
+    With `max_windows`, a text is first cut to `char_limit(max_windows * max_seq_len)` characters (a
+    question to `char_limit(max_seq_len)`), and a cut text is flagged truncated.
     """
+    max_len = tokenizer.settings.max_seq_len
+    texts, clipped = clip_texts(texts, char_limit(max_windows * max_len) if max_windows else 0)
+    if questions is not None:
+        questions, clipped_questions = clip_texts(questions, char_limit(max_len))
+        clipped = clipped | clipped_questions
     encodings = tokenizer.pieces(texts)
     # Encoding.ids / .offsets build a new Python list on every access: read each once.
     doc_ids = [e.ids for e in encodings]
     asked = [e.ids for e in tokenizer.pieces(questions)] if questions is not None else None
-    max_len = tokenizer.settings.max_seq_len
     rows = []  # per text: list of (ids, types, index)
     truncated_rows = []
     for row, ids_of_doc in enumerate(doc_ids):
         prefix_ids, prefix_types = [tokenizer.cls_id], [0]
         if asked is not None:
             question = asked[row][:max_question_len]
-            truncated_rows.append(len(asked[row]) > max_question_len)
+            truncated_rows.append(len(asked[row]) > max_question_len or bool(clipped[row]))
             prefix_ids = prefix_ids + question + [tokenizer.sep_id]
             prefix_types = [0] * len(prefix_ids)
         else:
-            truncated_rows.append(False)
+            truncated_rows.append(bool(clipped[row]))
         size = max_len - len(prefix_ids) - 1
         if size < 1:
             raise InvalidRequest(f"question {row} leaves no room for context in max_seq_len {max_len}")

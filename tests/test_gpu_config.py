@@ -38,8 +38,7 @@ def test_native_step_config(gpu_repository):
 
 @pytest.mark.server
 def test_tokenizer_pads_every_row_to_max_seq_len(gpu_repository):
-    extra = ("--model-control-mode=explicit", "--load-model=intent_tokenizer")
-    with TritonServer(gpu_repository, ServerPorts.free(), extra_args=extra) as server:
+    with TritonServer(gpu_repository, ServerPorts.free(), load_models=("intent_tokenizer",)) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         result = client.infer("intent_tokenizer", [bytes_input("TEXT", ["打开空调", "导航到北京西站" * 10])])
         assert result.as_numpy("input_ids").shape == (2, 32)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from builder.build import build
@@ -33,8 +35,8 @@ def test_serve_answers_and_stops_on_ctrl_c(static_export, tmp_path):
         while "serving" not in line and time.monotonic() < deadline:
             line = process.stdout.readline()
             assert line or process.poll() is None, "builder serve exited early"
-        assert f"localhost:{ports.grpc}" in line
-        assert SeqClsClient(f"localhost:{ports.grpc}", "intent").classify(["打开空调"])[0].label_name
+        assert f"127.0.0.1:{ports.grpc}" in line
+        assert SeqClsClient(f"127.0.0.1:{ports.grpc}", "intent").classify(["打开空调"])[0].label_name
     finally:
         process.send_signal(signal.SIGINT)
         # communicate() keeps draining the pipe: a full pipe would block the stopping process.
@@ -54,3 +56,57 @@ def test_serve_reports_a_broken_repository(tmp_path):
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 3
     assert "this model cannot load" in out.stderr
+
+
+def _serve(repo, ports, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "builder", "serve", str(repo), "--grpc-port", str(ports.grpc),
+                             "--http-port", str(ports.http), "--metrics-port", str(ports.metrics), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _tritonserver_of(process: subprocess.Popen, timeout: float = 120) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [c for c in psutil.Process(process.pid).children() if c.name() == "tritonserver"]
+        if found:
+            return found[0]
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError("no tritonserver was started")
+
+
+@pytest.fixture(scope="module")
+def repo(static_export, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("serve") / "repo"
+    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent"), show_progress=False)
+    return repo
+
+
+def test_the_server_dies_with_a_killed_builder_serve(repo):
+    process = _serve(repo, ServerPorts.free())
+    server = _tritonserver_of(process)
+    process.kill()
+    process.wait(timeout=30)
+    assert psutil.wait_procs([server], timeout=60)[1] == [], "tritonserver outlived builder serve"
+
+
+def test_sigterm_during_start_up_stops_the_server(repo):
+    process = _serve(repo, ServerPorts.free())
+    server = _tritonserver_of(process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert "serving" not in output
+    assert psutil.wait_procs([server], timeout=60)[1] == []
+
+
+def test_busy_ports_are_refused_before_anything_claims_ready(repo):
+    ports = ServerPorts.free()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports.grpc))
+        taken.listen()
+        out = subprocess.run([sys.executable, "-m", "builder", "serve", str(repo), "--grpc-port", str(ports.grpc),
+                              "--http-port", str(ports.http), "--metrics-port", str(ports.metrics)],
+                             capture_output=True, text=True, timeout=180)
+    assert out.returncode == 3
+    assert "serving" not in out.stdout
+    assert f"port {ports.grpc} on 127.0.0.1 is in use" in out.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from serving_core import interface
 from serving_core.errors import UserError
+from serving_core.feed_checks import feed_limits
 from serving_core.model_step import ModelStepSettings
 from serving_core.program import ProgramFiles, ProgramSignature
 from serving_core.tensors import TensorSpec
@@ -31,6 +32,8 @@ class PlanInputs:
     vocab_file: Path
     label_sets: dict[str, tuple[str, ...]]
     pad_id: int
+    vocab_size: int  # ids the model's embedding table takes (the tokenizer writes no larger one)
+    type_vocab_size: int | None = None  # from the model's config, when it has one
 
     def fail(self, message: str) -> UserError:
         return UserError(message, str(self.program.model_file))
@@ -104,11 +107,14 @@ def tokenizer_and_model(inputs: PlanInputs, text_inputs: list[IOTensor], window:
                                    (replace(inputs.tokenizer, vocab_file="vocab.txt"), window))
 
     serving = inputs.serving_program
+    limits = feed_limits([spec.name for spec in inputs.signature.inputs], inputs.vocab_size,
+                         inputs.tokenizer.max_seq_len, inputs.type_vocab_size)
     settings = ModelStepSettings(
         runtime=options.runtime.value, program_format=serving.format.value, model_file=serving.model_file.name,
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
         precision=options.precision, max_batch_tokens=options.max_batch_tokens,
-        pad_values={spec.name: pad_value_for(spec.name, inputs.pad_id) for spec in inputs.signature.inputs})
+        pad_values={spec.name: pad_value_for(spec.name, inputs.pad_id) for spec in inputs.signature.inputs},
+        value_limits=limits.value_limits, max_seq_len=limits.max_seq_len, max_windows=window.max_windows)
     if options.gpu_onnxruntime:
         model_dir = _native_onnxruntime_model(inputs, feeds, model_outputs, window)
     else:

@@ -27,7 +27,8 @@ def plan(inputs: PlanInputs) -> RepositoryPlan:
                           no_answer_threshold=options.no_answer_threshold)
     question = IOTensor(interface.QUESTION, "TYPE_STRING", (1,))
     context = IOTensor(interface.CONTEXT, "TYPE_STRING", (1,))
-    window = WindowSettings(TokenizerMode.QA.value, settings.doc_stride, 0, settings.max_question_len)
+    window = WindowSettings(TokenizerMode.QA.value, settings.doc_stride, options.max_windows,
+                            settings.max_question_len)
     parts = tokenizer_and_model(inputs, [question, context], window, [(start, (-1, -1)), (end, (-1, -1))])
     post_inputs = [IOTensor(interface.START_LOGITS, "TYPE_FP32", (-1, -1)),
                    IOTensor(interface.END_LOGITS, "TYPE_FP32", (-1, -1)),

@@ -21,7 +21,8 @@ def plan(inputs: PlanInputs) -> RepositoryPlan:
     # Default: windows half overlapping (every token has at least a quarter window of context).
     stride = options.window_stride if options.window_stride is not None else (inputs.tokenizer.max_seq_len - 2) // 2
     text = IOTensor(interface.TEXT, "TYPE_STRING", (1,))
-    parts = tokenizer_and_model(inputs, [text], WindowSettings(TokenizerMode.WINDOWS.value, stride),
+    parts = tokenizer_and_model(inputs, [text], WindowSettings(TokenizerMode.WINDOWS.value, stride,
+                                                                     options.max_windows),
                                 [(logits, (-1, -1, width))])
     post_inputs = [IOTensor(interface.LOGITS, "TYPE_FP32", (-1, -1, width)),
                    IOTensor(interface.TOKEN_INDEX, "TYPE_INT32", (-1, -1)),

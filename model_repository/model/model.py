@@ -1,9 +1,10 @@
 """Model step: the ERNIE program on Paddle Inference or ONNX Runtime.
 
 Triton's dynamic batcher hands several requests to one `execute` (inputs are declared
-`allow_ragged_batch`, so requests of different lengths batch together). `RequestBatcher`
-pads them to the longest, runs them as one batch (windows of long texts flattened, padding
-windows skipped) and splits the outputs back per request.
+`allow_ragged_batch`, so requests of different lengths batch together). Each request is
+checked first (ids within the vocabulary, shapes, lengths: serving_core.feed_checks); the
+valid ones are padded to the longest, run as one batch by `RequestBatcher` and split back.
+If the joined batch fails, each request is run alone, so one request's error is its own.
 """
 import os
 import sys
@@ -13,8 +14,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pathlib import Path  # noqa: E402
 
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import error_response, input_array, model_config_of, output_dtypes, output_tensor  # noqa: E402
+from triton_helpers import input_array, model_config_of, output_dtypes, output_tensor, rejection  # noqa: E402
 
+from serving_core.errors import InvalidRequest  # noqa: E402
+from serving_core.feed_checks import FeedLimits, check_feeds, check_finite  # noqa: E402
 from serving_core.model_step import ModelStepSettings  # noqa: E402
 from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
 from serving_core.program import ProgramFiles, ProgramFormat  # noqa: E402
@@ -34,15 +37,49 @@ class TritonPythonModel:
                         for o in config["output"]}
         self.batcher = RequestBatcher(runner, settings.pad_values, dynamic_axes, settings.max_batch_tokens)
         self.input_names = [i["name"] for i in config["input"]]
+        self.limits = FeedLimits(settings.value_limits, settings.max_seq_len, len(config["input"][0]["dims"]),
+                                 settings.max_windows)
         self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
+        answers = [None] * len(requests)
+        valid, feeds = [], []
+        for index, request in enumerate(requests):
+            feed = {name: input_array(request, name) for name in self.input_names}
+            try:
+                if self.limits.value_limits:
+                    check_feeds(feed, self.limits)
+            except InvalidRequest as exc:
+                answers[index] = rejection(request, exc, "model step")
+                continue
+            valid.append(index)
+            feeds.append(feed)
+        for index, result in zip(valid, self._run(feeds)):
+            if isinstance(result, Exception):
+                answers[index] = rejection(requests[index], result, "model step")
+                continue
+            try:
+                check_finite(result)
+            except InvalidRequest as exc:
+                answers[index] = rejection(requests[index], exc, "model step")
+                continue
+            answers[index] = pb_utils.InferenceResponse(output_tensors=[
+                output_tensor(name, result[name], dtype) for name, dtype in self.dtypes.items()])
+        return answers
+
+    def _run(self, feeds: list) -> list:
+        """Outputs per request, or the exception that request alone raised."""
+        if not feeds:
+            return []
         try:
-            feeds = [{name: input_array(r, name) for name in self.input_names} for r in requests]
-            outputs = self.batcher.run(feeds)
-        except Exception as exc:  # never take the backend down: every request gets the error
-            message = f"model step failed: {type(exc).__name__}: {exc}"
-            return [error_response(message) for _ in requests]
-        return [pb_utils.InferenceResponse(output_tensors=[
-            output_tensor(name, result[name], dtype) for name, dtype in self.dtypes.items()])
-            for result in outputs]
+            return self.batcher.run(feeds)
+        except Exception as exc:  # never take the backend down
+            if len(feeds) == 1:
+                return [exc]
+        results = []
+        for feed in feeds:  # find whose request it was: the others still get their answers
+            try:
+                results.append(self.batcher.run([feed])[0])
+            except Exception as exc:
+                results.append(exc)
+        return results

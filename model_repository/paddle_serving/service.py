@@ -1,12 +1,13 @@
 """Paddle Serving pipeline service for a model built by `builder build --target paddle-serving`.
 
-    python service.py [--rpc-port P] [--http-port P]    # reads config.yml and service.json
+    python service.py [--rpc-port P] [--http-port P] [--host 127.0.0.1]   # reads config.yml and service.json
 
 Request (PipelineClient feed_dict, values are JSON): seq_cls `text` (+ `text_pair`,
 optional `top_k`), token_cls / intent_slot `text`, qa `question` + `context`; each a JSON
 list of strings. Response key `result`: a JSON list with one object per input, the same
 objects the Triton clients print. Bad input gets an error reply (err_no 400); the service
-keeps serving. Tokenization and decoding are serving_core's, shared with the Triton steps.
+keeps serving. Requests carrying tensors are refused unread (front_door.py), both ports bind
+--host only, and SIGTERM lets requests in flight finish. Tokenization and decoding are serving_core's, shared with the Triton steps.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ prepare()
 import numpy as np  # noqa: E402
 from paddle_serving_server.web_service import Op, WebService  # noqa: E402
 
+from front_door import KeyValueRequestOp, serve  # noqa: E402
 from serving_adapter import RunnerServiceHandler  # noqa: E402
 from serving_core import answers  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
@@ -34,7 +36,7 @@ from serving_core.parameters import from_parameters  # noqa: E402
 from serving_core.qa import QASettings, best_answer  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
 from serving_core.token_cls import TokenClsSettings, token_entities  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for, pad_to_width  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for, is_blank, pad_to_width  # noqa: E402
 from serving_core.windows import WindowSettings, encode_windows  # noqa: E402
 
 BAD_REQUEST = 400
@@ -43,6 +45,7 @@ TASK = SPEC["task"]
 INPUTS = {"seq_cls": ["text"], "token_cls": ["text"], "intent_slot": ["text"], "qa": ["question", "context"]}[TASK]
 if SPEC.get("text_pair"):
     INPUTS = ["text", "text_pair"]
+MAX_TEXTS = int(SPEC.get("max_texts", 64))  # texts a request; each text's length is bounded by the tokenizer
 
 
 def _texts(request: dict, key: str) -> list[str]:
@@ -54,9 +57,11 @@ def _texts(request: dict, key: str) -> list[str]:
         raise InvalidRequest(f"{key!r} is not JSON ({exc})") from None
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise InvalidRequest(f"{key!r} must be a non-empty JSON list of strings")
+    if len(values) > MAX_TEXTS:
+        raise InvalidRequest(f"{key!r} has {len(values)} texts; at most {MAX_TEXTS} a request")
     for index, value in enumerate(values):
-        if not value.strip():
-            raise InvalidRequest(f"{key}[{index}] is empty or only whitespace")
+        if is_blank(value):
+            raise InvalidRequest(f"{key}[{index}] is empty or only whitespace/control characters")
     return values
 
 
@@ -159,6 +164,14 @@ class ErnieOp(Op):
 
 
 class ErnieService(WebService):
+    def prepare_pipeline_config(self, yml_file=None, yml_dict=None):
+        """As WebService's, with a RequestOp that never unpacks request tensors."""
+        from paddle_serving_server.pipeline import ResponseOp
+
+        response_op = ResponseOp(input_ops=[self.get_pipeline_response(KeyValueRequestOp())])
+        self._server.set_response_op(response_op)
+        self._server.prepare_server(yml_file=yml_file, yml_dict=yml_dict)
+
     def get_pipeline_response(self, read_op):
         model = from_parameters(ModelStepSettings, SPEC["model"])
         handler = RunnerServiceHandler(HERE, model.runtime, model.program_format, model.model_file, model.params_file,
@@ -176,6 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rpc-port", type=int, help="gRPC port (default: config.yml's rpc_port)")
     parser.add_argument("--http-port", type=int, help="HTTP port (default: config.yml's http_port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address both ports bind to (default: %(default)s)")
     args = parser.parse_args()
     config = yaml.safe_load((HERE / "config.yml").read_text(encoding="utf-8"))
     config["rpc_port"] = args.rpc_port or config["rpc_port"]
@@ -183,7 +197,7 @@ def main() -> None:
     os.chdir(HERE)  # Paddle Serving writes PipelineServingLogs/ into the working directory
     service = ErnieService(name=SPEC["name"])
     service.prepare_pipeline_config(yml_dict=config)
-    service.run_service()
+    serve(service._server, args.host, config["rpc_port"], config["http_port"])
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from triton_helpers import (error_response, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
+from triton_helpers import (answer_each, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
                             responses_from_columns, text_of)
 
 from serving_core import interface  # noqa: E402
@@ -27,14 +27,14 @@ class TritonPythonModel:
         self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
-        try:
-            sizes, rows = per_text_rows(requests, INPUTS)
-            intent = decode(np.stack([logits[0] for logits in rows[interface.LOGITS]]), self.intents)
-            slots = [token_entities(text_of(text[0]), logits, index, offsets, self.slots)
-                     for logits, index, offsets, text in zip(*(rows[n] for n in INPUTS[1:]))]
-            columns = pack_spans(slots, interface.SLOT_PREFIX)
-        except Exception as exc:
-            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        return answer_each(requests, self._answer, "postprocess")
+
+    def _answer(self, requests):
+        sizes, rows = per_text_rows(requests, INPUTS)
+        intent = decode(np.stack([logits[0] for logits in rows[interface.LOGITS]]), self.intents)
+        slots = [token_entities(text_of(text[0]), logits, index, offsets, self.slots)
+                 for logits, index, offsets, text in zip(*(rows[n] for n in INPUTS[1:]))]
+        columns = pack_spans(slots, interface.SLOT_PREFIX)
         columns[interface.INTENT] = self.intent_names[intent.label].reshape(-1, 1)
         columns[interface.INTENT_ID] = intent.label.reshape(-1, 1)
         columns[interface.CONFIDENCE] = intent.confidence.reshape(-1, 1)

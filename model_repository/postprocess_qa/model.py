@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from triton_helpers import (error_response, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
+from triton_helpers import (answer_each, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
                             responses_from_columns, text_of)
 
 from serving_core import interface  # noqa: E402
@@ -22,12 +22,12 @@ class TritonPythonModel:
         self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
-        try:
-            sizes, rows = per_text_rows(requests, INPUTS)
-            answers = [best_answer(text_of(context[0]), start, end, index, offsets, self.settings)
-                       for start, end, index, offsets, context in zip(*(rows[name] for name in INPUTS))]
-        except Exception as exc:
-            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        return answer_each(requests, self._answer, "postprocess")
+
+    def _answer(self, requests):
+        sizes, rows = per_text_rows(requests, INPUTS)
+        answers = [best_answer(text_of(context[0]), start, end, index, offsets, self.settings)
+                   for start, end, index, offsets, context in zip(*(rows[name] for name in INPUTS))]
         columns = {
             interface.ANSWER: np.array([[a.text.encode("utf-8")] for a in answers], dtype=np.object_),
             interface.ANSWER_START: np.array([[a.start] for a in answers], dtype=np.int32),

@@ -6,9 +6,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import error_response, input_array, model_config_of, output_dtypes, output_tensor  # noqa: E402
+from triton_helpers import answer_each, input_array, model_config_of, output_dtypes, output_tensor  # noqa: E402
 
 from serving_core import interface  # noqa: E402
+from serving_core.errors import InvalidRequest  # noqa: E402
+from serving_core.feed_checks import check_finite  # noqa: E402
 from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
 
@@ -21,12 +23,16 @@ class TritonPythonModel:
         self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
-        try:
-            logits = [input_array(r, interface.LOGITS) for r in requests]
-            sizes = [len(x) for x in logits]
-            result = decode(np.concatenate(logits, axis=0), self.settings)
-        except Exception as exc:
-            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        return answer_each(requests, self._answer, "postprocess")
+
+    def _answer(self, requests):
+        logits = [input_array(r, interface.LOGITS) for r in requests]
+        for array in logits:
+            if array is None:
+                raise InvalidRequest(f"input {interface.LOGITS!r} is missing")
+            check_finite({interface.LOGITS: array})
+        sizes = [len(x) for x in logits]
+        result = decode(np.concatenate(logits, axis=0), self.settings)
         columns = {
             interface.LABEL: result.label.reshape(-1, 1),
             interface.CONFIDENCE: result.confidence.reshape(-1, 1),

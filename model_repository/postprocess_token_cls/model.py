@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from triton_helpers import (error_response, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
+from triton_helpers import (answer_each, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
                             responses_from_columns, text_of)
 
 from serving_core import interface  # noqa: E402
@@ -26,11 +26,11 @@ class TritonPythonModel:
         self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
-        try:
-            sizes, rows = per_text_rows(requests, INPUTS)
-            entities = [token_entities(text_of(text[0]), logits, index, offsets, self.settings)
-                        for logits, index, offsets, text in zip(*(rows[name] for name in INPUTS))]
-            columns = pack_spans(entities, interface.ENTITY_PREFIX)
-        except Exception as exc:
-            return [error_response(f"postprocess failed: {type(exc).__name__}: {exc}") for _ in requests]
+        return answer_each(requests, self._answer, "postprocess")
+
+    def _answer(self, requests):
+        sizes, rows = per_text_rows(requests, INPUTS)
+        entities = [token_entities(text_of(text[0]), logits, index, offsets, self.settings)
+                    for logits, index, offsets, text in zip(*(rows[name] for name in INPUTS))]
+        columns = pack_spans(entities, interface.ENTITY_PREFIX)
         return responses_from_columns(sizes, columns, self.dtypes)

@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import (decode_texts, error_response, input_array, model_config_of,  # noqa: E402
+from triton_helpers import (answer_each, decode_texts, input_array, model_config_of,  # noqa: E402
                             output_dtypes, output_tensor)
 
 from serving_core import interface  # noqa: E402
@@ -38,7 +38,11 @@ class TritonPythonModel:
         self.feed_names = [n for n in self.dtypes if n not in interface.TOKENIZER_EXTRAS]
 
     def _read(self, request) -> list[list[str]]:
-        columns = [decode_texts(input_array(request, name), name) for name in self.text_inputs]
+        arrays = {name: input_array(request, name) for name in self.text_inputs}
+        missing = [name for name, array in arrays.items() if array is None]
+        if missing:
+            raise InvalidRequest(f"inputs {missing} are missing")
+        columns = [decode_texts(array, name) for name, array in arrays.items()]
         if any(len(c) != len(columns[0]) for c in columns):
             raise InvalidRequest(f"inputs {self.text_inputs} have different numbers of rows")
         return columns
@@ -68,24 +72,14 @@ class TritonPythonModel:
                         "offsets": np.maximum(batch.num_tokens, 1)}
 
     def execute(self, requests):
-        parsed, errors = [], {}
-        for index, request in enumerate(requests):
-            try:
-                parsed.append(self._read(request))
-            except InvalidRequest as exc:
-                errors[index] = str(exc)
-                parsed.append(None)
-        valid = [p for p in parsed if p is not None]
-        columns = [[t for p in valid for t in p[k]] for k in range(len(self.text_inputs))]
-        try:
-            arrays, extents = self._encode(columns) if valid else ({}, {})
-        except InvalidRequest as exc:
-            return [error_response(str(exc)) for _ in requests]
+        return answer_each(requests, self._answer, "tokenizer step")
+
+    def _answer(self, requests):
+        parsed = [self._read(request) for request in requests]
+        columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
+        arrays, extents = self._encode(columns)
         responses, row = [], 0
-        for index, item in enumerate(parsed):
-            if item is None:
-                responses.append(error_response(errors[index]))
-                continue
+        for item in parsed:
             rows = slice(row, row + len(item[0]))
             tensors = [output_tensor(name, self._cut(name, arrays[name][rows], extents, rows), dtype)
                        for name, dtype in self.dtypes.items()]
