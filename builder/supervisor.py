@@ -34,10 +34,13 @@ class Supervisor:
         self.recoveries = 0
         self._base = f"http://{server.http_url}"
         self._failures: dict[str, int] = {}
+        self._known: set[str] = set()
 
     def check(self) -> dict[str, str | None]:
         """Probe once and recover what failed; returns the probe's results."""
-        results = probe(self._base, self.server.admin_http_headers, self.options.probe_timeout_s)
+        results = probe(self._base, self.server.admin_http_headers, self.options.probe_timeout_s,
+                        sorted(self._known) or None)
+        self._known.update(results)  # an ensemble that stops being ready is probed (and fails) too
         for name, error in results.items():
             if error is None:
                 self._failures.pop(name, None)

@@ -155,7 +155,9 @@ class RequestBatcher:
     dynamic axes (`dynamic_axes[name]` of them, right after the batch axis) are cut back to
     the request's own window count and length. With `max_batch_tokens`, requests are run in
     consecutive groups of at most that many padded tokens: on CPU, throughput per text falls
-    beyond a few thousand tokens a batch (measured by `benchmarks.run`).
+    beyond a few thousand tokens a batch (measured by `benchmarks.run`); a group of one request
+    over the budget (many windows) is run in slices within it too, so no request makes one
+    engine call, and its memory, grow without bound.
     """
 
     def __init__(self, runner: Runner, pad_values: dict[str, int], dynamic_axes: dict[str, int],
@@ -187,9 +189,10 @@ class RequestBatcher:
         flat = {n: a.reshape(-1, a.shape[-1]).astype(self.dtypes[n], copy=False) for n, a in feeds.items()}
         live = (flat[first] != self.pad_values.get(first, 0)).any(axis=1)
         if live.all():
-            outputs = self.runner.run(flat)
+            outputs = run_within_budget(self.runner, flat, self.max_batch_tokens)
         else:  # skip rows that are only padding (windows a shorter request does not have)
-            partial = self.runner.run({n: a[live] for n, a in flat.items()})
+            partial = run_within_budget(self.runner, {n: a[live] for n, a in flat.items()},
+                                        self.max_batch_tokens)
             outputs = {}
             for name, value in partial.items():
                 full = np.zeros((len(live), *value.shape[1:]), dtype=value.dtype)
@@ -203,3 +206,16 @@ class RequestBatcher:
             for index, piece in enumerate(split_rows(value, sizes, cuts)):
                 result[index][name] = piece
         return result
+
+
+
+def run_within_budget(runner: Runner, feeds: dict[str, np.ndarray], max_tokens: int) -> dict[str, np.ndarray]:
+    """Run [rows, L] feeds in consecutive engine calls of at most `max_tokens` padded tokens
+    (0: one call) and join the outputs, so that no request makes one engine call, and its
+    memory, grow without bound."""
+    rows, width = next(iter(feeds.values())).shape
+    step = max(1, max_tokens // max(width, 1)) if max_tokens else rows
+    if step >= rows:
+        return runner.run(feeds)
+    parts = [runner.run({n: a[start: start + step] for n, a in feeds.items()}) for start in range(0, rows, step)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

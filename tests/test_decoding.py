@@ -205,3 +205,12 @@ def test_request_batcher_runs_groups_within_the_token_budget():
     out = batcher.run(requests)
     assert runner.batches == [(2, 3), (2, 3)]
     assert [o["echo"].tolist() for o in out] == [[[1, 2, 3]], [[4, 5]], [[6, 7, 8], [9, 1, 2]]]
+
+
+def test_one_request_over_the_token_budget_runs_in_slices():
+    runner = _EchoRunner()
+    batcher = RequestBatcher(runner, {"input_ids": 0}, {"count": 1, "echo": 2}, max_batch_tokens=4)
+    windows = np.arange(1, 11).reshape(1, 5, 2)  # one text, 5 windows of 2 tokens: 10 > 4
+    out = batcher.run([{"input_ids": windows}])
+    assert runner.batches == [(2, 2), (2, 2), (1, 2)]
+    assert out[0]["echo"].tolist() == windows.tolist()

@@ -110,3 +110,28 @@ def test_busy_ports_are_refused_before_anything_claims_ready(repo):
     assert out.returncode == 3
     assert "serving" not in out.stdout
     assert f"port {ports.grpc} on 127.0.0.1 is in use" in out.stderr
+
+
+def test_builder_serve_exits_with_the_reason_when_a_step_cannot_come_back(repo, tmp_path):
+    """A killed model step whose reload fails too: builder serve tries, then exits 3 saying why."""
+    import shutil
+
+    broken = tmp_path / "repo"
+    shutil.copytree(repo, broken)
+    process = _serve(broken, ServerPorts.free(), "--probe-interval", "1")
+    try:
+        line = ""
+        while "serving" not in line:
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "builder serve exited early"
+        (model_py,) = broken.glob("intent_model/1/model.py")
+        model_py.write_text("raise RuntimeError('this step cannot load any more')\n")
+        (stub,) = [p for p in psutil.Process(process.pid).children(recursive=True)
+                   if "intent_model" in " ".join(p.cmdline())]
+        stub.kill()
+        output, _ = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 3, output[-3000:]
+    assert "reloading intent_model" in output
+    assert "still fails after 3 reloads" in output

@@ -175,7 +175,8 @@ class ErnieService(WebService):
     def get_pipeline_response(self, read_op):
         model = from_parameters(ModelStepSettings, SPEC["model"])
         handler = RunnerServiceHandler(HERE, model.runtime, model.program_format, model.model_file, model.params_file,
-                                       model.num_threads, list(SPEC["outputs"].values()), model.pad_values)
+                                       model.num_threads, list(SPEC["outputs"].values()), model.pad_values,
+                                       model.max_batch_tokens, model.precision)
         op = ErnieOp(name=SPEC["op_name"], input_ops=[read_op], local_service_handler=handler)
         op.client_type = handler.client_type
         return op

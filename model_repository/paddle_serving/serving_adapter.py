@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from serving_core.program import ProgramFiles, ProgramFormat
-from serving_core.runtime import RuntimeKind, create_runner
+from serving_core.runtime import RuntimeKind, create_runner, run_within_budget
 
 
 class RunnerPredictor:
     """The `predict(feed, fetch, batch, log_id)` Paddle Serving's Op calls in process()."""
 
-    def __init__(self, runner, pad_values: dict[str, int]):
+    def __init__(self, runner, pad_values: dict[str, int], max_batch_tokens: int):
         self._runner = runner
         self._pad_values = pad_values
+        self._max_batch_tokens = max_batch_tokens
         self._dtypes = {t.name: t.dtype for t in runner.signature.inputs}
         self.feed_names = list(self._dtypes)
         self.fetch_names = [t.name for t in runner.signature.outputs]
@@ -37,7 +38,7 @@ class RunnerPredictor:
         feeds = {name: np.ascontiguousarray(feed[name][:, :width]).astype(dtype, copy=False)
                  for name, dtype in self._dtypes.items()}
         with self._lock:
-            outputs = self._runner.run(feeds)
+            outputs = run_within_budget(self._runner, feeds, self._max_batch_tokens)
         return {name: outputs[name] for name in (fetch or outputs)}
 
 
@@ -47,13 +48,15 @@ class RunnerServiceHandler:
     client_type = "local_predictor"
 
     def __init__(self, service_dir: Path, runtime: str, program_format: str, model_file: str, params_file: str,
-                 num_threads: int, fetch_names: list[str], pad_values: dict[str, int]):
+                 num_threads: int, fetch_names: list[str], pad_values: dict[str, int], max_batch_tokens: int,
+                 precision: str = "fp32"):
         model_dir = Path(service_dir) / "serving_server"
         self._files = ProgramFiles(ProgramFormat(program_format), model_dir / model_file,
                                    model_dir / params_file if params_file else None)
-        self._runtime, self._threads = RuntimeKind(runtime), num_threads
+        self._runtime, self._threads, self._precision = RuntimeKind(runtime), num_threads, precision
         self._client_config = str(Path(service_dir) / "serving_client" / "serving_client_conf.prototxt")
         self._fetch_names, self._pad_values = fetch_names, pad_values
+        self._max_batch_tokens = max_batch_tokens
         self._predictor = None
 
     def prepare_server(self):
@@ -73,6 +76,6 @@ class RunnerServiceHandler:
 
     def get_client(self, concurrency_idx=0):
         if self._predictor is None:
-            self._predictor = RunnerPredictor(create_runner(self._runtime, self._files, self._threads),
-                                              self._pad_values)
+            self._predictor = RunnerPredictor(create_runner(self._runtime, self._files, self._threads, self._precision),
+                                              self._pad_values, self._max_batch_tokens)
         return self._predictor
