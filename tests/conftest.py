@@ -19,11 +19,14 @@ def _quiet():
 
 @pytest.fixture(scope="session")
 def example_model(tmp_path_factory) -> Path:
-    """The seq_cls example checkpoint, trained for a few seconds (offline, deterministic seed)."""
+    """The seq_cls example checkpoint, trained for a fixed number of steps (offline, fixed seeds).
+
+    Step counts below are fixed, never time budgets, so fixture quality does not depend on the
+    machine's load; the tests' tolerances are set on these models."""
     from builder.example.seq_cls_example import ExampleSpec, make_seq_cls_example
 
     directory = tmp_path_factory.mktemp("models") / "intent"
-    make_seq_cls_example(directory, ExampleSpec(train_seconds=4.0), show_progress=False)
+    make_seq_cls_example(directory, ExampleSpec(train_steps=24), show_progress=False)
     return directory
 
 
@@ -41,27 +44,27 @@ def static_export(example_model, tmp_path_factory) -> Path:
     return directory
 
 
-def _example(tmp_path_factory, task_value: str, seconds: float) -> Path:
+def _example(tmp_path_factory, task_value: str, steps: int) -> Path:
     from dataclasses import replace
 
     from builder.example import ExampleSpec, make_example
     from serving_core.interface import Task
 
     directory = tmp_path_factory.mktemp("models") / task_value
-    make_example(Task(task_value), directory, replace(ExampleSpec(), train_seconds=seconds), show_progress=False)
+    make_example(Task(task_value), directory, replace(ExampleSpec(), train_steps=steps), show_progress=False)
     return directory
 
 
 @pytest.fixture(scope="session")
 def token_cls_model(tmp_path_factory) -> Path:
-    return _example(tmp_path_factory, "token_cls", 8.0)
+    return _example(tmp_path_factory, "token_cls", 24)
 
 
 @pytest.fixture(scope="session")
 def qa_model(tmp_path_factory) -> Path:
-    return _example(tmp_path_factory, "qa", 8.0)
+    return _example(tmp_path_factory, "qa", 10)
 
 
 @pytest.fixture(scope="session")
 def intent_slot_model(tmp_path_factory) -> Path:
-    return _example(tmp_path_factory, "intent_slot", 8.0)
+    return _example(tmp_path_factory, "intent_slot", 24)

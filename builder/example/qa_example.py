@@ -29,7 +29,7 @@ def _features(tokenizer, rows, max_length: int = 96):
     return encoded, np.array(starts), np.array(ends)
 
 
-def make_qa_example(output: Path, spec: ExampleSpec = ExampleSpec(train_seconds=45.0, target_accuracy=0.9),
+def make_qa_example(output: Path, spec: ExampleSpec = ExampleSpec(train_steps=40, target_accuracy=0.9),
                     show_progress: bool = True) -> dict:
     import paddle
     from paddlenlp.transformers import ErnieConfig, ErnieForQuestionAnswering
