@@ -96,7 +96,8 @@ def main() -> None:
         base = rows[0].texts_per_s
         print(f"\n{workload}\n\n| system | texts/s | p50 ms | p99 ms | x paddle_fp32 bare |\n|---|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r.system} | {r.texts_per_s:.1f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.texts_per_s / base:.2f} |")
+            print(f"| {r.system} | {r.texts_per_s:.1f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+                  f"{r.texts_per_s / base:.2f} |")
 
 
 if __name__ == "__main__":

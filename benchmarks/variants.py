@@ -30,7 +30,8 @@ def _workloads(batch_size: int, requests: int):
     return {
         "token_cls": [[(t,) for t in long_texts[i:i + batch_size]] for i in range(0, len(long_texts), batch_size)],
         "qa": [[(q, c) for q, c, _, _ in qa_rows[i:i + batch_size]] for i in range(0, len(qa_rows), batch_size)],
-        "intent_slot": [[(t[:16],) for t in long_texts[i:i + batch_size]] for i in range(0, len(long_texts), batch_size)],
+        "intent_slot": [[(t[:16],) for t in long_texts[i:i + batch_size]]
+                        for i in range(0, len(long_texts), batch_size)],
     }
 
 

@@ -18,7 +18,7 @@ from serving_core.program import ProgramFormat, is_quantized, read_signature
 from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
 from serving_core.tokenization import ErnieTokenizer, read_vocab, settings_from_tokenizer_config
 
-from .export import convert_to_onnx, export_checkpoint
+from .export import convert_to_onnx, export_once
 from .quantize import calibration_rows, check_int8, quantize_dynamic_int8
 from .options import BuildOptions
 from .repository import write_repository
@@ -89,7 +89,7 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
     with tempfile.TemporaryDirectory(prefix="ernie-build-") as work:
         work = Path(work)
         stage("exporting static program" if source.program is None else "reading static program")
-        program = source.program or export_checkpoint(source, options.task, work / "program", options.int_dtype)
+        program = source.program or export_once(source, options.task, work / "program", options.int_dtype)
         signature = read_signature(program)
         log.info("program %s: inputs %s, outputs %s", program.model_file.name,
                  [(t.name, t.dtype) for t in signature.inputs], [(t.name, list(t.shape)) for t in signature.outputs])

@@ -53,7 +53,8 @@ def _cmd_build(args) -> int:
         multi_label=args.multi_label, threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
         model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
         step_batching=BatchingOptions(args.max_batch_size, 1, 0),
-        tag_scheme=args.tag_scheme, window_stride=args.stride, max_windows=args.max_windows, max_question_len=args.max_question_len,
+        tag_scheme=args.tag_scheme, window_stride=args.stride, max_windows=args.max_windows,
+        max_question_len=args.max_question_len,
         max_answer_len=args.max_answer_len, n_best=args.n_best, no_answer_threshold=args.no_answer_threshold,
         tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
         labels_file=Path(args.labels) if args.labels else None,
@@ -165,7 +166,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-example", help="create a small offline example model (no download)",
                        description="Generate a vocabulary and a car voice-assistant intent data set, train a "
-                                   "4-layer ERNIE on it for a fixed number of steps (seconds of CPU) and save a PaddleNLP checkpoint "
+                                   "4-layer ERNIE on it for a fixed number of steps (seconds of CPU) and save a "
+                                   "PaddleNLP checkpoint "
                                    "(config.json, model_state.pdparams, vocab.txt, label.txt, data.txt).")
     p.add_argument("--task", choices=tasks, default=Task.SEQ_CLS.value)
     p.add_argument("--output", required=True, help="directory to write the checkpoint into")
@@ -231,9 +233,12 @@ def make_parser() -> argparse.ArgumentParser:
                        help="token_cls and qa: windows per text; a longer text is cut (to a generous character "
                             "bound before tokenizing, then to this many windows) and answered with "
                             "truncated: true; 0: no bound (default: %(default)s)")
-    group.add_argument("--max-question-len", type=int, default=64, help="qa: question tokens kept (default: %(default)s)")
-    group.add_argument("--max-answer-len", type=int, default=30, help="qa: longest answer in tokens (default: %(default)s)")
-    group.add_argument("--n-best", type=int, default=20, help="qa: start/end candidates per window (default: %(default)s)")
+    group.add_argument("--max-question-len", type=int, default=64,
+                       help="qa: question tokens kept (default: %(default)s)")
+    group.add_argument("--max-answer-len", type=int, default=30,
+                       help="qa: longest answer in tokens (default: %(default)s)")
+    group.add_argument("--n-best", type=int, default=20,
+                       help="qa: start/end candidates per window (default: %(default)s)")
     group.add_argument("--no-answer-threshold", type=float,
                        help="qa: answer \"\" when the best span's probability is below this")
     p.add_argument("--overwrite", action="store_true", help="replace models of the same names in OUTPUT")

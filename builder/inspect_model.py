@@ -61,7 +61,8 @@ def describe(source: ModelSource) -> dict:
             "labels": {k: list(v) for k, v in source.label_sets.items()}, "labels_origin": source.labels_origin,
             "vocab_file": str(source.vocab_file),
             "vocab_size": sum(1 for _ in open(source.vocab_file, encoding="utf-8")),
-            "size_mb": round(sum(p.stat().st_size for p in Path(source.directory).rglob("*") if p.is_file()) / 2**20, 2),
+            "size_mb": round(sum(p.stat().st_size for p in Path(source.directory).rglob("*") if p.is_file())
+                             / 2**20, 2),
             "config": {k: source.config[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
                                                      "intermediate_size", "max_position_embeddings")
                        if k in source.config}}

@@ -15,9 +15,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: its own session, and SIGKILL when the parent dies (even by SIGKILL)."""
+    """In the child before exec: its own session, and SIGTERM when the parent dies (even by
+    SIGKILL). SIGTERM, not SIGKILL: the server then stops its own children (Triton's backend
+    stubs; Paddle Serving drains), where a killed server would leave them running."""
     os.setsid()
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -37,7 +39,6 @@ class ServerProcess:
     """start() and wait_ready() are the subclass's; stop(), is_running() and `with` are here."""
 
     STOP_SIGNAL = signal.SIGINT  # the graceful stop
-    STOP_GROUP = False  # send it to the whole process group, not just the main process
     _process: subprocess.Popen | None = None
 
     def start(self):
@@ -45,7 +46,7 @@ class ServerProcess:
 
     @staticmethod
     def spawn(command: list[str], **kwargs) -> subprocess.Popen:
-        """Start the server in its own process group, killed if this process dies."""
+        """Start the server in its own process group, stopped if this process dies."""
         return subprocess.Popen(command, preexec_fn=_die_with_parent, **kwargs)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
@@ -64,19 +65,22 @@ class ServerProcess:
         return self._process is not None and self._process.poll() is None
 
     def stop(self, timeout: float = 30.0) -> None:
-        """The graceful signal, then SIGKILL for the process group if it does not exit in time."""
-        if not self.is_running():
+        """The graceful signal, then SIGKILL if it does not exit in time; then whatever is left of
+        its process group (a server stopped while it loads can leave Triton's backend stubs)."""
+        if self._process is None:
             return
-        log.info("stopping %s", type(self).__name__)
-        if self.STOP_GROUP:
-            os.killpg(self._process.pid, self.STOP_SIGNAL)
-        else:
+        if self.is_running():
+            log.info("stopping %s", type(self).__name__)
             self._process.send_signal(self.STOP_SIGNAL)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
         try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
             os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        except ProcessLookupError:  # nothing left
+            pass
+        self._process.wait()
 
     def __enter__(self):
         self.start()

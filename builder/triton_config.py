@@ -11,7 +11,6 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from serving_core.parameters import to_parameters
-from serving_core.tensors import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,6 @@ class IOTensor:
     triton_type: str  # e.g. "TYPE_INT64"
     dims: tuple[int, ...]
     ragged: bool = False
-
-    @classmethod
-    def from_spec(cls, spec: TensorSpec, ragged: bool = False) -> "IOTensor":
-        return cls(spec.name, spec.triton_type, spec.dims_without_batch(), ragged)
 
 
 def _input(tensor: IOTensor) -> mc.ModelInput:

@@ -35,7 +35,8 @@ class QAClient(TaskClient):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(argv, __doc__, QAClient, lambda client, questions, contexts, args: client.answer(questions, contexts),
+    return run_cli(argv, __doc__, QAClient,
+                   lambda client, questions, contexts, args: client.answer(questions, contexts),
                    pairs_help="question<TAB>context")
 
 

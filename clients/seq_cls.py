@@ -80,7 +80,8 @@ class SeqClsClient(TaskClient):
 
     def _run(self, texts: list[str], pairs: list[str] | None, outputs: list[str]) -> dict[str, np.ndarray]:
         if self.text_pair != (pairs is not None):
-            raise ClientError(f"model {self.model!r} " + ("needs text pairs" if self.text_pair else "takes single texts"))
+            raise ClientError(f"model {self.model!r} "
+                              + ("needs text pairs" if self.text_pair else "takes single texts"))
         columns = {interface.TEXT: texts}
         if pairs is not None:
             columns[interface.TEXT_PAIR] = pairs

@@ -142,7 +142,8 @@ def run_cli(argv, description: str, make_client, answer, pairs_help: str | None 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("texts", nargs="*", help=pairs_help or "texts")
     parser.add_argument("--url", default="localhost:8001", help="Triton gRPC address (default: %(default)s)")
-    parser.add_argument("--model", help="ensemble name (default: the server's only model of this task, where the server "
+    parser.add_argument("--model", help="ensemble name (default: the server's only model of this task, where the "
+                        "server "
                         "lets clients list its models; `builder serve` does not)")
     parser.add_argument("--file", help="read from this file, one a line ('-' for stdin)")
     if top_k:

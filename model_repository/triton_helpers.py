@@ -66,7 +66,8 @@ def decode_texts(values: np.ndarray, tensor_name: str) -> list[str]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidRequest(f"{tensor_name}[{index}] is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise InvalidRequest(f"{tensor_name}[{index}] is not valid UTF-8 "
+                                 f"({exc.reason} at byte {exc.start})") from None
         if is_blank(text):
             raise InvalidRequest(f"{tensor_name}[{index}] is empty or only whitespace/control characters")
         texts.append(text)

@@ -29,10 +29,6 @@ class Answer:
     score: float
     probability: float
 
-    def to_json(self) -> dict:
-        return {"answer": self.text, "start": self.start, "end": self.end, "score": round(self.score, 6),
-                "probability": round(self.probability, 6)}
-
 
 NO_ANSWER = Answer("", -1, -1, 0.0, 0.0)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import os
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -92,15 +91,6 @@ def cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def runner_for_directory(directory: Path, kind: RuntimeKind, num_threads: int = 1) -> Runner:
-    from .program import find_program
-
-    files = find_program(directory)
-    if files is None:
-        raise FileNotFoundError(f"no exported program in {directory}")
-    return create_runner(kind, files, num_threads)
-
-
 def pad_and_concat(parts: list[np.ndarray], pad_value: int) -> np.ndarray:
     """Stack [Bi, ...] arrays into [sum Bi, max ...], padding every non-batch axis at the end."""
     shape = tuple(max(p.shape[axis] for p in parts) for axis in range(1, parts[0].ndim))
@@ -114,7 +104,8 @@ def pad_and_concat(parts: list[np.ndarray], pad_value: int) -> np.ndarray:
     return out
 
 
-def split_rows(array: np.ndarray, sizes: list[int], cut_shapes: list[tuple[int, ...]] | None = None) -> list[np.ndarray]:
+def split_rows(array: np.ndarray, sizes: list[int],
+               cut_shapes: list[tuple[int, ...]] | None = None) -> list[np.ndarray]:
     """Split a batch back per request; `cut_shapes[i]` cuts the axes after the batch axis
     back to request i's own sizes (undoing `pad_and_concat`)."""
     pieces, row = [], 0

@@ -36,7 +36,3 @@ class TensorSpec:
     def numpy_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
 
-    def dims_without_batch(self) -> tuple[int, ...]:
-        """Shape as Triton `dims` for a model with max_batch_size > 0."""
-        return tuple(self.shape[1:])
-

@@ -90,7 +90,8 @@ def spans(tags: list[str], scheme: TagScheme) -> list[tuple[str, int, int]]:
     return found
 
 
-def decode_entities(text: str, probabilities: np.ndarray, offsets: np.ndarray, settings: TokenClsSettings) -> list[Entity]:
+def decode_entities(text: str, probabilities: np.ndarray, offsets: np.ndarray,
+                    settings: TokenClsSettings) -> list[Entity]:
     """Entities of one text from per-token probabilities [T, C] and offsets [T, 2]."""
     scheme = TagScheme(settings.scheme)
     best = probabilities.argmax(axis=-1) if len(probabilities) else np.zeros(0, dtype=np.int64)

@@ -11,10 +11,14 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _quiet():
+def _quiet(tmp_path_factory):
+    from builder.export import EXPORT_CACHE_ENV
     from builder.quiet import quiet_frameworks
 
-    quiet_frameworks()
+    quiet_frameworks(import_paddlenlp=False)  # the unit tier never imports paddlenlp
+    # Each example checkpoint is exported once per run, however many builds use it (builds in
+    # subprocesses too); tests of the export itself use their own checkpoints.
+    os.environ.setdefault(EXPORT_CACHE_ENV, str(tmp_path_factory.mktemp("exports")))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ from serving_core.qa import QASettings, best_answer
 from serving_core.runtime import RequestBatcher, token_budget_groups
 from serving_core.program import ProgramSignature
 from serving_core.tensors import TensorSpec
-from serving_core.token_cls import TagScheme, TokenClsSettings, decode_entities, detect_scheme, pack_spans, spans, unpack_spans
+from serving_core.token_cls import (TagScheme, TokenClsSettings, decode_entities, detect_scheme, pack_spans, spans,
+                                    unpack_spans)
 from serving_core.windows import merge_windows, window_starts
 
 BIO = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")

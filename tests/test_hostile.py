@@ -47,10 +47,10 @@ def server(repository):
         yield running
 
 
-def _stub_pids(model: str) -> list[int]:
-    return [p.pid for p in psutil.process_iter(["cmdline"])
-            if any("triton_python_backend_stub" in part for part in (p.info["cmdline"] or []))
-            and any(model + "_0_0" in part or f"/{model}/" in part for part in p.info["cmdline"])]
+def _stub_pids(server, model: str) -> list[int]:
+    """The Python backend stubs of `model` that this server started."""
+    return [p.pid for p in psutil.Process(server.pid).children(recursive=True)
+            if "triton_python_backend_stub" in " ".join(p.cmdline()) and f"/{model}/" in " ".join(p.cmdline())]
 
 
 def _feeds(client, step: str, ids: np.ndarray) -> list[grpcclient.InferInput]:
@@ -73,11 +73,11 @@ def _classify(client, text: str, model: str = "intent") -> str:
 def test_out_of_range_ids_get_an_error_and_the_step_keeps_serving(server, bad_id):
     client = grpcclient.InferenceServerClient(server.grpc_url)
     expected = _classify(client, "打开空调")
-    stubs = _stub_pids("intent_model")
+    stubs = _stub_pids(server, "intent_model")
     with pytest.raises(InferenceServerException, match="outside"):
         client.infer("intent_model", _feeds(client, "intent_model", np.array([[1, bad_id, 2]])))
     assert _classify(client, "打开空调") == expected
-    assert _stub_pids("intent_model") == stubs  # the same stub: nothing crashed or restarted
+    assert _stub_pids(server, "intent_model") == stubs  # the same stub: nothing crashed or restarted
 
 
 def test_feeds_of_wrong_shape_or_length_are_refused(server):
@@ -176,7 +176,7 @@ def test_a_killed_step_is_reloaded_and_answers_again(server):
     expected = _classify(client, "播放周杰伦的花心")
     supervisor = Supervisor(server)
     assert supervisor.check() == {"batched": None, "intent": None, "ner": None}
-    (stub,) = _stub_pids("intent_model")
+    (stub,) = _stub_pids(server, "intent_model")
     killed = time.monotonic()
     os.kill(stub, signal.SIGKILL)
     with pytest.raises(InferenceServerException, match="not healthy"):

@@ -115,7 +115,7 @@ def test_bad_input_gets_an_error_reply_and_the_service_keeps_serving(pipelines):
     out = _cli(Task.SEQ_CLS, url, ["   "])
     assert out.returncode == 1 and "error 400" in out.stderr and "empty" in out.stderr
     out = _cli(Task.QA, pipelines[Task.QA].url, ["question without a context"])
-    assert out.returncode == 1 and "question<TAB>context" in out.stderr or "TAB" in out.stderr
+    assert out.returncode == 1 and "TAB" in out.stderr
     assert _cli(Task.SEQ_CLS, url, ["打开空调"]).returncode == 0
 
 

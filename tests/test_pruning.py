@@ -36,7 +36,8 @@ def pruned(example_model, token_cls_model, qa_model, intent_slot_model, tmp_path
 
 def test_full_width_prune_reproduces_the_model(example_model, tmp_path):
     export = prune_example(example_model, Task.SEQ_CLS, 1.0, tmp_path / "full")
-    tokenizer = ErnieTokenizer.from_files(example_model / "vocab.txt", settings_from_tokenizer_config(example_model, 64))
+    tokenizer = ErnieTokenizer.from_files(example_model / "vocab.txt",
+                                          settings_from_tokenizer_config(example_model, 64))
     batch = tokenizer.encode(COMMANDS)
     served = PaddleRunner(find_program(export)).run({"input_ids": batch.input_ids,
                                                      "token_type_ids": batch.token_type_ids})

@@ -1,6 +1,7 @@
 """`builder serve` as a user runs it: start, answer, stop cleanly on Ctrl-C (SIGINT)."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -75,6 +76,17 @@ def _tritonserver_of(process: subprocess.Popen, timeout: float = 120) -> psutil.
     raise AssertionError("no tritonserver was started")
 
 
+def _process_group(pgid: int) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid:
+                members.append(process)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    return members
+
+
 @pytest.fixture(scope="module")
 def repo(static_export, tmp_path_factory):
     repo = tmp_path_factory.mktemp("serve") / "repo"
@@ -84,19 +96,27 @@ def repo(static_export, tmp_path_factory):
 
 def test_the_server_dies_with_a_killed_builder_serve(repo):
     process = _serve(repo, ServerPorts.free())
+    line = ""
+    while "serving" not in line:
+        line = process.stdout.readline()
+        assert line or process.poll() is None, "builder serve exited early"
     server = _tritonserver_of(process)
+    tree = [server, *server.children(recursive=True)]  # the Python backend stubs too
+    assert len(tree) > 3
     process.kill()
     process.wait(timeout=30)
-    assert psutil.wait_procs([server], timeout=60)[1] == [], "tritonserver outlived builder serve"
+    assert psutil.wait_procs(tree, timeout=120)[1] == [], "tritonserver or its stubs outlived builder serve"
 
 
 def test_sigterm_during_start_up_stops_the_server(repo):
     process = _serve(repo, ServerPorts.free())
     server = _tritonserver_of(process)
+    time.sleep(2)  # models loading: backend stubs starting
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert "serving" not in output
     assert psutil.wait_procs([server], timeout=60)[1] == []
+    assert _process_group(server.pid) == [], "backend stubs outlived the stopped server"
 
 
 def test_busy_ports_are_refused_before_anything_claims_ready(repo):

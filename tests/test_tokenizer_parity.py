@@ -114,7 +114,8 @@ def _offsets_both(tokenizers, texts):
 def test_offsets_equal_paddlenlp_on_ordinary_text(tokenizers):
     from builder.example import intents
 
-    texts = [t for t, _, _ in intents.annotated_examples()] + ["播放  周杰伦的 稻香", "play Love Story now", "温度调到22度！"]
+    texts = [t for t, _, _ in intents.annotated_examples()] + ["播放  周杰伦的 稻香", "play Love Story now",
+                                                                 "温度调到22度！"]
     for text, mine, theirs in _offsets_both(tokenizers, texts):
         assert mine.ids == theirs["input_ids"]
         assert [tuple(o) for o in mine.offsets] == [tuple(o) for o in theirs["offset_mapping"]], text

@@ -38,7 +38,7 @@ def make_intent_slot_example(output: Path, spec: ExampleSpec = ExampleSpec(), sh
     from paddlenlp.transformers import ErnieConfig
 
     intent_names, tags = intents.labels(), intents.slot_tags()
-    intent_ids, tag_ids = {l: i for i, l in enumerate(intent_names)}, {t: i for i, t in enumerate(tags)}
+    intent_ids, tag_ids = {name: i for i, name in enumerate(intent_names)}, {t: i for i, t in enumerate(tags)}
     data = intents.annotated_examples(spec.seed)
     split = int(len(data) * 0.9)
     # Intents without slots have few distinct texts: repeat them so every intent is learned.

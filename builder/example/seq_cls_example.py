@@ -20,13 +20,13 @@ def make_seq_cls_example(output: Path, spec: ExampleSpec = ExampleSpec(), show_p
     train_rows, dev = intents.balanced(data[:split], spec.seed), data[split:]
     tokenizer, config = prepare(output, [t for t, _ in data] + intents.DEMO_TEXTS, spec)
     write_lines(output / "label.txt", labels)
-    write_lines(output / "train.txt", [f"{t}\t{l}" for t, l in data[:split]])
-    write_lines(output / "dev.txt", [f"{t}\t{l}" for t, l in dev])
+    write_lines(output / "train.txt", [f"{t}\t{label}" for t, label in data[:split]])
+    write_lines(output / "dev.txt", [f"{t}\t{label}" for t, label in dev])
     write_lines(output / "data.txt", intents.DEMO_TEXTS)
     model = ErnieForSequenceClassification(ErnieConfig(
         **config, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={l: i for i, l in enumerate(labels)}))
-    label_ids = {l: i for i, l in enumerate(labels)}
+        label2id={label: i for i, label in enumerate(labels)}))
+    label_ids = {label: i for i, label in enumerate(labels)}
     loss_fn = paddle.nn.CrossEntropyLoss()
 
     def forward(rows):
@@ -35,11 +35,11 @@ def make_seq_cls_example(output: Path, spec: ExampleSpec = ExampleSpec(), show_p
         return model(paddle.to_tensor(ids), token_type_ids=paddle.to_tensor(types))
 
     def step(model_, rows):
-        return loss_fn(forward(rows), paddle.to_tensor([label_ids[l] for _, l in rows]))
+        return loss_fn(forward(rows), paddle.to_tensor([label_ids[label] for _, label in rows]))
 
     def accuracy(model_, rows):
         predicted = forward(rows).argmax(axis=-1).numpy()
-        return float((predicted == [label_ids[l] for _, l in rows]).mean())
+        return float((predicted == [label_ids[label] for _, label in rows]).mean())
 
     summary = train(model, train_rows, dev, step, accuracy, spec, show_progress, "seq_cls")
     model.save_pretrained(str(output))

@@ -7,7 +7,8 @@ optional `top_k`), token_cls / intent_slot `text`, qa `question` + `context`; ea
 list of strings. Response key `result`: a JSON list with one object per input, the same
 objects the Triton clients print. Bad input gets an error reply (err_no 400); the service
 keeps serving. Requests carrying tensors are refused unread (front_door.py), both ports bind
---host only, and SIGTERM lets requests in flight finish. Tokenization and decoding are serving_core's, shared with the Triton steps.
+--host only, and SIGTERM lets requests in flight finish. Tokenization and decoding are
+serving_core's, shared with the Triton steps.
 """
 from __future__ import annotations
 
