@@ -1,8 +1,12 @@
 """The source model run the PaddleNLP way: PaddleNLP's own tokenizer, then the model.
 
-Deliberately independent of the serving path (our Rust tokenizer, our windows, our
-runtimes): agreement between the two proves the served answers, tokenizer included. For qa
-the decoding is PaddleNLP's own `compute_prediction` as well.
+Independent of the serving path in tokenization (PaddleNLP's tokenizer, not our Rust one)
+and in the model (PaddleNLP's dygraph model or Paddle Inference on the source program): for
+qa the decoding is PaddleNLP's own `compute_prediction` as well. It shares with the serving
+path the window layout (`window_starts`, `merge_windows`) and the entity decoding
+(`decode_entities`) of token_cls and intent_slot, so `verify` cannot catch a bug in those;
+unit tests check them instead (tests/test_decoding.py on hand-made cases, and
+tests/test_tokenizer_parity.py the windows against PaddleNLP's overflowing features).
 """
 from __future__ import annotations
 

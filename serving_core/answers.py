@@ -1,7 +1,8 @@
-"""One JSON object per input, the same from every server: what clients print.
+"""The answer JSON the Paddle Serving service returns: one object per input.
 
-The Triton clients build these from typed tensors, the Paddle Serving service builds them
-from the same decoders; both call these functions, so the outputs cannot drift apart.
+The Triton clients (clients/) build objects of the same shape from the ensemble's typed
+tensors with their own code; tests/test_paddle_serving.py compares the two servers' answers
+on every task. (Making the clients call these functions too is open work.)
 """
 from __future__ import annotations
 
