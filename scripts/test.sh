@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set everything up, lint, then run the whole test suite (unit + real tritonserver integration).
-# Arguments go to pytest: e.g. `-m "not server"` runs the unit tier alone.
+# Arguments go to pytest: e.g. `-m "not server and not models"` runs the unit tier alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -72,3 +72,14 @@ def qa_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def intent_slot_model(tmp_path_factory) -> Path:
     return _example(tmp_path_factory, "intent_slot", 24)
+
+
+MODEL_FIXTURES = {"example_model", "static_export", "token_cls_model", "qa_model", "intent_slot_model"}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that need a trained example model (PaddleNLP, seconds of training) are marked
+    `models`: `-m "not server and not models"` is the unit tier."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.models)
