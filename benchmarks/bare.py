@@ -37,20 +37,10 @@ class BareEngine:
     def feeds(self, rows: list[tuple[str, ...]]) -> list[dict[str, np.ndarray]]:
         """The model inputs for `rows`: [texts or live windows, L] in the program's dtypes, cut
         into batches of at most the model step's `max_batch_tokens`, as the model step runs them."""
-        from serving_core.windows import encode_windows
+        from serving_core.encoder import FeedEncoder
 
-        if self.task is Task.SEQ_CLS:
-            encoded = self.tokenizer.encode([r[0] for r in rows])
-            arrays = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids}
-        else:
-            texts, questions = ([r[1] for r in rows], [r[0] for r in rows]) if self.task is Task.QA \
-                else ([r[0] for r in rows], None)
-            batch = encode_windows(self.tokenizer, texts, self.window.stride, questions,
-                                   self.window.max_question_len, self.window.max_windows)
-            ids = batch.input_ids.reshape(-1, batch.input_ids.shape[-1])
-            live = (ids != self.tokenizer.pad_id).any(axis=1)
-            arrays = {"input_ids": ids[live],
-                      "token_type_ids": batch.token_type_ids.reshape(ids.shape)[live]}
+        encoder = FeedEncoder(self.tokenizer, self.window, list(self.dtypes))
+        arrays, _ = encoder.encode([list(column) for column in zip(*rows)]).flat_rows(self.tokenizer.pad_id)
         total, width = arrays["input_ids"].shape
         step = max(1, self.max_batch_tokens // width) if self.max_batch_tokens else total
         return [{name: np.ascontiguousarray(arrays[name][start:start + step], dtype=dtype)

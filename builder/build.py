@@ -188,4 +188,4 @@ def calibrate(plan, program, serving_program, tokenizer, source, options: BuildO
     window = from_parameters(WindowSettings, {k: v.string_value for k, v in tokenizer_config.parameters.items()})
     pairs = window.mode == "qa" or options.text_pair
     rows = calibration_rows(options.quantize_options, source.directory, pairs)
-    return check_int8(program, serving_program, tokenizer, rows, window.mode, window.stride, options.quantize_options)
+    return check_int8(program, serving_program, tokenizer, window, rows, options.quantize_options)

@@ -21,7 +21,8 @@ from serving_core.program import ProgramFiles, ProgramFormat, is_quantized
 from serving_core.runtime import OnnxRunner, PaddleRunner
 from serving_core.seq_cls import softmax
 from serving_core.tokenization import ErnieTokenizer
-from serving_core.windows import encode_windows
+from serving_core.encoder import FeedEncoder
+from serving_core.windows import WindowSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,28 +92,18 @@ def calibration_rows(options: QuantizeOptions, model_dir: Path, pairs: bool) -> 
                     "--calibration-texts FILE (one text a line; qa: question<TAB>context)", str(model_dir))
 
 
-def check_int8(fp32: ProgramFiles, int8: ProgramFiles, tokenizer: ErnieTokenizer, rows: list[tuple[str, ...]],
-               mode: str, stride: int, options: QuantizeOptions) -> CalibrationReport:
-    """Run both models on the same windows; compare the argmax of every output at real positions."""
+def check_int8(fp32: ProgramFiles, int8: ProgramFiles, tokenizer: ErnieTokenizer, window: WindowSettings,
+               rows: list[tuple[str, ...]], options: QuantizeOptions) -> CalibrationReport:
+    """Run both models on the same windows (laid out as `window` says, by the serving encoder);
+    compare the argmax of every output at real positions."""
     reference, quantized = PaddleRunner(fp32, num_threads=2), OnnxRunner(int8, num_threads=2)
+    encoder = FeedEncoder(tokenizer, window, [t.name for t in reference.signature.inputs])
     agree, total, confident_agree, confident_total, worst = 0, 0, 0, 0, 0.0
     for start in range(0, len(rows), 16):
         chunk = rows[start:start + 16]
-        if mode == "qa":
-            batch = encode_windows(tokenizer, [r[1] for r in chunk], stride, [r[0] for r in chunk])
-            ids, types = batch.input_ids.reshape(-1, batch.input_ids.shape[-1]), batch.token_type_ids
-            types = types.reshape(ids.shape)
-        elif mode == "windows":
-            batch = encode_windows(tokenizer, [r[0] for r in chunk], stride)
-            ids, types = batch.input_ids.reshape(-1, batch.input_ids.shape[-1]), batch.token_type_ids
-            types = types.reshape(ids.shape)
-        else:
-            batch = tokenizer.encode([r[0] for r in chunk], [r[1] for r in chunk] if len(chunk[0]) > 1 else None)
-            ids, types = batch.input_ids, batch.token_type_ids
-        live = (ids != tokenizer.pad_id).any(axis=1)
-        ids, types = ids[live], types[live]
+        feeds, _ = encoder.encode([list(column) for column in zip(*chunk)]).flat_rows(tokenizer.pad_id)
+        ids = feeds["input_ids"]
         real = ids != tokenizer.pad_id
-        feeds = {"input_ids": ids, "token_type_ids": types}
         inputs = {t.name: feeds[t.name].astype(t.dtype) for t in reference.signature.inputs}
         expected, got = reference.run(inputs), quantized.run(inputs)
         for name, value in expected.items():

@@ -19,6 +19,7 @@ from serving_core.qa import QASettings
 from serving_core.runtime import PaddleRunner
 from serving_core.seq_cls import softmax
 from serving_core.token_cls import Entity, TokenClsSettings, decode_entities
+from serving_core.tokenization import feeds_from_ids
 from serving_core.windows import merge_windows, window_starts
 
 from .export import load_dygraph_model
@@ -31,8 +32,10 @@ def paddlenlp_tokenizer(source: ModelSource):
     return AutoTokenizer.from_pretrained(str(source.tokenizer_dir))
 
 
-def model_function(source: ModelSource, task: Task) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
-    """(input_ids, token_type_ids) int64 -> the program's outputs, in order."""
+def model_function(source: ModelSource, task: Task,
+                   pad_id: int = 0) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
+    """(input_ids, token_type_ids) int64 -> the program's outputs, in order (a program's other
+    inputs, attention_mask and position_ids, are made from the ids)."""
     import paddle
 
     if source.kind is SourceKind.CHECKPOINT:
@@ -48,7 +51,7 @@ def model_function(source: ModelSource, task: Task) -> Callable[[np.ndarray, np.
     outputs = [t.name for t in runner.signature.outputs]
 
     def run(ids, types):
-        feeds = {"input_ids": ids, "token_type_ids": types}
+        feeds = feeds_from_ids([t.name for t in specs], ids, types, pad_id)
         result = runner.run({t.name: feeds[t.name].astype(t.dtype) for t in specs})
         return [result[name] for name in outputs]
     return run
@@ -62,7 +65,8 @@ def _pad(rows: list[list[int]], value: int) -> np.ndarray:
 def reference_logits(source: ModelSource, texts: list[str], pairs: list[str] | None, max_seq_len: int,
                      batch_size: int = 32) -> np.ndarray:
     """seq_cls: [N, C] logits of the source model."""
-    tokenizer, run = paddlenlp_tokenizer(source), model_function(source, Task.SEQ_CLS)
+    tokenizer = paddlenlp_tokenizer(source)
+    run = model_function(source, Task.SEQ_CLS, tokenizer.pad_token_id)
     parts = []
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(texts[start:start + batch_size],
@@ -106,7 +110,8 @@ def _windows_of(tokenizer, text: str, max_seq_len: int, stride: int, max_windows
 def reference_entities(source: ModelSource, texts: list[str], max_seq_len: int,
                        settings: TokenClsSettings, char_offsets=None) -> list[list[Entity]]:
     """token_cls: entities of each text by the source model over PaddleNLP-tokenized windows."""
-    tokenizer, run = paddlenlp_tokenizer(source), model_function(source, Task.TOKEN_CLS)
+    tokenizer = paddlenlp_tokenizer(source)
+    run = model_function(source, Task.TOKEN_CLS, tokenizer.pad_token_id)
     results = []
     for text in texts:
         ids, token_index, offsets = _windows_of(tokenizer, text, max_seq_len, settings.window_stride,
@@ -120,7 +125,8 @@ def reference_entities(source: ModelSource, texts: list[str], max_seq_len: int,
 def reference_intent_slot(source: ModelSource, texts: list[str], max_seq_len: int, settings: TokenClsSettings,
                           intents: tuple[str, ...], char_offsets=None) -> list[dict]:
     """intent_slot: intent, confidence and slots by the source program, text cut to one window."""
-    tokenizer, run = paddlenlp_tokenizer(source), model_function(source, Task.INTENT_SLOT)
+    tokenizer = paddlenlp_tokenizer(source)
+    run = model_function(source, Task.INTENT_SLOT, tokenizer.pad_token_id)
     results = []
     for text in texts:
         ids, token_index, offsets = _windows_of(tokenizer, text, max_seq_len, 0, max_windows=1,
@@ -150,7 +156,8 @@ def reference_answers(source: ModelSource, questions: list[str], contexts: list[
     """qa: PaddleNLP features (stride windows) -> source model -> PaddleNLP's compute_prediction."""
     from paddlenlp.metrics.squad import compute_prediction
 
-    tokenizer, run = paddlenlp_tokenizer(source), model_function(source, Task.QA)
+    tokenizer = paddlenlp_tokenizer(source)
+    run = model_function(source, Task.QA, tokenizer.pad_token_id)
     encoded = tokenizer(questions, contexts, stride=settings.doc_stride, max_length=max_seq_len,
                         truncation="only_second", return_overflowing_tokens=True, return_offsets_mapping=True)
     features, starts, ends = [], [], []

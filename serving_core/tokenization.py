@@ -219,18 +219,17 @@ def settings_from_tokenizer_config(directory: Path, max_seq_len: int) -> Tokeniz
 KNOWN_MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "position_ids")
 
 
-def feed_for(name: str, batch: EncodedBatch, pad_id: int) -> np.ndarray:
-    """The array for a model input called `name` (int64; the caller casts)."""
-    if name == "input_ids":
-        return batch.input_ids
-    if name == "token_type_ids":
-        return batch.token_type_ids
-    if name == "attention_mask":
-        return (batch.input_ids != pad_id).astype(np.int64)
-    if name == "position_ids":
-        return np.broadcast_to(np.arange(batch.input_ids.shape[1], dtype=np.int64),
-                               batch.input_ids.shape).copy()
-    raise KeyError(f"unknown model input {name!r}; known: {', '.join(KNOWN_MODEL_INPUTS)}")
+def feeds_from_ids(names: list[str], input_ids: np.ndarray, token_type_ids: np.ndarray,
+                   pad_id: int) -> dict[str, np.ndarray]:
+    """The arrays (int64, any leading axes, sequence last) for model inputs called `names`."""
+    known = {"input_ids": lambda: input_ids, "token_type_ids": lambda: token_type_ids,
+             "attention_mask": lambda: (input_ids != pad_id).astype(np.int64),
+             "position_ids": lambda: np.broadcast_to(np.arange(input_ids.shape[-1], dtype=np.int64),
+                                                     input_ids.shape).copy()}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise KeyError(f"unknown model inputs {unknown}; known: {', '.join(KNOWN_MODEL_INPUTS)}")
+    return {name: known[name]() for name in names}
 
 
 def pad_to_width(array: np.ndarray, width: int, pad: int) -> np.ndarray:

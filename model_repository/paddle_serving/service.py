@@ -37,8 +37,9 @@ from serving_core.parameters import from_parameters  # noqa: E402
 from serving_core.qa import QASettings, best_answer  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
 from serving_core.token_cls import TokenClsSettings, token_entities  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for, is_blank, pad_to_width  # noqa: E402
-from serving_core.windows import WindowSettings, encode_windows  # noqa: E402
+from serving_core.encoder import FeedEncoder  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, is_blank, pad_to_width  # noqa: E402
+from serving_core.windows import WindowSettings  # noqa: E402
 
 BAD_REQUEST = 400
 SPEC = json.loads((HERE / "service.json").read_text(encoding="utf-8"))
@@ -82,25 +83,21 @@ class ErnieOp(Op):
     def init_op(self):
         self.tokenizer = ErnieTokenizer.from_files(HERE / "serving_server" / "vocab.txt",
                                                    from_parameters(TokenizerSettings, SPEC["tokenizer"]))
-        self.window = from_parameters(WindowSettings, SPEC["tokenizer"])  # one map holds both, as in Triton
-        self.feeds = SPEC["feeds"]
+        window = from_parameters(WindowSettings, SPEC["tokenizer"])  # one map holds both, as in Triton
+        self.encoder = FeedEncoder(self.tokenizer, window, SPEC["feeds"])
         self.outputs = SPEC["outputs"]  # role -> program output name
         settings_class = {"seq_cls": SeqClsSettings, "token_cls": TokenClsSettings, "qa": QASettings,
                           "intent_slot": IntentSlotSettings}[TASK]
         self.settings = from_parameters(settings_class, SPEC["postprocess"])
 
     def _encode(self, columns):
-        if TASK == "seq_cls":
-            batch = self.tokenizer.encode(*columns)
-            return batch, {name: feed_for(name, batch, self.tokenizer.pad_id) for name in self.feeds}
-        texts, questions = (columns[1], columns[0]) if TASK == "qa" else (columns[0], None)
-        batch = encode_windows(self.tokenizer, texts, self.window.stride, questions, self.window.max_question_len,
-                               self.window.max_windows)
-        rows = {"input_ids": [], "token_type_ids": []}
-        for b, count in enumerate(batch.windows):
-            rows["input_ids"].append(batch.input_ids[b, :count])
-            rows["token_type_ids"].append(batch.token_type_ids[b, :count])
-        return batch, {name: np.concatenate(rows[name]) for name in self.feeds}
+        """(what the decoders read: the window bookkeeping, or the truncate-mode encoding;
+        [rows, L] feeds: each text's windows in order)."""
+        encoded = self.encoder.encode(columns)
+        if encoded.windows is None:
+            return encoded, encoded.feeds
+        feeds, _ = encoded.flat_rows(self.tokenizer.pad_id)
+        return encoded.windows, feeds
 
     def preprocess(self, input_dicts, data_id=0, log_id=0):
         ((_, request),) = input_dicts.items()

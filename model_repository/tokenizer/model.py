@@ -2,8 +2,9 @@
 
 Modes (see serving_core.windows.TokenizerMode): `truncate` gives [B, L] ids and a
 truncation flag; `windows` and `qa` give [B, W, L] windows plus `token_index` and
-character `offsets` for the postprocess. All requests of one `execute` are tokenized in
-one Rust batch call; a bad request gets its own error and the others are answered.
+character `offsets` for the postprocess (serving_core.encoder does the encoding). All
+requests of one `execute` are tokenized in one Rust batch call; a bad request gets its own
+error and the others are answered.
 """
 import os
 import sys
@@ -20,8 +21,9 @@ from triton_helpers import (answer_each, decode_texts, input_array, model_config
 from serving_core import interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, feed_for, pad_to_width  # noqa: E402
-from serving_core.windows import TokenizerMode, WindowSettings, encode_windows  # noqa: E402
+from serving_core.encoder import FeedEncoder  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, pad_to_width, pad_value_for  # noqa: E402
+from serving_core.windows import WindowSettings  # noqa: E402
 
 
 class TritonPythonModel:
@@ -30,12 +32,12 @@ class TritonPythonModel:
         parameters = parameters_from_model_config(config)
         settings = from_parameters(TokenizerSettings, parameters)
         self.windows = from_parameters(WindowSettings, parameters)
-        self.mode = TokenizerMode(self.windows.mode)
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.tokenizer = ErnieTokenizer.from_files(version_dir / settings.vocab_file, settings)
         self.text_inputs = [i["name"] for i in config["input"]]
         self.dtypes = output_dtypes(config)
         self.feed_names = [n for n in self.dtypes if n not in interface.TOKENIZER_EXTRAS]
+        self.encoder = FeedEncoder(self.tokenizer, self.windows, self.feed_names)
 
     def _read(self, request) -> list[list[str]]:
         arrays = {name: input_array(request, name) for name in self.text_inputs}
@@ -50,24 +52,18 @@ class TritonPythonModel:
     def _encode(self, columns: list[list[str]]) -> tuple[dict, dict]:
         """All texts of the batch -> (output name -> array with one row per text,
         per-row extents of the padded axes: tokens, windows, offsets)."""
-        if self.mode is TokenizerMode.TRUNCATE:
-            batch = self.tokenizer.encode(*columns)
-            arrays = {name: feed_for(name, batch, self.tokenizer.pad_id) for name in self.feed_names}
-            arrays[interface.TRUNCATED] = batch.truncated.reshape(-1, 1)
+        encoded = self.encoder.encode(columns)
+        arrays = {**encoded.feeds, interface.TRUNCATED: encoded.truncated.reshape(-1, 1)}
+        batch = encoded.windows
+        if batch is None:
             if self.windows.pad_to_max:
                 width = self.tokenizer.settings.max_seq_len
-                arrays = {name: pad_to_width(a, width, self.tokenizer.pad_id if name == "input_ids" else 0)
+                arrays = {name: pad_to_width(a, width, pad_value_for(name, self.tokenizer.pad_id))
                           if name in self.feed_names else a for name, a in arrays.items()}
-                return arrays, {"tokens": np.full(len(batch.lengths), width)}
-            return arrays, {"tokens": batch.lengths}
-        texts, questions = (columns[1], columns[0]) if self.mode is TokenizerMode.QA else (columns[0], None)
-        batch = encode_windows(self.tokenizer, texts, self.windows.stride, questions,
-                               self.windows.max_question_len, self.windows.max_windows)
-        arrays = {"input_ids": batch.input_ids, "token_type_ids": batch.token_type_ids}
-        arrays = {name: arrays[name] for name in self.feed_names}
+                return arrays, {"tokens": np.full(len(encoded.lengths), width)}
+            return arrays, {"tokens": encoded.lengths}
         arrays[interface.TOKEN_INDEX] = batch.token_index
         arrays[interface.OFFSETS] = batch.offsets
-        arrays[interface.TRUNCATED] = batch.truncated.reshape(-1, 1)
         return arrays, {"tokens": batch.lengths, "windows": batch.windows,
                         "offsets": np.maximum(batch.num_tokens, 1)}
 
