@@ -77,11 +77,12 @@ def _tritonserver_of(process: subprocess.Popen, timeout: float = 120) -> psutil.
 
 
 def _process_group(pgid: int) -> list[psutil.Process]:
+    """The live processes of process group `pgid`."""
     members = []
     for process in psutil.process_iter():
         try:
-            if os.getpgid(process.pid) == pgid:
-                members.append(process)
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)  # (a zombie is dead, waiting for init to reap it)
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
     return members
