@@ -15,10 +15,8 @@ from serving_core.interface import Task
 class BareEngine:
     def __init__(self, repository: Path, model: str, task: Task, num_threads: int):
         from builder.verify import model_parameters
-        from serving_core.model_step import ModelStepSettings
+        from serving_core.model_step import ModelStepSettings, create_step_runner
         from serving_core.parameters import from_parameters
-        from serving_core.program import find_program
-        from serving_core.runtime import RuntimeKind, create_runner
         from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
         from serving_core.windows import WindowSettings
 
@@ -29,8 +27,7 @@ class BareEngine:
         self.window = from_parameters(WindowSettings, tokenizer_parameters)
         self.tokenizer = ErnieTokenizer.from_files(repository / f"{model}_tokenizer" / "1" / "vocab.txt",
                                                    from_parameters(TokenizerSettings, tokenizer_parameters))
-        self.runner = create_runner(RuntimeKind(step.runtime), find_program(repository / f"{model}_model" / "1"),
-                                    num_threads, step.precision)
+        self.runner = create_step_runner(step, repository / f"{model}_model" / "1", num_threads)
         self.dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
         self.max_batch_tokens = step.max_batch_tokens
 

@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from serving_core.errors import InvalidRequest
 from serving_core.feed_checks import check_finite
-from serving_core.parameters import parameters_from_model_config
+from serving_core.parameters import from_parameters, parameters_from_model_config
 from serving_core.tokenization import is_blank
 
 
 def model_config_of(args: dict) -> dict:
     return json.loads(args["model_config"])
-
-
-def parameters_of(args: dict) -> dict[str, str]:
-    return parameters_from_model_config(model_config_of(args))
 
 
 def output_dtypes(model_config: dict) -> dict[str, np.dtype]:
@@ -106,3 +103,32 @@ def responses_from_columns(sizes: list[int], columns: dict[str, np.ndarray], dty
         responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         row += size
     return responses
+
+
+class StepModel:
+    """What every Python step shares: its config read once in `initialize`, and the error
+    policy of `execute` (`answer_each`: one request's error reaches that request only).
+    A step names itself in STEP and implements `setup` and `answer`."""
+
+    STEP = "step"
+
+    def initialize(self, args):
+        self.config = model_config_of(args)
+        self.parameters = parameters_from_model_config(self.config)
+        self.dtypes = output_dtypes(self.config)
+        self.version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.setup()
+
+    def read_settings(self, cls):
+        """The typed settings the builder wrote into this step's config parameters."""
+        return from_parameters(cls, self.parameters)
+
+    def setup(self) -> None:
+        """Step state from self.config and self.parameters."""
+
+    def execute(self, requests):
+        return answer_each(requests, self.answer, self.STEP)
+
+    def answer(self, requests) -> list:
+        """One response per request; raise (InvalidRequest for the client's fault) to fail them."""
+        raise NotImplementedError

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,15 @@ class ModelStepSettings:
     value_limits: dict[str, int] = field(default_factory=dict)
     max_seq_len: int = 0
     max_windows: int = 0
+
+
+def create_step_runner(settings: ModelStepSettings, directory: Path, num_threads: int | None = None):
+    """The runner the model step runs: its program in `directory` (the version directory, or a
+    Paddle Serving service's serving_server/), on its runtime, threads and precision."""
+    from .program import ProgramFiles, ProgramFormat
+    from .runtime import RuntimeKind, create_runner
+
+    files = ProgramFiles(ProgramFormat(settings.program_format), Path(directory) / settings.model_file,
+                         Path(directory) / settings.params_file if settings.params_file else None)
+    return create_runner(RuntimeKind(settings.runtime), files, num_threads or settings.num_threads,
+                         settings.precision)

@@ -11,27 +11,25 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pathlib import Path  # noqa: E402
 
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import input_array, model_config_of, output_dtypes, output_tensor, rejection  # noqa: E402
+from triton_helpers import StepModel, input_array, output_tensor, rejection  # noqa: E402
 
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.feed_checks import FeedLimits, check_feeds, check_finite  # noqa: E402
-from serving_core.model_step import ModelStepSettings  # noqa: E402
-from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
-from serving_core.program import ProgramFiles, ProgramFormat  # noqa: E402
-from serving_core.runtime import RequestBatcher, RuntimeKind, create_runner  # noqa: E402
+from serving_core.model_step import ModelStepSettings, create_step_runner  # noqa: E402
+from serving_core.runtime import RequestBatcher  # noqa: E402
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = model_config_of(args)
-        settings = from_parameters(ModelStepSettings, parameters_from_model_config(config))
-        version_dir = Path(args["model_repository"]) / args["model_version"]
-        files = ProgramFiles(ProgramFormat(settings.program_format), version_dir / settings.model_file,
-                             version_dir / settings.params_file if settings.params_file else None)
-        runner = create_runner(RuntimeKind(settings.runtime), files, settings.num_threads, settings.precision)
+class TritonPythonModel(StepModel):
+    """Its own `execute`: requests are checked one by one before the joined batch runs."""
+
+    STEP = "model step"
+
+    def setup(self):
+        config = self.config
+        settings = self.read_settings(ModelStepSettings)
+        runner = create_step_runner(settings, self.version_dir)
         # Leading -1 dims of an output (windows, tokens) are cut back to each request's own.
         dynamic_axes = {o["name"]: next((i for i, d in enumerate(o["dims"]) if d != -1), len(o["dims"]))
                         for o in config["output"]}
@@ -39,7 +37,6 @@ class TritonPythonModel:
         self.input_names = [i["name"] for i in config["input"]]
         self.limits = FeedLimits(settings.value_limits, settings.max_seq_len, len(config["input"][0]["dims"]),
                                  settings.max_windows)
-        self.dtypes = output_dtypes(config)
 
     def execute(self, requests):
         answers = [None] * len(requests)
@@ -50,18 +47,18 @@ class TritonPythonModel:
                 if self.limits.value_limits:
                     check_feeds(feed, self.limits)
             except InvalidRequest as exc:
-                answers[index] = rejection(request, exc, "model step")
+                answers[index] = rejection(request, exc, self.STEP)
                 continue
             valid.append(index)
             feeds.append(feed)
         for index, result in zip(valid, self._run(feeds)):
             if isinstance(result, Exception):
-                answers[index] = rejection(requests[index], result, "model step")
+                answers[index] = rejection(requests[index], result, self.STEP)
                 continue
             try:
                 check_finite(result)
             except InvalidRequest as exc:
-                answers[index] = rejection(requests[index], exc, "model step")
+                answers[index] = rejection(requests[index], exc, self.STEP)
                 continue
             answers[index] = pb_utils.InferenceResponse(output_tensors=[
                 output_tensor(name, result[name], dtype) for name, dtype in self.dtypes.items()])

@@ -172,9 +172,7 @@ class ErnieService(WebService):
 
     def get_pipeline_response(self, read_op):
         model = from_parameters(ModelStepSettings, SPEC["model"])
-        handler = RunnerServiceHandler(HERE, model.runtime, model.program_format, model.model_file, model.params_file,
-                                       model.num_threads, list(SPEC["outputs"].values()), model.pad_values,
-                                       model.max_batch_tokens, model.precision)
+        handler = RunnerServiceHandler(HERE, model, list(SPEC["outputs"].values()))
         op = ErnieOp(name=SPEC["op_name"], input_ops=[read_op], local_service_handler=handler)
         op.client_type = handler.client_type
         return op

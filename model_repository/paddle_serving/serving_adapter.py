@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving_core.program import ProgramFiles, ProgramFormat
-from serving_core.runtime import RuntimeKind, create_runner, run_within_budget
+from serving_core.model_step import ModelStepSettings, create_step_runner
+from serving_core.runtime import run_within_budget
 
 
 class RunnerPredictor:
@@ -47,16 +47,11 @@ class RunnerServiceHandler:
 
     client_type = "local_predictor"
 
-    def __init__(self, service_dir: Path, runtime: str, program_format: str, model_file: str, params_file: str,
-                 num_threads: int, fetch_names: list[str], pad_values: dict[str, int], max_batch_tokens: int,
-                 precision: str = "fp32"):
-        model_dir = Path(service_dir) / "serving_server"
-        self._files = ProgramFiles(ProgramFormat(program_format), model_dir / model_file,
-                                   model_dir / params_file if params_file else None)
-        self._runtime, self._threads, self._precision = RuntimeKind(runtime), num_threads, precision
+    def __init__(self, service_dir: Path, settings: ModelStepSettings, fetch_names: list[str]):
+        self._model_dir = Path(service_dir) / "serving_server"
+        self._settings = settings
         self._client_config = str(Path(service_dir) / "serving_client" / "serving_client_conf.prototxt")
-        self._fetch_names, self._pad_values = fetch_names, pad_values
-        self._max_batch_tokens = max_batch_tokens
+        self._fetch_names = fetch_names
         self._predictor = None
 
     def prepare_server(self):
@@ -76,6 +71,6 @@ class RunnerServiceHandler:
 
     def get_client(self, concurrency_idx=0):
         if self._predictor is None:
-            self._predictor = RunnerPredictor(create_runner(self._runtime, self._files, self._threads, self._precision),
-                                              self._pad_values, self._max_batch_tokens)
+            self._predictor = RunnerPredictor(create_step_runner(self._settings, self._model_dir),
+                                              self._settings.pad_values, self._settings.max_batch_tokens)
         return self._predictor

@@ -5,31 +5,26 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from triton_helpers import (answer_each, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
-                            responses_from_columns, text_of)
+from triton_helpers import StepModel, per_text_rows, responses_from_columns, text_of  # noqa: E402
 
 from serving_core import interface  # noqa: E402
 from serving_core.intent_slot import IntentSlotSettings  # noqa: E402
-from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
 from serving_core.token_cls import TokenClsSettings, pack_spans, token_entities  # noqa: E402
 
 INPUTS = [interface.LOGITS, interface.SLOT_LOGITS, interface.TOKEN_INDEX, interface.OFFSETS, interface.TEXT]
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = model_config_of(args)
-        settings = from_parameters(IntentSlotSettings, parameters_from_model_config(config))
+class TritonPythonModel(StepModel):
+    STEP = "postprocess"
+
+    def setup(self):
+        settings = self.read_settings(IntentSlotSettings)
         self.intents = SeqClsSettings(settings.intents)
         self.slots = TokenClsSettings(settings.slots, settings.scheme)
         self.intent_names = np.array([n.encode("utf-8") for n in settings.intents], dtype=np.object_)
-        self.dtypes = output_dtypes(config)
 
-    def execute(self, requests):
-        return answer_each(requests, self._answer, "postprocess")
-
-    def _answer(self, requests):
+    def answer(self, requests):
         sizes, rows = per_text_rows(requests, INPUTS)
         intent = decode(np.stack([logits[0] for logits in rows[interface.LOGITS]]), self.intents)
         slots = [token_entities(text_of(text[0]), logits, index, offsets, self.slots)

@@ -5,26 +5,21 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from triton_helpers import (answer_each, model_config_of, output_dtypes, per_text_rows,  # noqa: E402
-                            responses_from_columns, text_of)
+from triton_helpers import StepModel, per_text_rows, responses_from_columns, text_of  # noqa: E402
 
 from serving_core import interface  # noqa: E402
-from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
 from serving_core.qa import QASettings, best_answer  # noqa: E402
 
 INPUTS = [interface.START_LOGITS, interface.END_LOGITS, interface.TOKEN_INDEX, interface.OFFSETS, interface.CONTEXT]
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = model_config_of(args)
-        self.settings = from_parameters(QASettings, parameters_from_model_config(config))
-        self.dtypes = output_dtypes(config)
+class TritonPythonModel(StepModel):
+    STEP = "postprocess"
 
-    def execute(self, requests):
-        return answer_each(requests, self._answer, "postprocess")
+    def setup(self):
+        self.settings = self.read_settings(QASettings)
 
-    def _answer(self, requests):
+    def answer(self, requests):
         sizes, rows = per_text_rows(requests, INPUTS)
         answers = [best_answer(text_of(context[0]), start, end, index, offsets, self.settings)
                    for start, end, index, offsets, context in zip(*(rows[name] for name in INPUTS))]

@@ -6,26 +6,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import answer_each, input_array, model_config_of, output_dtypes, output_tensor  # noqa: E402
+from triton_helpers import StepModel, input_array, output_tensor  # noqa: E402
 
 from serving_core import interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.feed_checks import check_finite  # noqa: E402
-from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = model_config_of(args)
-        self.settings = from_parameters(SeqClsSettings, parameters_from_model_config(config))
+class TritonPythonModel(StepModel):
+    STEP = "postprocess"
+
+    def setup(self):
+        self.settings = self.read_settings(SeqClsSettings)
         self.label_names = np.array([n.encode("utf-8") for n in self.settings.labels], dtype=np.object_)
-        self.dtypes = output_dtypes(config)
 
-    def execute(self, requests):
-        return answer_each(requests, self._answer, "postprocess")
-
-    def _answer(self, requests):
+    def answer(self, requests):
         logits = [input_array(r, interface.LOGITS) for r in requests]
         for array in logits:
             if array is None:

@@ -11,31 +11,26 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import (answer_each, decode_texts, input_array, model_config_of,  # noqa: E402
-                            output_dtypes, output_tensor)
+from triton_helpers import StepModel, decode_texts, input_array, output_tensor  # noqa: E402
 
 from serving_core import interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
-from serving_core.parameters import from_parameters, parameters_from_model_config  # noqa: E402
 from serving_core.encoder import FeedEncoder  # noqa: E402
 from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, pad_to_width, pad_value_for  # noqa: E402
 from serving_core.windows import WindowSettings  # noqa: E402
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = model_config_of(args)
-        parameters = parameters_from_model_config(config)
-        settings = from_parameters(TokenizerSettings, parameters)
-        self.windows = from_parameters(WindowSettings, parameters)
-        version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.tokenizer = ErnieTokenizer.from_files(version_dir / settings.vocab_file, settings)
-        self.text_inputs = [i["name"] for i in config["input"]]
-        self.dtypes = output_dtypes(config)
+class TritonPythonModel(StepModel):
+    STEP = "tokenizer step"
+
+    def setup(self):
+        settings = self.read_settings(TokenizerSettings)
+        self.windows = self.read_settings(WindowSettings)
+        self.tokenizer = ErnieTokenizer.from_files(self.version_dir / settings.vocab_file, settings)
+        self.text_inputs = [i["name"] for i in self.config["input"]]
         self.feed_names = [n for n in self.dtypes if n not in interface.TOKENIZER_EXTRAS]
         self.encoder = FeedEncoder(self.tokenizer, self.windows, self.feed_names)
 
@@ -67,10 +62,7 @@ class TritonPythonModel:
         return arrays, {"tokens": batch.lengths, "windows": batch.windows,
                         "offsets": np.maximum(batch.num_tokens, 1)}
 
-    def execute(self, requests):
-        return answer_each(requests, self._answer, "tokenizer step")
-
-    def _answer(self, requests):
+    def answer(self, requests):
         parsed = [self._read(request) for request in requests]
         columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
         arrays, extents = self._encode(columns)
