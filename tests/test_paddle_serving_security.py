@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import http.client
 import json
 import pickle
 import subprocess
@@ -116,3 +117,16 @@ def test_sigterm_drains_requests_in_flight_and_frees_both_ports(service_dir):
         assert not port_in_use("127.0.0.1", service.rpc_port) and not port_in_use("127.0.0.1", service.http_port)
     finally:
         service.stop()
+
+
+def test_an_oversized_http_body_is_refused_unread(service):
+    """The gateway answers 413 on the headers alone: the 9 MB body is never read."""
+    host, port = service.http_url.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.putrequest("POST", "/intent/prediction")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(9 * 1024 * 1024))
+    connection.endheaders()
+    assert connection.getresponse().status == 413
+    connection.close()
+    assert _post(service, _texts(1))["err_no"] == 0

@@ -62,9 +62,14 @@ class _Gateway(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 (http.server's name)
         parts = [p for p in self.path.split("?")[0].split("/") if p]
-        length = int(self.headers.get("Content-Length") or 0)
         if len(parts) != 2:
             return self._reply(404, {"error": "POST /<service name>/<method>"})
+        try:
+            length = int(self.headers.get("Content-Length") or -1)
+        except ValueError:
+            length = -1
+        if length < 0:
+            return self._reply(411, {"error": "send the request with a Content-Length"})
         if length > MAX_MESSAGE_BYTES:
             return self._reply(413, {"error": f"request over {MAX_MESSAGE_BYTES} bytes"})
         try:
