@@ -64,8 +64,14 @@ def backends_cache_dir() -> Path:
     """Where the backends copy lives: under the user's own cache directory, never a shared /tmp."""
     root = os.environ.get("ERNIE_SERVING_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "ernie-serving")
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return Path(root) / f"backends-{version}"
+    from importlib.metadata import PackageNotFoundError, version as package_version
+
+    try:
+        bundled = package_version("nvidia-pytriton")
+    except PackageNotFoundError:
+        bundled = "unknown"
+    # One copy per Python and per bundled Triton: an upgraded wheel never runs an old stub.
+    return Path(root) / f"backends-py{sys.version_info.major}.{sys.version_info.minor}-pytriton{bundled}"
 
 
 def check_private(path: Path) -> None:
