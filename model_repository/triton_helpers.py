@@ -43,9 +43,42 @@ def answer_each(requests, answer, step: str) -> list:
     return responses
 
 
+class StepMetrics:
+    """What this project adds to Triton's Prometheus metrics (the metrics port), per model:
+    requests rejected by reason, and what the tokenizer step passed on (texts, texts
+    truncated, windows, tokens: divide by texts for per-text figures)."""
+
+    REASONS = ("invalid_input", "step_error")
+
+    def __init__(self, model: str):
+        def counter(name: str, description: str):
+            family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+            self._families.append(family)  # a family must outlive its metrics
+            return family
+
+        self._families = []
+        rejected = counter("ernie_rejected_requests_total", "Requests a step answered with an error, by reason")
+        self.rejected = {reason: rejected.Metric(labels={"model": model, "reason": reason})
+                         for reason in self.REASONS}
+        self.texts = counter("ernie_texts_total", "Texts tokenized").Metric(labels={"model": model})
+        self.truncated = counter("ernie_texts_truncated_total",
+                                 "Texts cut to max_seq_len, max_windows or the character bound, flagged truncated"
+                                 ).Metric(labels={"model": model})
+        self.windows = counter("ernie_windows_total", "Windows (model rows) made from texts").Metric(
+            labels={"model": model})
+        self.tokens = counter("ernie_tokens_total", "Tokens in the rows sent to the model (special tokens and "
+                              "window overlaps included)").Metric(labels={"model": model})
+
+
+_metrics: StepMetrics | None = None  # one model instance per stub process
+
+
 def rejection(request, exc: Exception, step: str) -> "pb_utils.InferenceResponse":
-    """The error response for one request, logged with its request id."""
-    message = str(exc) if isinstance(exc, InvalidRequest) else f"{step} failed: {type(exc).__name__}: {exc}"
+    """The error response for one request, logged with its request id and counted."""
+    invalid = isinstance(exc, InvalidRequest)
+    message = str(exc) if invalid else f"{step} failed: {type(exc).__name__}: {exc}"
+    if _metrics is not None:
+        _metrics.rejected["invalid_input" if invalid else "step_error"].increment(1)
     pb_utils.Logger.log_warn(f"rejected request {request.request_id() or '-'} in the {step}: {message}")
     return error_response(message)
 
@@ -113,7 +146,9 @@ class StepModel:
     STEP = "step"
 
     def initialize(self, args):
+        global _metrics
         self.config = model_config_of(args)
+        self.metrics = _metrics = StepMetrics(self.config["name"])
         self.parameters = parameters_from_model_config(self.config)
         self.dtypes = output_dtypes(self.config)
         self.version_dir = Path(args["model_repository"]) / args["model_version"]

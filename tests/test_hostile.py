@@ -195,3 +195,26 @@ def test_a_killed_step_is_reloaded_and_answers_again(server):
     assert supervisor.recoveries == 1
     assert probe(f"http://{server.http_url}", server.admin_http_headers) == {"batched": None, "intent": None,
                                                                               "ner": None}
+
+
+def test_rejections_and_truncations_are_counted_in_the_metrics(server):
+    import urllib.request
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    with pytest.raises(InferenceServerException):
+        client.infer("intent_model", _feeds(client, "intent_model", np.array([[1, 10 ** 9, 2]])))
+    with pytest.raises(InferenceServerException):
+        client.infer("intent", [bytes_input("TEXT", ["\x00"])])
+    client.infer("intent", [bytes_input("TEXT", ["打开空调" * 1000])])
+
+    def metric(line_start: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{server.ports.metrics}/metrics", timeout=30).read().decode()
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)]
+        assert values, line_start
+        return values[0]
+
+    assert metric('ernie_rejected_requests_total{model="intent_model",reason="invalid_input"}') >= 1
+    assert metric('ernie_rejected_requests_total{model="intent_tokenizer",reason="invalid_input"}') >= 1
+    assert metric('ernie_texts_truncated_total{model="intent_tokenizer"}') >= 1
+    assert metric('ernie_texts_total{model="intent_tokenizer"}') >= 3
+    assert metric('ernie_tokens_total{model="intent_tokenizer"}') > 0
