@@ -50,9 +50,10 @@ def test_int8_ensembles_serve_within_their_tolerance(int8_repository):
     repo, _ = int8_repository
     with TritonServer(repo, ServerPorts.free()) as server:
         for task, rows in ROWS.items():
-            # Stated tolerance for the 8-second fixture models, whose near ties INT8 may flip:
-            # answers identical on 80% of the texts, probabilities within 0.1.
-            report = verify(repo, f"{task.value}_int8", server.grpc_url, rows, tolerance=0.1, min_agreement=0.8)
+            # Set on the fixed-step fixture models (the same on any machine): measured agreement 1.0 on
+            # every task, largest probability difference 0.0058 (intent_slot). The bar leaves room for
+            # another CPU's INT8 kernels: one answer in 20 may flip, probabilities within 0.02.
+            report = verify(repo, f"{task.value}_int8", server.grpc_url, rows, tolerance=0.02, min_agreement=0.95)
             assert report.passed, report.to_json()
 
 
