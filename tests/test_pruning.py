@@ -65,9 +65,10 @@ def test_pruned_and_pruned_int8_of_every_task_serve_and_verify(pruned, tmp_path)
         for task, rows in ROWS.items():
             exact = verify(repo, f"{task.value}_pruned", server.grpc_url, rows)
             assert exact.passed, exact.to_json()
-            # intent_slot answers match only if the intent and every slot span do; on the
-            # seconds-trained example (training is not bit-reproducible) pruned INT8 reached
-            # 0.69 to 1.0 of them across fresh clones, the other tasks 0.8 or more.
-            quantized = verify(repo, f"{task.value}_pruned_int8", server.grpc_url, rows, tolerance=0.1,
-                               min_agreement=0.6 if task is Task.INTENT_SLOT else 0.8)
+            # Set on the fixed-step fixtures (the same model on any machine): pruned INT8 measured
+            # agreement 1.0 on every task, largest probability difference 0.0040 (intent_slot, whose
+            # answers match only if the intent and every slot span do). The bar leaves room for
+            # another CPU's INT8 kernels: one answer in 20 may flip, probabilities within 0.02.
+            quantized = verify(repo, f"{task.value}_pruned_int8", server.grpc_url, rows, tolerance=0.02,
+                               min_agreement=0.95)
             assert quantized.passed, quantized.to_json()
