@@ -52,8 +52,8 @@ def test_int8_ensembles_serve_within_their_tolerance(int8_repository):
         for task, rows in ROWS.items():
             # Set on the fixed-step fixture models (the same on any machine): measured agreement 1.0 on
             # every task, largest probability difference 0.0058 (intent_slot). The bar leaves room for
-            # another CPU's INT8 kernels: one answer in 20 may flip, probabilities within 0.02.
-            report = verify(repo, f"{task.value}_int8", server.grpc_url, rows, tolerance=0.02, min_agreement=0.95)
+            # another CPU's INT8 kernels: 10% of the answers (one or two) may flip, probabilities within 0.02.
+            report = verify(repo, f"{task.value}_int8", server.grpc_url, rows, tolerance=0.02, min_agreement=0.9)
             assert report.passed, report.to_json()
 
 
