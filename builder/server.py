@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving_core.health import ADMIN_HEADER
+
 from .process import ServerProcess, port_in_use
 
 log = logging.getLogger(__name__)
@@ -110,7 +112,6 @@ def prepare_backends(cache_dir: Path | None = None) -> Path:
 
 # Triton APIs that change or expose the server itself: only callers holding the admin key.
 RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
-from serving_core.health import ADMIN_HEADER  # noqa: E402
 
 
 class TritonServer(ServerProcess):
