@@ -109,10 +109,25 @@ def test_the_server_dies_with_a_killed_builder_serve(repo):
     assert psutil.wait_procs(tree, timeout=120)[1] == [], "tritonserver or its stubs outlived builder serve"
 
 
-def test_sigterm_during_start_up_stops_the_server(repo):
-    process = _serve(repo, ServerPorts.free())
+def test_sigterm_during_start_up_stops_the_server(repo, tmp_path):
+    """A model that takes 20 s to initialize keeps the server starting while SIGTERM arrives."""
+    import shutil
+
+    slow_repo = tmp_path / "repo"
+    shutil.copytree(repo, slow_repo)
+    (slow_repo / "slow" / "1").mkdir(parents=True)
+    (slow_repo / "slow" / "config.pbtxt").write_text(
+        'name: "slow"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "X", data_type: TYPE_FP32, dims: [1] }]\n'
+        'output [{ name: "Y", data_type: TYPE_FP32, dims: [1] }]\n')
+    (slow_repo / "slow" / "1" / "model.py").write_text(
+        "import time\n\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(20)\n")
+    process = _serve(slow_repo, ServerPorts.free())
     server = _tritonserver_of(process)
-    time.sleep(2)  # models loading: backend stubs starting
+    deadline = time.monotonic() + 120
+    while not any("/slow/" in " ".join(c.cmdline()) for c in server.children()):  # the slow model is loading
+        assert time.monotonic() < deadline and process.poll() is None, "the slow model never started loading"
+        time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert "serving" not in output
