@@ -1,6 +1,7 @@
 """`builder serve` as a user runs it: start, answer, stop cleanly on Ctrl-C (SIGINT)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -59,10 +60,30 @@ def test_serve_reports_a_broken_repository(tmp_path):
     assert "this model cannot load" in out.stderr
 
 
-def _serve(repo, ports, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "builder", "serve", str(repo), "--grpc-port", str(ports.grpc),
-                             "--http-port", str(ports.http), "--metrics-port", str(ports.metrics), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@contextlib.contextmanager
+def _serve(repo, ports, *extra):
+    """`builder serve` as a child; killed (with its server) whatever the test does."""
+    process = subprocess.Popen([sys.executable, "-m", "builder", "serve", str(repo), "--grpc-port", str(ports.grpc),
+                                "--http-port", str(ports.http), "--metrics-port", str(ports.metrics), *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_for_serving(process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 180
+    line = ""
+    while not line.startswith("serving "):
+        assert time.monotonic() < deadline, "builder serve never said it was serving"
+        line = process.stdout.readline()
+        assert line or process.poll() is None, "builder serve exited early"
 
 
 def _tritonserver_of(process: subprocess.Popen, timeout: float = 120) -> psutil.Process:
@@ -96,17 +117,17 @@ def repo(static_export, tmp_path_factory):
 
 
 def test_the_server_dies_with_a_killed_builder_serve(repo):
-    process = _serve(repo, ServerPorts.free())
-    line = ""
-    while "serving" not in line:
-        line = process.stdout.readline()
-        assert line or process.poll() is None, "builder serve exited early"
-    server = _tritonserver_of(process)
-    tree = [server, *server.children(recursive=True)]  # the Python backend stubs too
-    assert len(tree) > 3
-    process.kill()
-    process.wait(timeout=30)
-    assert psutil.wait_procs(tree, timeout=120)[1] == [], "tritonserver or its stubs outlived builder serve"
+    with _serve(repo, ServerPorts.free()) as process:
+        _wait_for_serving(process)
+        server = _tritonserver_of(process)
+        deadline = time.monotonic() + 60
+        while len(server.children()) < 3:  # tokenizer, model and postprocess stubs
+            assert time.monotonic() < deadline, server.children()
+            time.sleep(0.2)
+        tree = [server, *server.children(recursive=True)]
+        process.kill()
+        process.wait(timeout=30)
+        assert psutil.wait_procs(tree, timeout=120)[1] == [], "tritonserver or its stubs outlived builder serve"
 
 
 def test_sigterm_during_start_up_stops_the_server(repo, tmp_path):
@@ -122,14 +143,14 @@ def test_sigterm_during_start_up_stops_the_server(repo, tmp_path):
         'output [{ name: "Y", data_type: TYPE_FP32, dims: [1] }]\n')
     (slow_repo / "slow" / "1" / "model.py").write_text(
         "import time\n\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(20)\n")
-    process = _serve(slow_repo, ServerPorts.free())
-    server = _tritonserver_of(process)
-    deadline = time.monotonic() + 120
-    while not any("/slow/" in " ".join(c.cmdline()) for c in server.children()):  # the slow model is loading
-        assert time.monotonic() < deadline and process.poll() is None, "the slow model never started loading"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
+    with _serve(slow_repo, ServerPorts.free()) as process:
+        server = _tritonserver_of(process)
+        deadline = time.monotonic() + 120
+        while not any("/slow/" in " ".join(c.cmdline()) for c in server.children()):  # the slow model loads
+            assert time.monotonic() < deadline and process.poll() is None, "the slow model never started loading"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
     assert "serving" not in output
     assert psutil.wait_procs([server], timeout=60)[1] == []
     assert _process_group(server.pid) == [], "backend stubs outlived the stopped server"
@@ -154,20 +175,14 @@ def test_builder_serve_exits_with_the_reason_when_a_step_cannot_come_back(repo, 
 
     broken = tmp_path / "repo"
     shutil.copytree(repo, broken)
-    process = _serve(broken, ServerPorts.free(), "--probe-interval", "1")
-    try:
-        line = ""
-        while "serving" not in line:
-            line = process.stdout.readline()
-            assert line or process.poll() is None, "builder serve exited early"
+    with _serve(broken, ServerPorts.free(), "--probe-interval", "1") as process:
+        _wait_for_serving(process)
         (model_py,) = broken.glob("intent_model/1/model.py")
         model_py.write_text("raise RuntimeError('this step cannot load any more')\n")
         (stub,) = [p for p in psutil.Process(process.pid).children(recursive=True)
                    if "intent_model" in " ".join(p.cmdline())]
         stub.kill()
         output, _ = process.communicate(timeout=300)
-    finally:
-        process.kill()
     assert process.returncode == 3, output[-3000:]
     assert "reloading intent_model" in output
     assert "still fails after 3 reloads" in output
