@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .process import ServerProcess, port_in_use
+from .process import ServerProcess, connect_host, require_free_ports
 from .server import ServerError
 
 log = logging.getLogger(__name__)
@@ -42,23 +42,17 @@ class PipelineService(ServerProcess):
 
     @property
     def url(self) -> str:
-        return f"{self._connect_host}:{self.rpc_port}"
+        return f"{connect_host(self.host)}:{self.rpc_port}"
 
     @property
     def http_url(self) -> str:
-        return f"{self._connect_host}:{self.http_port}"
+        return f"{connect_host(self.host)}:{self.http_port}"
 
-    @property
-    def _connect_host(self) -> str:
-        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
 
     def start(self) -> "PipelineService":
         if not is_pipeline_service(self.directory):
             raise ServerError(f"{self.directory}: not a service built with --target paddle-serving")
-        for name, port in (("gRPC", self.rpc_port), ("HTTP", self.http_port)):
-            if port_in_use(self.host, port):
-                raise ServerError(f"{name} port {port} on {self.host} is in use (another server?); "
-                                  "choose free ports or stop the other server")
+        require_free_ports(self.host, {"gRPC": self.rpc_port, "HTTP": self.http_port})
         env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python", GLOG_minloglevel="2")
         log.info("starting Paddle Serving pipeline %s (gRPC %d, HTTP %d), log: %s", self.directory.name,
                  self.rpc_port, self.http_port, self.log_file)
@@ -75,7 +69,7 @@ class PipelineService(ServerProcess):
                 raise ServerError(f"the pipeline service exited ({self._process.returncode}); log:\n{self._tail()}")
             if "[front_door] serving" in self.log_file.read_text(errors="replace"):
                 with socket.socket() as s:
-                    if s.connect_ex((self._connect_host, self.rpc_port)) == 0:
+                    if s.connect_ex((connect_host(self.host), self.rpc_port)) == 0:
                         log.info("pipeline %s is ready", self.directory.name)
                         return
             time.sleep(0.5)

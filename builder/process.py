@@ -35,6 +35,21 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def connect_host(host: str) -> str:
+    """The address a local client dials for a server bound to `host` (a wildcard: loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def require_free_ports(host: str, ports: dict[str, int]) -> None:
+    """Refuse to start when one of the named ports on `host` is taken (before anything says ready)."""
+    from .server import ServerError
+
+    for name, port in ports.items():
+        if port_in_use(host, port):
+            raise ServerError(f"{name} port {port} on {host} is in use (another server?); "
+                              "choose free ports or stop the other server")
+
+
 class ServerProcess:
     """start() and wait_ready() are the subclass's; stop(), is_running() and `with` are here."""
 

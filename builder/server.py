@@ -23,7 +23,7 @@ from pathlib import Path
 
 from serving_core.health import ADMIN_HEADER
 
-from .process import ServerProcess, port_in_use
+from .process import ServerProcess, connect_host, require_free_ports
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +136,11 @@ class TritonServer(ServerProcess):
 
     @property
     def grpc_url(self) -> str:
-        return f"{_connect_host(self.host)}:{self.ports.grpc}"
+        return f"{connect_host(self.host)}:{self.ports.grpc}"
 
     @property
     def http_url(self) -> str:
-        return f"{_connect_host(self.host)}:{self.ports.http}"
+        return f"{connect_host(self.host)}:{self.ports.http}"
 
     @property
     def admin_headers(self) -> dict[str, str]:
@@ -180,10 +180,8 @@ class TritonServer(ServerProcess):
     def start(self) -> "TritonServer":
         if not self.repository.is_dir():
             raise ServerError(f"{self.repository}: no such model repository")
-        for name, port in (("gRPC", self.ports.grpc), ("HTTP", self.ports.http), ("metrics", self.ports.metrics)):
-            if port_in_use(self.host, port):
-                raise ServerError(f"{name} port {port} on {self.host} is in use (another server?); "
-                                  "choose free ports or stop the other server")
+        require_free_ports(self.host, {"gRPC": self.ports.grpc, "HTTP": self.ports.http,
+                                        "metrics": self.ports.metrics})
         log.info("starting tritonserver on %s (gRPC %d, HTTP %d), log: %s", self.repository,
                  self.ports.grpc, self.ports.http, self.log_file)
         with open(self.log_file, "wb") as sink:
@@ -223,8 +221,3 @@ class TritonServer(ServerProcess):
             time.sleep(0.5)
         self.stop()
         raise ServerError(f"tritonserver not ready after {timeout:.0f} s; log ({self.log_file}):\n{self.log_tail()}")
-
-
-def _connect_host(host: str) -> str:
-    """The address a local client dials for a server bound to `host`."""
-    return "localhost" if host in ("0.0.0.0", "::", "") else host
