@@ -14,20 +14,18 @@ from serving_core.interface import Task
 
 class BareEngine:
     def __init__(self, repository: Path, model: str, task: Task, num_threads: int):
-        from builder.verify import model_parameters
-        from serving_core.model_step import ModelStepSettings, create_step_runner
-        from serving_core.parameters import from_parameters
-        from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
-        from serving_core.windows import WindowSettings
+        from builder.repository import read_build
+        from serving_core.model_step import create_step_runner
+        from serving_core.tokenization import ErnieTokenizer
 
         repository = Path(repository)
-        tokenizer_parameters = model_parameters(repository, model, "tokenizer")
-        step = from_parameters(ModelStepSettings, model_parameters(repository, model, "model"))
+        spec, _ = read_build(repository, model)
+        step = spec.model_step()
         self.task = Task(task)
-        self.window = from_parameters(WindowSettings, tokenizer_parameters)
-        self.tokenizer = ErnieTokenizer.from_files(repository / f"{model}_tokenizer" / "1" / "vocab.txt",
-                                                   from_parameters(TokenizerSettings, tokenizer_parameters))
-        self.runner = create_step_runner(step, repository / f"{model}_model" / "1", num_threads)
+        self.window = spec.window
+        self.tokenizer = ErnieTokenizer.from_files(repository / spec.tokenizer_step / "1" / spec.tokenizer.vocab_file,
+                                                   spec.tokenizer)
+        self.runner = create_step_runner(step, repository / spec.model_step_name / "1", num_threads)
         self.dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
         self.max_batch_tokens = step.max_batch_tokens
 

@@ -50,6 +50,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
     from builder.build import build
     from builder.options import BuildOptions
     from builder.quantize import QuantizeOptions
+    from builder.repository import model_version_dir
     from serving_core.interface import Task
     from serving_core.runtime import RuntimeKind
 
@@ -81,7 +82,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                 model_dir = work / "repositories" / "simple_server" / task
                 model_dir.mkdir(parents=True, exist_ok=True)
                 for name in ("inference.json", "inference.pdiparams"):
-                    shutil.copy2(paths["triton"][("paddle", task)] / f"{task}_model" / "1" / name, model_dir / name)
+                    shutil.copy2(model_version_dir(paths["triton"][("paddle", task)], task) / name, model_dir / name)
                 paths["simple_server"][task] = model_dir
             progress.update()
     return paths
@@ -91,6 +92,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
 def serving(system: System, task: str, paths: dict):
     """Start the system's server for `task`; yields (url, pid, Triton model names)."""
     from builder.pipeline_server import PipelineService
+    from builder.repository import read_build
     from builder.server import ServerPorts, TritonServer
 
     from .simple_server import SimpleServerProcess
@@ -99,8 +101,8 @@ def serving(system: System, task: str, paths: dict):
         yield "", 0, []
     elif system.kind == TRITON:
         with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free()) as server:
-            yield server.grpc_url, server.pid, [task, f"{task}_tokenizer", f"{task}_model",
-                                                         f"{task}_postprocess"]
+            spec, _ = read_build(paths["triton"][(system.runtime, task)], task)
+            yield server.grpc_url, server.pid, [task, *spec.step_names]
     elif system.kind == PADDLE_SERVING:
         with PipelineService(paths["paddle_serving"][task]) as service:
             yield service.url, service.pid, []

@@ -32,6 +32,7 @@ def main() -> None:
     from builder.quantize import QuantizeOptions
     from builder.options import BuildOptions
     from builder.quiet import quiet_frameworks
+    from builder.repository import model_version_dir
     from builder.server import ServerPorts, TritonServer
     from clients.seq_cls import SeqClsClient
     from serving_core.interface import Task
@@ -56,7 +57,7 @@ def main() -> None:
         build(pruned if name.startswith("pruned") else example, repository,
               BuildOptions(task=Task.SEQ_CLS, name=name, overwrite=True, num_threads=args.threads, **extra),
               show_progress=False)
-        files = find_program(repository / f"{name}_model" / "1")
+        files = find_program(model_version_dir(repository, name))
         sizes[name] = sum(p.stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20
     tokenizer = ErnieTokenizer.from_files(example / "vocab.txt", settings_from_tokenizer_config(example, 128))
     workloads = {
@@ -68,7 +69,7 @@ def main() -> None:
     for name in variants:
         runner = create_runner(RuntimeKind.ONNXRUNTIME if name.endswith("int8") or name.startswith("ort")
                                else RuntimeKind.PADDLE,
-                               find_program(repository / f"{name}_model" / "1"), args.threads)
+                               find_program(model_version_dir(repository, name)), args.threads)
         dtypes = {t.name: t.dtype for t in runner.signature.inputs}
         for workload, batches in workloads.items():
             feeds = []

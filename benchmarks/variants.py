@@ -58,6 +58,7 @@ def main() -> None:
     from builder.options import BuildOptions
     from builder.quantize import QuantizeOptions
     from builder.quiet import quiet_frameworks
+    from builder.repository import model_version_dir
     from builder.server import ServerPorts, TritonServer
     from serving_core.interface import Task
     from serving_core.program import find_program
@@ -80,7 +81,7 @@ def main() -> None:
             build(pruned if variant.startswith("pruned") else example, repository,
                   BuildOptions(task=Task(task), name=name, overwrite=True, num_threads=args.threads, **extra),
                   show_progress=False)
-            files = find_program(repository / f"{name}_model" / "1")
+            files = find_program(model_version_dir(repository, name))
             sizes[name] = sum(p.stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20
             engine = BareEngine(repository, name, Task(task), args.threads)
 

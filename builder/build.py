@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import re
 import tempfile
@@ -13,10 +12,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from serving_core.errors import UserError
-from serving_core.interface import PARAM_LABELS
 from serving_core.program import ProgramFormat, is_quantized, read_signature
 from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
-from serving_core.tokenization import ErnieTokenizer, read_vocab, settings_from_tokenizer_config
+from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, read_vocab,
+                                       settings_from_tokenizer_config)
 
 from .export import convert_to_onnx, export_once
 from .quantize import calibration_rows, check_int8, quantize_dynamic_int8
@@ -24,10 +23,10 @@ from .options import BuildOptions
 from .repository import write_repository
 from .wiring import check_wiring
 from .plans import PLANNERS, PlanInputs
+from .triton_target import repository_plan
 from .sources import ModelSource, inspect_source
 
 log = logging.getLogger("builder")
-DEFAULT_MAX_SEQ_LEN = 128
 
 
 @dataclass(frozen=True)
@@ -106,48 +105,42 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stages.update()
 
         stage("planning ensemble")
-        plan = PLANNERS[options.task](PlanInputs(name, options, program, serving_program, signature,
-                                                 tokenizer_settings, source.vocab_file, source.label_sets,
-                                                 tokenizer.pad_id, vocab_size,
-                                                 source.config.get("type_vocab_size")))
+        spec = PLANNERS[options.task](PlanInputs(name, options, program, serving_program, signature,
+                                                 tokenizer_settings, source.label_sets, tokenizer.pad_id,
+                                                 vocab_size, source.config.get("type_vocab_size")))
+        plan = repository_plan(spec, options.triton(), source.vocab_file, serving_program)
+        check_wiring(plan.ensemble(), plan.configs())  # before either target is written
         stages.update()
 
         calibration = None
         if options.quantize == "int8":
             stage("checking INT8 against FP32")
-            calibration = calibrate(plan, program, serving_program, tokenizer, source, options).to_json()
+            calibration = calibrate(spec, program, serving_program, tokenizer, source, options).to_json()
         stage("writing repository")
-        parameters = plan.ensemble().parameters
-        labels = tuple(json.loads(parameters[PARAM_LABELS].string_value)) if PARAM_LABELS in parameters else ()
-        manifest = {
-            "ensemble": name, "task": options.task.value, "source": str(source.directory.resolve()),
-            "source_kind": source.kind.name, "labels": list(labels), "labels_origin": source.labels_origin,
-            "label_sets": {k: list(v) for k, v in source.label_sets.items()},
-            "ensemble_parameters": {k: v.string_value for k, v in parameters.items()},
-            "max_seq_len": max_seq_len, "runtime": options.runtime.value,
+        record = {
+            "spec": spec.to_json(), "source": str(source.directory.resolve()), "source_kind": source.kind.name,
+            "labels_origin": source.labels_origin, "label_sets": {k: list(v) for k, v in source.label_sets.items()},
             "program_inputs": [asdict(t) for t in signature.inputs],
             "program_outputs": [asdict(t) for t in signature.outputs],
-            "text_pair": options.text_pair, "multi_label": options.multi_label, "precision": options.precision,
             "quantize": options.quantize, "calibration": calibration,
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        check_wiring(plan.ensemble(), plan.configs())  # before either target is written
         # Paddle Serving first: its writer has the step more likely to fail (the prototxt
         # child process); the Triton swap that follows is renames only.
         if options.target in ("paddle-serving", "all"):
             from .paddle_serving import write_paddle_serving
 
             service_root = Path(output) / "paddle_serving" if options.target == "all" else Path(output)
-            write_paddle_serving(plan, serving_program, signature, source.vocab_file, service_root / name,
+            write_paddle_serving(spec, serving_program, signature, source.vocab_file, service_root / name,
                                  options.pipeline, options.overwrite)
         if options.target in ("triton", "all"):
-            write_repository(plan, Path(output) / "triton" if options.target == "all" else output, manifest,
+            write_repository(plan, Path(output) / "triton" if options.target == "all" else output, record,
                              options.overwrite)
         stages.update()
     stages.close()
     seconds = time.perf_counter() - started
-    return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value, labels,
-                       max_seq_len, options.runtime.value, seconds, calibration)
+    return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value,
+                       spec_labels(spec), max_seq_len, options.runtime.value, seconds, calibration)
 
 
 def check_runtime_options(options: BuildOptions, program) -> None:
@@ -179,13 +172,14 @@ def _check_paddle_int8_runs(program) -> None:
                         "--runtime onnxruntime --quantize int8 instead", str(program.model_file)) from exc
 
 
-def calibrate(plan, program, serving_program, tokenizer, source, options: BuildOptions):
-    """INT8 against the FP32 program on calibration texts, with the plan's own windows."""
-    from serving_core.parameters import from_parameters
-    from serving_core.windows import WindowSettings
+def spec_labels(spec) -> tuple[str, ...]:
+    """The labels a build reports: classes, tags or intents."""
+    settings = spec.postprocess
+    return tuple(getattr(settings, "labels", None) or getattr(settings, "intents", ()))
 
-    tokenizer_config = plan.configs()[f"{plan.ensemble_name}_tokenizer"]
-    window = from_parameters(WindowSettings, {k: v.string_value for k, v in tokenizer_config.parameters.items()})
-    pairs = window.mode == "qa" or options.text_pair
+
+def calibrate(spec, program, serving_program, tokenizer, source, options: BuildOptions):
+    """INT8 against the FP32 program on calibration texts, with the spec's own windows."""
+    pairs = spec.window.mode == "qa" or spec.text_pair
     rows = calibration_rows(options.quantize_options, source.directory, pairs)
-    return check_int8(program, serving_program, tokenizer, window, rows, options.quantize_options)
+    return check_int8(program, serving_program, tokenizer, spec.window, rows, options.quantize_options)

@@ -121,13 +121,13 @@ def _cmd_verify(args) -> int:
     from clients.text_input import read_texts
 
     from .server import ServerPorts, TritonServer
-    from .verify import input_columns, read_manifest, verify
+    from .verify import input_columns, read_build, verify
 
     repository = Path(args.repository)
     name = args.name or _single_ensemble(repository)
-    manifest = read_manifest(repository, name)
-    texts_file = args.texts or str(Path(args.model or manifest["source"]) / "data.txt")
-    texts, pairs = read_texts([], texts_file, input_columns(Task(manifest["task"]), manifest) == 2)
+    spec, record = read_build(repository, name)
+    texts_file = args.texts or str(Path(args.model or record["source"]) / "data.txt")
+    texts, pairs = read_texts([], texts_file, input_columns(spec) == 2)
     rows = list(zip(texts, pairs)) if pairs is not None else [(t,) for t in texts]
 
     def run(url: str):

@@ -10,6 +10,7 @@ from serving_core.runtime import RuntimeKind
 from .paddle_serving import PipelineOptions
 from .quantize import QuantizeOptions
 from .triton_config import BatchingOptions
+from .triton_target import TritonOptions
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,7 @@ class BuildOptions:
     target: str = "triton"  # "triton": OUTPUT is a Triton repository; "paddle-serving": OUTPUT/<name>/ is a
     # pipeline service; "all": OUTPUT/triton/ and OUTPUT/paddle_serving/<name>/
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+
+    def triton(self) -> TritonOptions:
+        return TritonOptions(self.model_batching, self.step_batching, self.gpu_onnxruntime, self.gpu_tensorrt,
+                             self.gpu_fp16)

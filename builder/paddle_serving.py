@@ -1,12 +1,12 @@
 """`builder build --target paddle-serving`: the same model as a Paddle Serving pipeline service.
 
-Written from the very plan the Triton repository comes from (tokenizer, model and
-postprocess settings), so both targets serve the same answers. Layout of `<output>/<name>/`:
+Rendered from the same EnsembleSpec as the Triton repository (service.json holds it), so
+both targets serve the same answers. Layout of `<output>/<name>/`:
 
     config.yml                    pipeline config (ports, workers, op batching, model conf)
     service.py                    the WebService (model_repository/paddle_serving/service.py)
     serving_adapter.py            runs PIR / ONNX programs for the pipeline (LocalPredictor cannot)
-    service.json                  task and settings read by service.py
+    service.json                  the build spec (serving_core.spec) and max_texts, read by service.py
     serving_core/                 tokenizer and decoders, shared with the Triton steps
     serving_server/               program, params, vocab.txt, serving_server_conf(.stream).prototxt
     serving_client/               serving_client_conf(.stream).prototxt
@@ -21,16 +21,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving_core import interface
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramSignature
+from serving_core.spec import EnsembleSpec
 
-from .plan import RepositoryPlan
 from .repository import BACKEND_DIR, CORE_DIR, COPY_IGNORE, swap_in
-
-_ROLES = {interface.LOGITS: "logits", interface.SLOT_LOGITS: "slot_logits",
-          interface.START_LOGITS: "start_logits", interface.END_LOGITS: "end_logits"}
-
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -43,12 +38,7 @@ class PipelineOptions:
     max_texts: int = 64  # texts one request may carry; more are refused with err_no 400
 
 
-def _parameters(plan: RepositoryPlan, step: str) -> dict[str, str]:
-    config = plan.configs()[f"{plan.ensemble_name}_{step}"]
-    return {key: value.string_value for key, value in config.parameters.items()}
-
-
-def _config_yml(name: str, options: PipelineOptions, model: dict[str, str], fetch: list[str]) -> str:
+def _config_yml(name: str, options: PipelineOptions, num_threads: int, fetch: list[str]) -> str:
     """The pipeline config. JSON is valid YAML, so it is written with json (no templates)."""
     config = {
         "rpc_port": options.rpc_port, "http_port": options.http_port, "worker_num": options.worker_num,
@@ -57,33 +47,20 @@ def _config_yml(name: str, options: PipelineOptions, model: dict[str, str], fetc
             "concurrency": options.concurrency, "batch_size": options.batch_size,
             "auto_batching_timeout": options.auto_batching_timeout_ms,
             "local_service_conf": {"model_config": "serving_server", "client_type": "local_predictor",
-                                   "device_type": 0, "devices": "", "thread_num": int(model["num_threads"]),
+                                   "device_type": 0, "devices": "", "thread_num": num_threads,
                                    "fetch_list": fetch, "ir_optim": True},
         }},
     }
     return json.dumps(config, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_paddle_serving(plan: RepositoryPlan, program: ProgramFiles, signature: ProgramSignature, vocab_file: Path,
+def write_paddle_serving(spec: EnsembleSpec, program: ProgramFiles, signature: ProgramSignature, vocab_file: Path,
                          target: Path, options: PipelineOptions, overwrite: bool) -> Path:
     """Write the service directory `target` atomically (staging dir, then rename)."""
-    name = plan.ensemble_name
     target = Path(target)
     if target.exists() and not overwrite:
         raise UserError("already exists; pass --overwrite to replace it", str(target))
-    model_step = plan.configs()[f"{name}_model"]
-    ensemble_steps = plan.ensemble().ensemble_scheduling.step
-    outputs = {_ROLES[tensor]: output for step in ensemble_steps if step.model_name == f"{name}_model"
-               for output, tensor in step.output_map.items()}
-    model = _parameters(plan, "model")
-    spec = {
-        "name": name, "op_name": name, "task": plan.ensemble().parameters[interface.PARAM_TASK].string_value,
-        "text_pair": json.loads(plan.ensemble().parameters[interface.PARAM_TEXT_PAIR].string_value)
-        if interface.PARAM_TEXT_PAIR in plan.ensemble().parameters else False,
-        "tokenizer": _parameters(plan, "tokenizer"), "model": model,
-        "postprocess": _parameters(plan, "postprocess"), "feeds": [i.name for i in model_step.input],
-        "outputs": outputs, "max_texts": options.max_texts,
-    }
+    service = {"spec": spec.to_json(), "max_texts": options.max_texts}
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     root = staging / "service"
@@ -94,13 +71,14 @@ def write_paddle_serving(plan: RepositoryPlan, program: ProgramFiles, signature:
         shutil.copy2(program.model_file, server_dir / program.model_file.name)
         if program.params_file:
             shutil.copy2(program.params_file, server_dir / program.params_file.name)
-        shutil.copy2(vocab_file, server_dir / "vocab.txt")
+        shutil.copy2(vocab_file, server_dir / spec.tokenizer.vocab_file)
         shutil.copy2(BACKEND_DIR / "paddle_serving" / "service.py", root / "service.py")
         for module in ("serving_adapter.py", "front_door.py"):
             shutil.copy2(BACKEND_DIR / "paddle_serving" / module, root / module)
         shutil.copytree(CORE_DIR, root / "serving_core", ignore=COPY_IGNORE)
-        (root / "service.json").write_text(json.dumps(spec, indent=2, ensure_ascii=False), encoding="utf-8")
-        (root / "config.yml").write_text(_config_yml(name, options, model, list(outputs.values())), encoding="utf-8")
+        (root / "service.json").write_text(json.dumps(service, indent=2, ensure_ascii=False), encoding="utf-8")
+        (root / "config.yml").write_text(_config_yml(spec.name, options, spec.model.num_threads,
+                                                      [t.name for t in spec.program_outputs]), encoding="utf-8")
         _write_prototxt(signature, server_dir, client_dir, staging)
         swap_in(staging, target.parent, {"service": target.name})
     finally:

@@ -1,15 +1,18 @@
 """The source model run the PaddleNLP way: PaddleNLP's own tokenizer, then the model.
 
-Independent of the serving path in tokenization (PaddleNLP's tokenizer, not our Rust one)
-and in the model (PaddleNLP's dygraph model or Paddle Inference on the source program): for
-qa the decoding is PaddleNLP's own `compute_prediction` as well. It shares with the serving
-path the window layout (`window_starts`, `merge_windows`) and the entity decoding
-(`decode_entities`) of token_cls and intent_slot, so `verify` cannot catch a bug in those;
-unit tests check them instead (tests/test_decoding.py on hand-made cases, and
-tests/test_tokenizer_parity.py the windows against PaddleNLP's overflowing features).
+Independent of the serving path in tokenization (PaddleNLP's tokenizer, not our Rust one), in
+the model (PaddleNLP's dygraph model or Paddle Inference on the source program) and, for every
+text that fits one window, in decoding: seq_cls probabilities by Paddle's softmax/sigmoid, qa
+by PaddleNLP's `compute_prediction`, entities and slots by seqeval's `get_entities` (what
+PaddleNLP's ChunkEvaluator uses). Two things are shared with the serving path: character
+offsets come from the serving tokenizer's exact mapping of the same token ids (PaddleNLP's
+Python mapping is wrong on [UNK] words), and a token_cls text longer than one window is
+merged with the serving code's `window_starts` / `merge_windows` / `decode_entities`
+(tests/test_decoding.py and tests/test_tokenizer_parity.py check those on their own).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -17,7 +20,6 @@ import numpy as np
 from serving_core.interface import Task
 from serving_core.qa import QASettings
 from serving_core.runtime import PaddleRunner
-from serving_core.seq_cls import softmax
 from serving_core.token_cls import Entity, TokenClsSettings, decode_entities
 from serving_core.tokenization import feeds_from_ids
 from serving_core.windows import merge_windows, window_starts
@@ -76,6 +78,59 @@ def reference_logits(source: ModelSource, texts: list[str], pairs: list[str] | N
     return np.concatenate(parts).astype(np.float32)
 
 
+def reference_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Paddle's sigmoid (multi-label) or softmax over the last axis."""
+    import paddle
+
+    tensor = paddle.to_tensor(logits.astype(np.float32))
+    return (paddle.nn.functional.sigmoid(tensor) if multi_label else paddle.nn.functional.softmax(tensor)).numpy()
+
+
+@dataclass(frozen=True)
+class ReferenceSpans:
+    """A text's entities by the source model, with each token's character offsets and the gap
+    between its two most probable tags (a gap near 0 is a tie: either tag is a right answer)."""
+
+    entities: list[Entity]
+    offsets: np.ndarray  # [T, 2]
+    margins: np.ndarray  # [T]
+
+    def tied_within(self, start: int, end: int, tolerance: float) -> bool:
+        """Whether a token overlapping characters [start, end) sits on a tie."""
+        overlap = (self.offsets[:, 0] < end) & (self.offsets[:, 1] > start)
+        return bool((self.margins[overlap] <= tolerance).any())
+
+
+def _margins(probabilities: np.ndarray) -> np.ndarray:
+    if probabilities.shape[-1] < 2 or not len(probabilities):
+        return np.ones(len(probabilities))
+    top = np.sort(probabilities, axis=-1)
+    return top[:, -1] - top[:, -2]
+
+
+def seqeval_entities(text: str, probabilities: np.ndarray, offsets: np.ndarray,
+                     labels: tuple[str, ...]) -> list[Entity]:
+    """Entities by seqeval's `get_entities` over the argmax tags ([T, C] probabilities of the
+    text's tokens, [T, 2] character offsets). Tags are spelled as seqeval parses them: `_` as
+    `-`, and a tag without a prefix (IO scheme) as `I-tag`."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    def seqeval_tag(tag: str) -> str:
+        if tag == "O":
+            return tag
+        prefix, sep, kind = tag.replace("_", "-", 1).partition("-")
+        return f"{prefix.upper()}-{kind}" if sep and prefix.upper() in ("B", "I", "E", "S") else f"I-{tag}"
+
+    best = probabilities.argmax(axis=-1)
+    tags = [seqeval_tag(labels[i]) for i in best]
+    entities = []
+    for kind, first, last in get_entities(tags):
+        start, end = int(offsets[first][0]), int(offsets[last][1])
+        score = float(probabilities[np.arange(first, last + 1), best[first:last + 1]].mean())
+        entities.append(Entity(kind, text[start:end], start, end, score))
+    return entities
+
+
 class TokenizationMismatch(ValueError):
     """PaddleNLP and the serving tokenizer produced different token ids for a text."""
 
@@ -107,24 +162,30 @@ def _windows_of(tokenizer, text: str, max_seq_len: int, stride: int, max_windows
     return _pad(rows, tokenizer.pad_token_id), token_index, np.array(offsets, dtype=np.int64).reshape(-1, 2)
 
 
-def reference_entities(source: ModelSource, texts: list[str], max_seq_len: int,
-                       settings: TokenClsSettings, char_offsets=None) -> list[list[Entity]]:
-    """token_cls: entities of each text by the source model over PaddleNLP-tokenized windows."""
+def reference_entities(source: ModelSource, texts: list[str], max_seq_len: int, stride: int,
+                       settings: TokenClsSettings, char_offsets=None) -> list[ReferenceSpans]:
+    """token_cls: entities of each text by the source model over PaddleNLP-tokenized windows;
+    seqeval decodes a text that fits one window, the serving merge a longer one."""
     tokenizer = paddlenlp_tokenizer(source)
     run = model_function(source, Task.TOKEN_CLS, tokenizer.pad_token_id)
     results = []
     for text in texts:
-        ids, token_index, offsets = _windows_of(tokenizer, text, max_seq_len, settings.window_stride,
-                                                char_offsets=char_offsets)
+        ids, token_index, offsets = _windows_of(tokenizer, text, max_seq_len, stride, char_offsets=char_offsets)
         (logits,) = run(ids, np.zeros_like(ids))
-        probabilities = merge_windows(token_index, softmax(logits.astype(np.float32)), len(offsets))
-        results.append(decode_entities(text, probabilities, offsets, settings))
+        probabilities = reference_probabilities(logits, multi_label=False)
+        if len(ids) == 1:
+            per_token = probabilities[0][token_index[0] >= 0]
+            found = seqeval_entities(text, per_token, offsets, settings.labels)
+        else:
+            per_token = merge_windows(token_index, probabilities, len(offsets))
+            found = decode_entities(text, per_token, offsets, settings)
+        results.append(ReferenceSpans(found, offsets, _margins(per_token)))
     return results
 
 
-def reference_intent_slot(source: ModelSource, texts: list[str], max_seq_len: int, settings: TokenClsSettings,
+def reference_intent_slot(source: ModelSource, texts: list[str], max_seq_len: int, slots: tuple[str, ...],
                           intents: tuple[str, ...], char_offsets=None) -> list[dict]:
-    """intent_slot: intent, confidence and slots by the source program, text cut to one window."""
+    """intent_slot: intent, confidence and slots (seqeval) by the source program, text cut to one window."""
     tokenizer = paddlenlp_tokenizer(source)
     run = model_function(source, Task.INTENT_SLOT, tokenizer.pad_token_id)
     results = []
@@ -134,11 +195,13 @@ def reference_intent_slot(source: ModelSource, texts: list[str], max_seq_len: in
         outputs = run(ids, np.zeros_like(ids))
         intent_logits = next(o for o in outputs if o.ndim == 2)
         slot_logits = next(o for o in outputs if o.ndim == 3)
-        intent = softmax(intent_logits[0].astype(np.float32))
-        probabilities = merge_windows(token_index, softmax(slot_logits.astype(np.float32)), len(offsets))
-        kept = int(token_index.max()) + 1 if token_index.max() >= 0 else 0
-        slots = decode_entities(text, probabilities[:kept], offsets[:kept], settings)
-        results.append({"intent": intents[int(intent.argmax())], "confidence": float(intent.max()), "slots": slots})
+        intent = reference_probabilities(intent_logits[0], multi_label=False)
+        tokens = token_index[0] >= 0
+        probabilities = reference_probabilities(slot_logits, multi_label=False)[0][tokens]
+        kept = offsets[: int(tokens.sum())]
+        found = ReferenceSpans(seqeval_entities(text, probabilities, kept, slots), kept, _margins(probabilities))
+        results.append({"intent": intents[int(intent.argmax())], "confidence": float(intent.max()),
+                        "intent_margin": float(_margins(intent[None])[0]), "slots": found})
     return results
 
 
@@ -152,13 +215,13 @@ class _Rows(list):
 
 
 def reference_answers(source: ModelSource, questions: list[str], contexts: list[str], max_seq_len: int,
-                      settings: QASettings) -> list[str]:
+                      stride: int, settings: QASettings) -> list[str]:
     """qa: PaddleNLP features (stride windows) -> source model -> PaddleNLP's compute_prediction."""
     from paddlenlp.metrics.squad import compute_prediction
 
     tokenizer = paddlenlp_tokenizer(source)
     run = model_function(source, Task.QA, tokenizer.pad_token_id)
-    encoded = tokenizer(questions, contexts, stride=settings.doc_stride, max_length=max_seq_len,
+    encoded = tokenizer(questions, contexts, stride=stride, max_length=max_seq_len,
                         truncation="only_second", return_overflowing_tokens=True, return_offsets_mapping=True)
     features, starts, ends = [], [], []
     for i, ids in enumerate(encoded["input_ids"]):

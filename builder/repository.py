@@ -16,6 +16,7 @@ from pathlib import Path
 import model_repository
 import serving_core
 from serving_core.errors import UserError
+from serving_core.spec import EnsembleSpec
 
 from .plan import RepositoryPlan
 from .triton_config import render
@@ -88,3 +89,20 @@ def swap_in(staging: Path, output: Path, names: dict[str, str]) -> None:
         raise
     log.info("wrote %s into %s%s", ", ".join(names.values()), output,
              f" (replaced {len(moved_old)})" if moved_old else "")
+
+
+def read_build(repository: Path, model: str) -> tuple[EnsembleSpec, dict]:
+    """(the spec, the whole record) from an ensemble's build.json."""
+    path = Path(repository) / model / MANIFEST
+    if not path.is_file():
+        raise UserError(f"no {MANIFEST}: was this ensemble built by `builder build`?", str(path.parent))
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if "spec" not in record:
+        raise UserError(f"{MANIFEST} was written by an older builder; build the model again", str(path))
+    return EnsembleSpec.from_json(record["spec"]), record
+
+
+def model_version_dir(repository: Path, model: str) -> Path:
+    """The model step's version directory (its program files) of a built ensemble."""
+    spec, _ = read_build(repository, model)
+    return Path(repository) / spec.model_step_name / "1"

@@ -11,6 +11,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from serving_core.parameters import to_parameters
+from serving_core.spec import IOTensor
 
 
 @dataclass(frozen=True)
@@ -35,23 +36,22 @@ CPU_QUEUE_DELAY_US = 0
 GPU_QUEUE_DELAY_US = 1000  # a GPU batch costs about what one request does: worth waiting for
 
 
-@dataclass(frozen=True)
-class IOTensor:
-    """One input or output as a config declares it (dims exclude the batch axis)."""
+_TRITON_TYPES = {"string": "TYPE_STRING", "bool": "TYPE_BOOL", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
+                 "float32": "TYPE_FP32"}
 
-    name: str
-    triton_type: str  # e.g. "TYPE_INT64"
-    dims: tuple[int, ...]
-    ragged: bool = False
+
+def triton_type(tensor: IOTensor) -> int:
+    """The model_config.proto DataType of a spec tensor."""
+    return mc.DataType.Value(_TRITON_TYPES[tensor.dtype])
 
 
 def _input(tensor: IOTensor) -> mc.ModelInput:
-    return mc.ModelInput(name=tensor.name, data_type=mc.DataType.Value(tensor.triton_type),
+    return mc.ModelInput(name=tensor.name, data_type=triton_type(tensor),
                          dims=list(tensor.dims), allow_ragged_batch=tensor.ragged)
 
 
 def _output(tensor: IOTensor) -> mc.ModelOutput:
-    return mc.ModelOutput(name=tensor.name, data_type=mc.DataType.Value(tensor.triton_type), dims=list(tensor.dims))
+    return mc.ModelOutput(name=tensor.name, data_type=triton_type(tensor), dims=list(tensor.dims))
 
 
 def _set_parameters(config: mc.ModelConfig, parameters: dict[str, str]) -> None:

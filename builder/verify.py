@@ -1,21 +1,18 @@
 """`builder verify`: the served answers against the source model in PaddleNLP, for every task."""
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from serving_core.errors import UserError
 from serving_core.interface import Task
-from serving_core.qa import QASettings
-from serving_core.seq_cls import SeqClsSettings, decode
-from serving_core.token_cls import TokenClsSettings
+from serving_core.spec import EnsembleSpec
 
-from .reference import reference_answers, reference_entities, reference_intent_slot, reference_logits
-from .repository import MANIFEST
+from .reference import (reference_answers, reference_entities, reference_intent_slot, reference_logits,
+                        reference_probabilities)
+from .repository import read_build
 from .sources import ModelSource, inspect_source
 
 log = logging.getLogger(__name__)
@@ -43,43 +40,39 @@ class VerifyReport:
                 "mismatches": self.mismatches[:20]}
 
 
-def read_manifest(repository: Path, model: str) -> dict:
-    path = Path(repository) / model / MANIFEST
-    if not path.is_file():
-        raise UserError(f"no {MANIFEST}: was this ensemble built by `builder build`?", str(path.parent))
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def model_parameters(repository: Path, model: str, step: str) -> dict[str, str]:
-    """The `parameters` of one generated step's config.pbtxt."""
-    from .triton_config import parse
-
-    config = parse((Path(repository) / f"{model}_{step}" / "config.pbtxt").read_text(encoding="utf-8"))
-    return {k: v.string_value for k, v in config.parameters.items()}
-
-
-def _settings(cls, repository: Path, model: str):
-    from serving_core.parameters import from_parameters
-
-    return from_parameters(cls, model_parameters(repository, model, "postprocess"))
-
-
 def _verify_seq_cls(ctx, rows):
     from clients.seq_cls import SeqClsClient
 
     texts = [r[0] for r in rows]
-    pairs = [r[1] for r in rows] if ctx.manifest["text_pair"] else None
-    settings = _settings(SeqClsSettings, ctx.repository, ctx.model)
-    expected = decode(reference_logits(ctx.source, texts, pairs, ctx.max_seq_len), settings)
+    pairs = [r[1] for r in rows] if ctx.spec.text_pair else None
+    settings = ctx.spec.postprocess
+    expected = reference_probabilities(reference_logits(ctx.source, texts, pairs, ctx.max_seq_len),
+                                       settings.multi_label)
     client = SeqClsClient(ctx.url, ctx.model)
     served = client.probabilities(texts, pairs)
     served_labels = np.array([r.label for r in client.classify(texts, pairs)])
-    same = served_labels == expected.label
     if settings.multi_label:
-        same &= ((served >= settings.threshold) == expected.selected).all(axis=1)
+        same = same_decisions(served, expected, settings.threshold, ctx.tolerance)
+    else:
+        same = same_labels(served_labels, expected, ctx.tolerance)
     mismatches = [{"text": texts[i], "served": settings.labels[served_labels[i]],
-                   "source": settings.labels[expected.label[i]]} for i in np.flatnonzero(~same)]
-    return same.mean(), float(np.abs(served - expected.probabilities).max()), mismatches
+                   "source": settings.labels[int(expected[i].argmax())]} for i in np.flatnonzero(~same)]
+    return same.mean(), float(np.abs(served - expected).max()), mismatches
+
+
+def same_labels(served_labels: np.ndarray, expected: np.ndarray, tolerance: float) -> np.ndarray:
+    """Per text: the served label is the source's argmax, or ties with it within `tolerance`
+    (two classes that close are equally right answers; the probability check covers the gap)."""
+    best = expected.max(axis=1)
+    chosen = expected[np.arange(len(expected)), served_labels]
+    return (served_labels == expected.argmax(axis=1)) | (best - chosen <= tolerance)
+
+
+def same_decisions(served: np.ndarray, expected: np.ndarray, threshold: float, tolerance: float) -> np.ndarray:
+    """Per text, multi-label: every decision agrees, except where the source's probability is
+    within `tolerance` of the threshold (either side is right there)."""
+    agree = (served >= threshold) == (expected >= threshold)
+    return (agree | (np.abs(expected - threshold) <= tolerance)).all(axis=1)
 
 
 def _exact_offsets(source: ModelSource):
@@ -94,53 +87,53 @@ def _exact_offsets(source: ModelSource):
     return char_offsets
 
 
-def _spans_equal(served: list[dict], expected, label_key: str, text_key: str) -> tuple[bool, float]:
-    if len(served) != len(expected):
-        return False, 0.0
-    diff = 0.0
-    for s, e in zip(served, expected):
-        if (s[label_key], s[text_key], s["start"], s["end"]) != (e.label, e.text, e.start, e.end):
-            return False, diff
-        diff = max(diff, abs(s["score"] - e.score))
-    return True, diff
+def _spans_agree(served: list[dict], expected, label_key: str, text_key: str,
+                 tolerance: float) -> tuple[bool, float]:
+    """(the served spans are the source's, or differ only where a source token sits on a tie;
+    the largest score difference of the spans both have)."""
+    want = {(e.label, e.text, e.start, e.end): e.score for e in expected.entities}
+    got = {(s[label_key], s[text_key], s["start"], s["end"]): s["score"] for s in served}
+    diff = max((abs(got[k] - want[k]) for k in got.keys() & want.keys()), default=0.0)
+    differing = got.keys() ^ want.keys()
+    return all(expected.tied_within(start, end, tolerance) for _, _, start, end in differing), diff
 
 
 def _verify_token_cls(ctx, rows):
     from clients.token_cls import TokenClsClient
 
     texts = [r[0] for r in rows]
-    settings = _settings(TokenClsSettings, ctx.repository, ctx.model)
-    expected = reference_entities(ctx.source, texts, ctx.max_seq_len, settings, _exact_offsets(ctx.source))
+    expected = reference_entities(ctx.source, texts, ctx.max_seq_len, ctx.spec.window.stride, ctx.spec.postprocess,
+                                  _exact_offsets(ctx.source))
     served = TokenClsClient(ctx.url, ctx.model).entities(texts)
     same, worst, mismatches = [], 0.0, []
     for text, got, want in zip(texts, served, expected):
-        equal, diff = _spans_equal(got["entities"], want, "label", "text")
+        equal, diff = _spans_agree(got["entities"], want, "label", "text", ctx.tolerance)
         same.append(equal)
         worst = max(worst, diff)
         if not equal:
-            mismatches.append({"text": text, "served": got["entities"], "source": [e.to_json() for e in want]})
+            mismatches.append({"text": text, "served": got["entities"],
+                               "source": [e.to_json() for e in want.entities]})
     return float(np.mean(same)), worst, mismatches
 
 
 def _verify_intent_slot(ctx, rows):
     from clients.intent_slot import IntentSlotClient
-    from serving_core.intent_slot import IntentSlotSettings
 
     texts = [r[0] for r in rows]
-    settings = _settings(IntentSlotSettings, ctx.repository, ctx.model)
-    expected = reference_intent_slot(ctx.source, texts, ctx.max_seq_len,
-                                     TokenClsSettings(settings.slots, settings.scheme), settings.intents,
+    settings = ctx.spec.postprocess
+    expected = reference_intent_slot(ctx.source, texts, ctx.max_seq_len, settings.slots, settings.intents,
                                      _exact_offsets(ctx.source))
     served = IntentSlotClient(ctx.url, ctx.model).parse(texts)
     same, worst, mismatches = [], 0.0, []
     for text, got, want in zip(texts, served, expected):
-        equal, diff = _spans_equal(got["slots"], want["slots"], "slot", "entity")
-        equal = equal and got["intent"] == want["intent"]
+        equal, diff = _spans_agree(got["slots"], want["slots"], "slot", "entity", ctx.tolerance)
+        equal = equal and (got["intent"] == want["intent"] or want["intent_margin"] <= ctx.tolerance)
         worst = max(worst, diff, abs(got["confidence"] - want["confidence"]))
         same.append(equal)
         if not equal:
-            mismatches.append({"text": text, "served": got,
-                               "source": {**want, "slots": [e.to_json() for e in want["slots"]]}})
+            mismatches.append({"text": text, "served": got, "source": {
+                "intent": want["intent"], "confidence": want["confidence"],
+                "slots": [e.to_json() for e in want["slots"].entities]}})
     return float(np.mean(same)), worst, mismatches
 
 
@@ -148,8 +141,8 @@ def _verify_qa(ctx, rows):
     from clients.qa import QAClient
 
     questions, contexts = [r[0] for r in rows], [r[1] for r in rows]
-    settings = _settings(QASettings, ctx.repository, ctx.model)
-    expected = reference_answers(ctx.source, questions, contexts, ctx.max_seq_len, settings)
+    expected = reference_answers(ctx.source, questions, contexts, ctx.max_seq_len, ctx.spec.window.stride,
+                                 ctx.spec.postprocess)
     served = QAClient(ctx.url, ctx.model).answer(questions, contexts)
     same = [got["answer"] == want for got, want in zip(served, expected)]
     mismatches = [{"question": q, "served": got["answer"], "source": want}
@@ -163,26 +156,29 @@ _VERIFIERS = {Task.SEQ_CLS: _verify_seq_cls, Task.TOKEN_CLS: _verify_token_cls, 
 
 @dataclass(frozen=True)
 class _Context:
-    repository: Path
     model: str
     url: str
-    manifest: dict
+    spec: EnsembleSpec
     source: ModelSource
-    max_seq_len: int
+    tolerance: float
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.spec.tokenizer.max_seq_len
 
 
-def input_columns(task: Task, manifest: dict) -> int:
+def input_columns(spec: EnsembleSpec) -> int:
     """How many tab-separated fields one line of a verify texts file has."""
-    return 2 if task is Task.QA or manifest.get("text_pair") else 1
+    return 2 if spec.task == Task.QA or spec.text_pair else 1
 
 
 def verify(repository: Path, model: str, url: str, rows: list[tuple[str, ...]], model_dir: Path | None = None,
            tolerance: float = 1e-4, min_agreement: float = 1.0) -> VerifyReport:
     """Compare the running server's answers on `rows` (one tuple of texts each) with the source model."""
-    manifest = read_manifest(repository, model)
-    task = Task(manifest["task"])
-    source = inspect_source(Path(model_dir or manifest["source"]))
-    ctx = _Context(Path(repository), model, url, manifest, source, manifest["max_seq_len"])
+    spec, record = read_build(repository, model)
+    task = Task(spec.task)
+    source = inspect_source(Path(model_dir or record["source"]))
+    ctx = _Context(model, url, spec, source, tolerance)
     agreement, diff, mismatches = _VERIFIERS[task](ctx, rows) if rows else (1.0, 0.0, [])
     return VerifyReport(model, task.value, len(rows), float(agreement), float(diff), tolerance, mismatches,
                         min_agreement)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from serving_core import interface
+from serving_core import answers, interface
 from serving_core.token_cls import unpack_spans
 
 from .triton import TaskClient, run_cli
@@ -24,11 +24,10 @@ class IntentSlotClient(TaskClient):
 
     def parse(self, texts: list[str]) -> list[dict]:
         columns = self.run({interface.TEXT: texts}, _OUTPUTS)
-        return [{"text": text, "intent": columns[interface.INTENT][row, 0].decode("utf-8"),
-                 "confidence": round(float(columns[interface.CONFIDENCE][row, 0]), 6),
-                 "slots": [{"slot": s.label, "entity": s.text, "start": s.start, "end": s.end,
-                            "score": round(s.score, 6)} for s in unpack_spans(columns, interface.SLOT_PREFIX, row)],
-                 "truncated": bool(columns[interface.TRUNCATED][row, 0])}
+        return [answers.intent_slot(text, columns[interface.INTENT][row, 0].decode("utf-8"),
+                                    columns[interface.CONFIDENCE][row, 0],
+                                    unpack_spans(columns, interface.SLOT_PREFIX, row),
+                                    columns[interface.TRUNCATED][row, 0])
                 for row, text in enumerate(texts)]
 
 

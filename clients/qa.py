@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from serving_core import interface
+from serving_core import answers, interface
+from serving_core.qa import Answer
 
 from .triton import ClientError, TaskClient, run_cli
 
@@ -25,12 +26,11 @@ class QAClient(TaskClient):
         if len(questions) != len(contexts):
             raise ClientError(f"{len(questions)} questions but {len(contexts)} contexts")
         columns = self.run({interface.QUESTION: questions, interface.CONTEXT: contexts}, _OUTPUTS)
-        return [{"question": question,
-                 "answer": columns[interface.ANSWER][row, 0].decode("utf-8"),
-                 "start": int(columns[interface.ANSWER_START][row, 0]),
-                 "end": int(columns[interface.ANSWER_END][row, 0]),
-                 "score": round(float(columns[interface.SCORE][row, 0]), 6),
-                 "probability": round(float(columns[interface.PROBABILITY][row, 0]), 6)}
+        return [answers.qa(question, Answer(columns[interface.ANSWER][row, 0].decode("utf-8"),
+                                            int(columns[interface.ANSWER_START][row, 0]),
+                                            int(columns[interface.ANSWER_END][row, 0]),
+                                            float(columns[interface.SCORE][row, 0]),
+                                            float(columns[interface.PROBABILITY][row, 0])))
                 for row, question in enumerate(questions)]
 
 

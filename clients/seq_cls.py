@@ -15,11 +15,11 @@ CLI (one JSON object per text)::
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving_core import interface
+from serving_core import answers, interface
 
 from .triton import ClientError, TaskClient, run_cli
 
@@ -36,8 +36,8 @@ class SeqClsResult:
     top_k: list[dict] = field(default_factory=list)  # [{"label": ..., "probability": ...}]
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        return {k: v for k, v in data.items() if v is not None and v != []}
+        return answers.seq_cls(self.text, self.label, self.label_name, self.confidence, self.truncated,
+                               self.text_pair, self.labels, self.top_k)
 
 
 class SeqClsClient(TaskClient):
@@ -69,10 +69,7 @@ class SeqClsClient(TaskClient):
                 confidence=float(columns[interface.CONFIDENCE][row, 0]),
                 truncated=bool(columns[interface.TRUNCATED][row, 0]))
             if interface.PROBABILITIES in columns:
-                probabilities = columns[interface.PROBABILITIES][row]
-                order = np.argsort(-probabilities)[:top_k]
-                result.top_k = [{"label": self.labels[i], "probability": round(float(probabilities[i]), 6)}
-                                for i in order]
+                result.top_k = answers.top_k(columns[interface.PROBABILITIES][row], self.labels, top_k)
                 if self.multi_label:
                     result.labels = [self.labels[i] for i in np.flatnonzero(columns[interface.SELECTED][row])]
             results.append(result)

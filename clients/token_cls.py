@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from serving_core import interface
+from serving_core import answers, interface
 from serving_core.token_cls import unpack_spans
 
 from .triton import TaskClient, run_cli
@@ -24,9 +24,8 @@ class TokenClsClient(TaskClient):
 
     def entities(self, texts: list[str]) -> list[dict]:
         columns = self.run({interface.TEXT: texts}, _OUTPUTS)
-        return [{"text": text,
-                 "entities": [e.to_json() for e in unpack_spans(columns, interface.ENTITY_PREFIX, row)],
-                 "truncated": bool(columns[interface.TRUNCATED][row, 0])}
+        return [answers.token_cls(text, unpack_spans(columns, interface.ENTITY_PREFIX, row),
+                                  columns[interface.TRUNCATED][row, 0])
                 for row, text in enumerate(texts)]
 
 

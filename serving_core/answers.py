@@ -1,8 +1,6 @@
-"""The answer JSON the Paddle Serving service returns: one object per input.
+"""The answer JSON of every task: one object per input, the same from every server.
 
-The Triton clients (clients/) build objects of the same shape from the ensemble's typed
-tensors with their own code; tests/test_paddle_serving.py compares the two servers' answers
-on every task. (Making the clients call these functions too is open work.)
+The Paddle Serving service and the Triton clients (clients/) both build their answers here.
 """
 from __future__ import annotations
 
@@ -12,19 +10,24 @@ from .qa import Answer
 from .token_cls import Entity
 
 
-def seq_cls(text: str, label: int, labels: list[str], confidence: float, truncated: bool,
-            probabilities: np.ndarray | None = None, top_k: int = 0, pair: str | None = None,
-            selected: np.ndarray | None = None) -> dict:
+def top_k(probabilities: np.ndarray, labels: list[str] | tuple[str, ...], k: int) -> list[dict]:
+    """The k most probable labels, most probable first."""
+    order = np.argsort(-probabilities)[:k] if k > 0 else []
+    return [{"label": labels[i], "probability": round(float(probabilities[i]), 6)} for i in order]
+
+
+def seq_cls(text: str, label: int, label_name: str, confidence: float, truncated: bool, pair: str | None = None,
+            selected: list[str] | None = None, best: list[dict] | None = None) -> dict:
+    """`selected`: multi-label, every label over the threshold; `best`: the `top_k` list."""
     answer = {"text": text}
     if pair is not None:
         answer["text_pair"] = pair
-    answer.update({"label": int(label), "label_name": labels[label], "confidence": float(confidence),
+    answer.update({"label": int(label), "label_name": label_name, "confidence": float(confidence),
                    "truncated": bool(truncated)})
     if selected is not None:
-        answer["labels"] = [labels[i] for i in np.flatnonzero(selected)]
-    if probabilities is not None and top_k > 0:
-        order = np.argsort(-probabilities)[:top_k]
-        answer["top_k"] = [{"label": labels[i], "probability": round(float(probabilities[i]), 6)} for i in order]
+        answer["labels"] = list(selected)
+    if best:
+        answer["top_k"] = best
     return answer
 
 

@@ -1,7 +1,8 @@
 """Public tensor names of a generated ensemble: the contract between server and clients.
 
-`label` and `confidence` are the names PaddleNLP's and FastDeploy's example Triton
-clients read, so their users' clients keep working against our repositories.
+`label` and `confidence` carry the names PaddleNLP's and FastDeploy's example Triton clients
+read; their shapes ([B, 1] here) and multi-label meaning differ from those servers', so those
+client scripts do not work unchanged yet.
 """
 from __future__ import annotations
 

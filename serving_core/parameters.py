@@ -23,20 +23,21 @@ def _encode(value) -> str:
 
 
 def from_parameters(cls: type[T], parameters: dict[str, str]) -> T:
-    """{field: JSON text} -> dataclass instance; unknown keys are ignored, missing keep defaults."""
+    """{field: text} -> dataclass instance; keys of other settings are ignored, missing keep defaults."""
     hints = typing.get_type_hints(cls)
-    values = {}
-    for field in dataclasses.fields(cls):
-        if field.name not in parameters:
-            continue
-        if hints[field.name] is str:
-            values[field.name] = parameters[field.name]
-            continue
-        value = json.loads(parameters[field.name])
-        if typing.get_origin(hints[field.name]) is tuple:
-            value = tuple(value)
-        values[field.name] = value
-    return cls(**values)
+    return from_dict(cls, {f.name: parameters[f.name] if hints[f.name] is str else json.loads(parameters[f.name])
+                           for f in dataclasses.fields(cls) if f.name in parameters})
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """A settings dataclass from its JSON object: lists become the tuples the class declares.
+    Unknown keys are an error, so a file written by a newer builder is not silently misread."""
+    hints = typing.get_type_hints(cls)
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    return cls(**{key: tuple(value) if typing.get_origin(hints[key]) is tuple else value
+                  for key, value in data.items()})
 
 
 def parameters_from_model_config(model_config: dict) -> dict[str, str]:

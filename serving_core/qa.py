@@ -14,8 +14,6 @@ import numpy as np
 
 @dataclass(frozen=True)
 class QASettings:
-    doc_stride: int = 128
-    max_question_len: int = 64
     max_answer_len: int = 30
     n_best: int = 20
     no_answer_threshold: float | None = None  # answer "" when the best probability is below

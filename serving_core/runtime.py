@@ -37,6 +37,7 @@ class PaddleRunner:
         from paddle import inference
 
         self.signature = read_signature(files)
+        self.precision = precision
         config = inference.Config(str(files.model_file), str(files.params_file))
         config.disable_gpu()
         config.disable_glog_info()

@@ -21,7 +21,6 @@ class TagScheme(str, enum.Enum):
 class TokenClsSettings:
     labels: tuple[str, ...]
     scheme: str = TagScheme.BIO.value
-    window_stride: int = 63  # step between the starts of neighbouring windows of a long text
 
 
 @dataclass(frozen=True)

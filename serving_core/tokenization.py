@@ -44,13 +44,16 @@ def is_blank(text: str) -> bool:
     return all(c.isspace() or unicodedata.category(c)[0] == "C" for c in text)
 
 
+DEFAULT_MAX_SEQ_LEN = 128  # tokens a window holds, [CLS] and [SEP] included, unless the model allows fewer
+
+
 @dataclass(frozen=True)
 class TokenizerSettings:
     """How text becomes model input; written into the tokenizer step's config."""
 
     vocab_file: str = "vocab.txt"
     do_lower_case: bool = True
-    max_seq_len: int = 128
+    max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     unk_token: str = "[UNK]"
     pad_token: str = "[PAD]"
     cls_token: str = "[CLS]"

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from builder.build import build
+from builder.repository import read_build
 from builder.example import intents
 from builder.options import BuildOptions
 from builder.quantize import QuantizeOptions
@@ -16,6 +17,7 @@ from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.program import find_program, is_quantized
 from serving_core.runtime import RuntimeKind, cpu_has_bf16
+from serving_core.spec import read_spec
 
 INT8 = dict(runtime=RuntimeKind.ONNXRUNTIME, quantize="int8", quantize_options=QuantizeOptions())
 COMMANDS = [t for t, _, _ in intents.annotated_examples(5)][:20]
@@ -81,11 +83,23 @@ def test_bf16_is_refused_where_the_cpu_lacks_it(example_model, tmp_path):
         build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16"), show_progress=False)
 
 
-@pytest.mark.skipif(not cpu_has_bf16(), reason="no AMX / AVX512-BF16 on this CPU")
-def test_bf16_builds_where_the_cpu_has_it(example_model, tmp_path):
-    report = build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16"),
+def test_bf16_reaches_the_model_step_of_both_targets(example_model, tmp_path, monkeypatch):
+    """Drift bug: `--precision bf16 --target paddle-serving` used to serve FP32 silently."""
+    if not cpu_has_bf16():  # the spec and both renderings can be checked on any CPU
+        monkeypatch.setattr("builder.build.cpu_has_bf16", lambda: True)
+    report = build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16", target="all"),
                    show_progress=False)
-    assert '"bf16"' in (tmp_path / "r" / f"{report.ensemble}_model" / "config.pbtxt").read_text()
+    triton = tmp_path / "r" / "triton"
+    assert '"bf16"' in (triton / f"{report.ensemble}_model" / "config.pbtxt").read_text()
+    service = tmp_path / "r" / "paddle_serving" / report.ensemble
+    spec = read_spec(service / "service.json")
+    assert spec.model_step().precision == "bf16" and read_build(triton, report.ensemble)[0] == spec
+    if cpu_has_bf16():  # the runner the Paddle Serving op gets is bf16
+        monkeypatch.syspath_prepend(str(service))
+        from serving_adapter import RunnerServiceHandler
+
+        handler = RunnerServiceHandler(service, spec.model_step(), [t.name for t in spec.program_outputs])
+        assert handler.get_client().runner.precision == "bf16"
 
 
 def test_int8_paddle_program_that_cannot_run_points_to_onnxruntime(static_export, tmp_path):

@@ -12,13 +12,13 @@ from serving_core.parameters import from_parameters, parameters_from_model_confi
 from serving_core.seq_cls import SeqClsSettings
 from serving_core.tokenization import TokenizerSettings
 
-TEXT = IOTensor("TEXT", "TYPE_STRING", (1,))
-IDS = IOTensor("input_ids", "TYPE_INT64", (-1,))
-LOGITS = IOTensor("logits", "TYPE_FP32", (3,))
-LABEL = IOTensor("label", "TYPE_INT64", (1,))
+TEXT = IOTensor("TEXT", "string", (1,))
+IDS = IOTensor("input_ids", "int64", (-1,))
+LOGITS = IOTensor("logits", "float32", (3,))
+LABEL = IOTensor("label", "int64", (1,))
 
 
-def _pipeline(ids_type="TYPE_INT64", output_map=None):
+def _pipeline(ids_type="int64", output_map=None):
     tok = python_step("t", [TEXT], [IDS], BatchingOptions())
     model = python_step("m", [IOTensor("input_ids", ids_type, (-1,), ragged=True)], [LOGITS], BatchingOptions())
     post = python_step("p", [LOGITS], [LABEL], BatchingOptions())
@@ -30,7 +30,7 @@ def _pipeline(ids_type="TYPE_INT64", output_map=None):
 
 
 def test_config_renders_and_parses_back():
-    config = python_step("m", [IOTensor("input_ids", "TYPE_INT64", (-1,), ragged=True)], [LOGITS],
+    config = python_step("m", [IOTensor("input_ids", "int64", (-1,), ragged=True)], [LOGITS],
                          BatchingOptions(32, 2, 500, (8, 16)), ModelStepSettings(num_threads=4))
     text = render(config)
     again = parse(text)
@@ -55,7 +55,7 @@ def test_good_wiring_passes():
 
 
 def test_dtype_mismatch_is_caught():
-    ens, models = _pipeline(ids_type="TYPE_INT32")
+    ens, models = _pipeline(ids_type="int32")
     problems = wiring_problems(ens, models)
     assert any("TYPE_INT64" in p and "TYPE_INT32" in p for p in problems), problems
     with pytest.raises(UserError):

@@ -1,22 +1,19 @@
-"""What every task's ensemble shares: the tokenizer step, the model step, the ensemble."""
+"""What every task's planner shares: checks on the program, and the spec's tokenizer and model step."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from serving_core import interface
 from serving_core.errors import UserError
 from serving_core.feed_checks import feed_limits
 from serving_core.model_step import ModelStepSettings
 from serving_core.program import ProgramFiles, ProgramSignature
+from serving_core.spec import EnsembleSpec, IOTensor
 from serving_core.tensors import TensorSpec
 from serving_core.tokenization import KNOWN_MODEL_INPUTS, TokenizerSettings, pad_value_for
 from serving_core.windows import WindowSettings
 
 from ..options import BuildOptions
-from ..plan import ModelDirPlan, RepositoryPlan
-from ..triton_config import EnsembleStep, IOTensor, ensemble, native_onnxruntime_step, python_step
 
 
 @dataclass(frozen=True)
@@ -29,7 +26,6 @@ class PlanInputs:
     serving_program: ProgramFiles  # what the model step runs
     signature: ProgramSignature
     tokenizer: TokenizerSettings
-    vocab_file: Path
     label_sets: dict[str, tuple[str, ...]]
     pad_id: int
     vocab_size: int  # ids the model's embedding table takes (the tokenizer writes no larger one)
@@ -73,109 +69,49 @@ def outputs_by_rank(inputs: PlanInputs, expected: dict[int, int], task_hint: str
     return grouped
 
 
-@dataclass(frozen=True)
-class EnsembleParts:
-    text_inputs: list[IOTensor]
-    feeds: list[IOTensor]
-    tokenizer_outputs: list[IOTensor]
-    tokenizer: ModelDirPlan
-    model: ModelDirPlan
-
-
-def step_names(name: str) -> tuple[str, str, str]:
-    return f"{name}_tokenizer", f"{name}_model", f"{name}_postprocess"
-
-
-def tokenizer_and_model(inputs: PlanInputs, text_inputs: list[IOTensor], window: WindowSettings,
-                        model_outputs: list[tuple[TensorSpec, tuple[int, ...]]]) -> EnsembleParts:
-    """The tokenizer step (per `window` mode) and the model step running the program.
-
-    `model_outputs`: program output and its Triton dims (without the batch axis).
-    """
+def tokenizer_layout(inputs: PlanInputs, window: WindowSettings) -> tuple[tuple[IOTensor, ...], tuple[IOTensor, ...]]:
+    """(the program's feeds as the tokenizer writes them, the tokenizer's bookkeeping outputs)."""
     check_inputs(inputs)
-    tok_name, model_name, _ = step_names(inputs.name)
-    options = inputs.options
-    step_batching = replace(options.step_batching, max_batch_size=options.model_batching.max_batch_size)
-    windowed = window.mode != "truncate"
-    seq_dims = (-1, -1) if windowed else (-1,)
-    feeds = [IOTensor(spec.name, spec.triton_type, seq_dims) for spec in inputs.signature.inputs]
-    extras = [IOTensor(interface.TRUNCATED, "TYPE_BOOL", (1,))]
-    if windowed:
-        extras += [IOTensor(interface.TOKEN_INDEX, "TYPE_INT32", (-1, -1)),
-                   IOTensor(interface.OFFSETS, "TYPE_INT32", (-1, 2))]
-    tokenizer_config = python_step(tok_name, text_inputs, feeds + extras, step_batching,
-                                   (replace(inputs.tokenizer, vocab_file="vocab.txt"), window))
+    seq_dims = (-1,) if window.mode == "truncate" else (-1, -1)
+    feeds = tuple(IOTensor(spec.name, spec.dtype, seq_dims) for spec in inputs.signature.inputs)
+    extras = [IOTensor(interface.TRUNCATED, "bool", (1,))]
+    if window.mode != "truncate":
+        extras += [IOTensor(interface.TOKEN_INDEX, "int32", (-1, -1)), IOTensor(interface.OFFSETS, "int32", (-1, 2))]
+    return feeds, tuple(extras)
 
-    serving = inputs.serving_program
-    limits = feed_limits([spec.name for spec in inputs.signature.inputs], inputs.vocab_size,
-                         inputs.tokenizer.max_seq_len, inputs.type_vocab_size)
-    settings = ModelStepSettings(
+
+def model_settings(inputs: PlanInputs) -> ModelStepSettings:
+    """The model step: runtime, files, threads, padding and the value limits of its inputs."""
+    serving, options = inputs.serving_program, inputs.options
+    names = [spec.name for spec in inputs.signature.inputs]
+    limits = feed_limits(names, inputs.vocab_size, inputs.tokenizer.max_seq_len, inputs.type_vocab_size)
+    return ModelStepSettings(
         runtime=options.runtime.value, program_format=serving.format.value, model_file=serving.model_file.name,
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
         precision=options.precision, max_batch_tokens=options.max_batch_tokens,
-        pad_values={spec.name: pad_value_for(spec.name, inputs.pad_id) for spec in inputs.signature.inputs},
-        value_limits=limits.value_limits, max_seq_len=limits.max_seq_len, max_windows=window.max_windows)
-    if options.gpu_onnxruntime:
-        model_dir = _native_onnxruntime_model(inputs, feeds, model_outputs, window)
-    else:
-        model_config = python_step(
-            model_name, [IOTensor(f.name, f.triton_type, f.dims, ragged=True) for f in feeds],
-            [IOTensor(spec.name, "TYPE_FP32", dims) for spec, dims in model_outputs], options.model_batching,
-            settings)
-        files = {settings.model_file: serving.model_file}
-        if serving.params_file:
-            files[settings.params_file] = serving.params_file
-        model_dir = ModelDirPlan(model_config, "model", files)
-    return EnsembleParts(text_inputs, feeds, extras, ModelDirPlan(tokenizer_config, "tokenizer",
-                                                                  {"vocab.txt": inputs.vocab_file}), model_dir)
+        pad_values={name: pad_value_for(name, inputs.pad_id) for name in names}, value_limits=limits.value_limits)
 
 
-def _native_onnxruntime_model(inputs: PlanInputs, feeds, model_outputs, window: WindowSettings) -> ModelDirPlan:
-    """The model step as Triton's onnxruntime backend on GPU (users' NGC containers)."""
-    options = inputs.options
-    if window.mode != "truncate" or not window.pad_to_max:
-        raise UserError(f"--gpu-onnxruntime serves {options.task} only through the Python model step (its windows "
-                        "need flattening); it is available for seq_cls")
-    if inputs.serving_program.format.value != "onnx":
-        raise UserError("--gpu-onnxruntime needs the ONNX model: add --runtime onnxruntime")
-    for spec, _ in model_outputs:
-        if spec.dtype != "float32":
-            raise inputs.fail(f"output {spec.name} is {spec.dtype}; the native step declares FP32")
-    config = native_onnxruntime_step(
-        step_names(inputs.name)[1], [IOTensor(f.name, f.triton_type, f.dims) for f in feeds],
-        [IOTensor(spec.name, "TYPE_FP32", dims) for spec, dims in model_outputs], options.model_batching,
-        options.gpu_tensorrt, options.gpu_fp16)
-    return ModelDirPlan(config, None, {"model.onnx": inputs.serving_program.model_file})
-
-
-def assemble(inputs: PlanInputs, parts: EnsembleParts, model_output_map: dict[str, str],
-             post_inputs: list[IOTensor], post_input_map: dict[str, str], post_outputs: list[IOTensor],
-             post_settings, post_code: str, parameters: dict[str, object],
-             ensemble_extra_outputs: list[IOTensor] = ()) -> RepositoryPlan:
-    """Wire tokenizer -> model -> postprocess into the ensemble `inputs.name`."""
-    tok_name, model_name, post_name = step_names(inputs.name)
-    options = inputs.options
-    step_batching = replace(options.step_batching, max_batch_size=options.model_batching.max_batch_size)
-    post_config = python_step(post_name, post_inputs, post_outputs, step_batching, post_settings)
-    steps = [
-        EnsembleStep(tok_name, {t.name: t.name for t in parts.text_inputs},
-                     {t.name: t.name for t in parts.feeds + parts.tokenizer_outputs}),
-        EnsembleStep(model_name, {f.name: f.name for f in parts.feeds}, model_output_map),
-        EnsembleStep(post_name, post_input_map, {o.name: o.name for o in post_outputs}),
-    ]
-    outputs = list(post_outputs) + list(ensemble_extra_outputs)
-    ensemble_config = ensemble(inputs.name, parts.text_inputs, outputs, steps,
-                               options.model_batching.max_batch_size,
-                               {interface.PARAM_TASK: options.task.value,
-                                interface.PARAM_MAX_SEQ_LEN: json.dumps(inputs.tokenizer.max_seq_len),
-                                **{k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-                                   for k, v in parameters.items()}})
-    return RepositoryPlan(inputs.name, [ModelDirPlan(ensemble_config), parts.tokenizer, parts.model,
-                                        ModelDirPlan(post_config, post_code)])
+def ensemble_spec(inputs: PlanInputs, text_inputs: list[IOTensor], window: WindowSettings,
+                  program_outputs: list[tuple[TensorSpec, tuple[int, ...], str]], post_inputs: list[IOTensor],
+                  post_outputs: list[IOTensor], postprocess) -> EnsembleSpec:
+    """The spec of tokenizer -> model -> postprocess. `program_outputs`: (program output, its dims
+    without the batch axis, the tensor the postprocess reads it as)."""
+    feeds, extras = tokenizer_layout(inputs, window)
+    for spec, _, _ in program_outputs:
+        if inputs.options.gpu_onnxruntime and spec.dtype != "float32":
+            raise inputs.fail(f"output {spec.name} is {spec.dtype}; the native GPU step declares float32")
+    return EnsembleSpec(
+        name=inputs.name, task=inputs.options.task.value, inputs=tuple(text_inputs),
+        tokenizer=replace(inputs.tokenizer, vocab_file="vocab.txt"), window=window, feeds=feeds,
+        tokenizer_extras=extras, model=model_settings(inputs),
+        program_outputs=tuple(IOTensor(spec.name, "float32", dims) for spec, dims, _ in program_outputs),
+        roles={spec.name: role for spec, _, role in program_outputs}, post_inputs=tuple(post_inputs),
+        post_outputs=tuple(post_outputs), postprocess=postprocess)
 
 
 def span_outputs(prefix: str) -> list[IOTensor]:
-    """Typed span tensors: <prefix>_label/_text BYTES, _start/_end INT32, _score FP32 ([-1] each), _count."""
-    return [IOTensor(f"{prefix}_label", "TYPE_STRING", (-1,)), IOTensor(f"{prefix}_text", "TYPE_STRING", (-1,)),
-            IOTensor(f"{prefix}_start", "TYPE_INT32", (-1,)), IOTensor(f"{prefix}_end", "TYPE_INT32", (-1,)),
-            IOTensor(f"{prefix}_score", "TYPE_FP32", (-1,)), IOTensor(f"{prefix}_count", "TYPE_INT32", (1,))]
+    """Typed span tensors: <prefix>_label/_text strings, _start/_end int32, _score float32 ([-1] each), _count."""
+    return [IOTensor(f"{prefix}_label", "string", (-1,)), IOTensor(f"{prefix}_text", "string", (-1,)),
+            IOTensor(f"{prefix}_start", "int32", (-1,)), IOTensor(f"{prefix}_end", "int32", (-1,)),
+            IOTensor(f"{prefix}_score", "float32", (-1,)), IOTensor(f"{prefix}_count", "int32", (1,))]

@@ -29,25 +29,23 @@ from paddle_serving_server.web_service import Op, WebService  # noqa: E402
 
 from front_door import KeyValueRequestOp, serve  # noqa: E402
 from serving_adapter import RunnerServiceHandler  # noqa: E402
-from serving_core import answers  # noqa: E402
+from serving_core import answers, interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
-from serving_core.intent_slot import IntentSlotSettings  # noqa: E402
-from serving_core.model_step import ModelStepSettings  # noqa: E402
-from serving_core.parameters import from_parameters  # noqa: E402
-from serving_core.qa import QASettings, best_answer  # noqa: E402
+from serving_core.qa import best_answer  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
+from serving_core.spec import EnsembleSpec  # noqa: E402
 from serving_core.token_cls import TokenClsSettings, token_entities  # noqa: E402
 from serving_core.encoder import FeedEncoder  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, is_blank, pad_to_width  # noqa: E402
-from serving_core.windows import WindowSettings  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, is_blank, pad_to_width  # noqa: E402
 
 BAD_REQUEST = 400
-SPEC = json.loads((HERE / "service.json").read_text(encoding="utf-8"))
-TASK = SPEC["task"]
+SERVICE = json.loads((HERE / "service.json").read_text(encoding="utf-8"))
+SPEC = EnsembleSpec.from_json(SERVICE["spec"])
+TASK = SPEC.task
 INPUTS = {"seq_cls": ["text"], "token_cls": ["text"], "intent_slot": ["text"], "qa": ["question", "context"]}[TASK]
-if SPEC.get("text_pair"):
+if SPEC.text_pair:
     INPUTS = ["text", "text_pair"]
-MAX_TEXTS = int(SPEC.get("max_texts", 64))  # texts a request; each text's length is bounded by the tokenizer
+MAX_TEXTS = int(SERVICE["max_texts"])  # texts a request; each text's length is bounded by the tokenizer
 
 
 def _texts(request: dict, key: str) -> list[str]:
@@ -81,14 +79,9 @@ class ErnieOp(Op):
         return client.feed_names, client.fetch_names
 
     def init_op(self):
-        self.tokenizer = ErnieTokenizer.from_files(HERE / "serving_server" / "vocab.txt",
-                                                   from_parameters(TokenizerSettings, SPEC["tokenizer"]))
-        window = from_parameters(WindowSettings, SPEC["tokenizer"])  # one map holds both, as in Triton
-        self.encoder = FeedEncoder(self.tokenizer, window, SPEC["feeds"])
-        self.outputs = SPEC["outputs"]  # role -> program output name
-        settings_class = {"seq_cls": SeqClsSettings, "token_cls": TokenClsSettings, "qa": QASettings,
-                          "intent_slot": IntentSlotSettings}[TASK]
-        self.settings = from_parameters(settings_class, SPEC["postprocess"])
+        self.tokenizer = ErnieTokenizer.from_files(HERE / "serving_server" / SPEC.tokenizer.vocab_file, SPEC.tokenizer)
+        self.encoder = FeedEncoder(self.tokenizer, SPEC.window, SPEC.feed_names)
+        self.settings = SPEC.postprocess
 
     def _encode(self, columns):
         """(what the decoders read: the window bookkeeping, or the truncate-mode encoding;
@@ -119,12 +112,13 @@ class ErnieOp(Op):
 
     def _decode_seq_cls(self, columns, batch, fetch, request):
         top_k = int(json.loads(request.get("top_k", "0")))
-        decoded = decode(fetch[self.outputs["logits"]], self.settings)
+        decoded = decode(fetch[SPEC.program_output(interface.LOGITS)], self.settings)
         labels = list(self.settings.labels)
         pairs = columns[1] if len(columns) > 1 else [None] * len(columns[0])
-        return [answers.seq_cls(text, decoded.label[i], labels, decoded.confidence[i], batch.truncated[i],
-                                decoded.probabilities[i], top_k, pairs[i],
-                                decoded.selected[i] if self.settings.multi_label else None)
+        selected = [[labels[c] for c in np.flatnonzero(row)] for row in decoded.selected]
+        return [answers.seq_cls(text, decoded.label[i], labels[decoded.label[i]], decoded.confidence[i],
+                                batch.truncated[i], pairs[i], selected[i] if self.settings.multi_label else None,
+                                answers.top_k(decoded.probabilities[i], labels, top_k))
                 for i, text in enumerate(columns[0])]
 
     def _per_text(self, batch, array):
@@ -139,21 +133,21 @@ class ErnieOp(Op):
         return blocks
 
     def _decode_token_cls(self, columns, batch, fetch, request):
-        logits = self._per_text(batch, fetch[self.outputs["logits"]])
+        logits = self._per_text(batch, fetch[SPEC.program_output(interface.LOGITS)])
         return [answers.token_cls(text, token_entities(text, logits[b], batch.token_index[b], batch.offsets[b],
                                                        self.settings), batch.truncated[b])
                 for b, text in enumerate(columns[0])]
 
     def _decode_qa(self, columns, batch, fetch, request):
-        starts = self._per_text(batch, fetch[self.outputs["start_logits"]])
-        ends = self._per_text(batch, fetch[self.outputs["end_logits"]])
+        starts = self._per_text(batch, fetch[SPEC.program_output(interface.START_LOGITS)])
+        ends = self._per_text(batch, fetch[SPEC.program_output(interface.END_LOGITS)])
         return [answers.qa(question, best_answer(columns[1][b], starts[b], ends[b], batch.token_index[b],
                                                  batch.offsets[b], self.settings))
                 for b, question in enumerate(columns[0])]
 
     def _decode_intent_slot(self, columns, batch, fetch, request):
-        intent = decode(fetch[self.outputs["logits"]], SeqClsSettings(self.settings.intents))
-        slots = self._per_text(batch, fetch[self.outputs["slot_logits"]])
+        intent = decode(fetch[SPEC.program_output(interface.LOGITS)], SeqClsSettings(self.settings.intents))
+        slots = self._per_text(batch, fetch[SPEC.program_output(interface.SLOT_LOGITS)])
         slot_settings = TokenClsSettings(self.settings.slots, self.settings.scheme)
         return [answers.intent_slot(text, self.settings.intents[intent.label[b]], intent.confidence[b],
                                     token_entities(text, slots[b], batch.token_index[b], batch.offsets[b],
@@ -171,9 +165,8 @@ class ErnieService(WebService):
         self._server.prepare_server(yml_file=yml_file, yml_dict=yml_dict)
 
     def get_pipeline_response(self, read_op):
-        model = from_parameters(ModelStepSettings, SPEC["model"])
-        handler = RunnerServiceHandler(HERE, model, list(SPEC["outputs"].values()))
-        op = ErnieOp(name=SPEC["op_name"], input_ops=[read_op], local_service_handler=handler)
+        handler = RunnerServiceHandler(HERE, SPEC.model_step(), [t.name for t in SPEC.program_outputs])
+        op = ErnieOp(name=SPEC.name, input_ops=[read_op], local_service_handler=handler)
         op.client_type = handler.client_type
         return op
 
@@ -192,7 +185,7 @@ def main() -> None:
     config["rpc_port"] = args.rpc_port or config["rpc_port"]
     config["http_port"] = args.http_port or config["http_port"]
     os.chdir(HERE)  # Paddle Serving writes PipelineServingLogs/ into the working directory
-    service = ErnieService(name=SPEC["name"])
+    service = ErnieService(name=SPEC.name)
     service.prepare_pipeline_config(yml_dict=config)
     serve(service._server, args.host, config["rpc_port"], config["http_port"])
 

@@ -20,7 +20,7 @@ class RunnerPredictor:
     """The `predict(feed, fetch, batch, log_id)` Paddle Serving's Op calls in process()."""
 
     def __init__(self, runner, pad_values: dict[str, int], max_batch_tokens: int):
-        self._runner = runner
+        self.runner = runner
         self._pad_values = pad_values
         self._max_batch_tokens = max_batch_tokens
         self._dtypes = {t.name: t.dtype for t in runner.signature.inputs}
@@ -38,7 +38,7 @@ class RunnerPredictor:
         feeds = {name: np.ascontiguousarray(feed[name][:, :width]).astype(dtype, copy=False)
                  for name, dtype in self._dtypes.items()}
         with self._lock:
-            outputs = run_within_budget(self._runner, feeds, self._max_batch_tokens)
+            outputs = run_within_budget(self.runner, feeds, self._max_batch_tokens)
         return {name: outputs[name] for name in (fetch or outputs)}
 
 

@@ -5,8 +5,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import StepModel, input_array, output_tensor  # noqa: E402
+from triton_helpers import StepModel, input_array, responses_from_columns  # noqa: E402
 
 from serving_core import interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
@@ -36,10 +35,4 @@ class TritonPythonModel(StepModel):
             interface.PROBABILITIES: result.probabilities,
             interface.SELECTED: result.selected,
         }
-        responses, row = [], 0
-        for size in sizes:
-            tensors = [output_tensor(name, columns[name][row: row + size], dtype)
-                       for name, dtype in self.dtypes.items()]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            row += size
-        return responses
+        return responses_from_columns(sizes, columns, self.dtypes)

@@ -1,0 +1,93 @@
+"""An EnsembleSpec rendered as Triton models: three Python steps and the ensemble that wires them.
+
+The steps get their typed settings in their config `parameters`; the ensemble's `parameters`
+tell remote clients what they talk to (task, labels, text_pair, multi_label, max_seq_len, tag
+scheme), since they cannot read build.json.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from serving_core import interface
+from serving_core.errors import UserError
+from serving_core.program import ProgramFiles
+from serving_core.spec import EnsembleSpec
+
+from .plan import ModelDirPlan, RepositoryPlan
+from .triton_config import BatchingOptions, EnsembleStep, ensemble, native_onnxruntime_step, python_step
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    """How Triton schedules the steps, and whether the model step is Triton's native GPU backend."""
+
+    model_batching: BatchingOptions = field(default_factory=BatchingOptions)
+    step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
+    gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)
+    gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
+    gpu_fp16: bool = False  # ... in FP16
+
+
+def client_parameters(spec: EnsembleSpec) -> dict[str, str]:
+    """The ensemble's `parameters`: what a client reads to learn how to talk to the model."""
+    settings = spec.postprocess
+    values: dict[str, object] = {interface.PARAM_TASK: spec.task,
+                                 interface.PARAM_MAX_SEQ_LEN: spec.tokenizer.max_seq_len}
+    if spec.task == interface.Task.SEQ_CLS:
+        values.update({interface.PARAM_LABELS: list(settings.labels), interface.PARAM_TEXT_PAIR: spec.text_pair,
+                       interface.PARAM_MULTI_LABEL: settings.multi_label})
+    elif spec.task == interface.Task.TOKEN_CLS:
+        values.update({interface.PARAM_LABELS: list(settings.labels), interface.PARAM_SCHEME: settings.scheme})
+    elif spec.task == interface.Task.INTENT_SLOT:
+        values.update({interface.PARAM_LABELS: list(settings.intents),
+                       interface.PARAM_SLOT_LABELS: list(settings.slots), interface.PARAM_SCHEME: settings.scheme})
+    return {key: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            for key, value in values.items()}
+
+
+def repository_plan(spec: EnsembleSpec, options: TritonOptions, vocab_file: Path,
+                    program: ProgramFiles) -> RepositoryPlan:
+    """The four model directories of `spec`: `vocab_file` and `program` are copied into them."""
+    steps = replace(options.step_batching, max_batch_size=options.model_batching.max_batch_size)
+    tokenizer = python_step(spec.tokenizer_step, list(spec.inputs), list(spec.feeds + spec.tokenizer_extras), steps,
+                            (spec.tokenizer, spec.window))
+    postprocess = python_step(spec.postprocess_step, list(spec.post_inputs), list(spec.post_outputs), steps,
+                              spec.postprocess)
+    wiring = [
+        EnsembleStep(spec.tokenizer_step, {t.name: t.name for t in spec.inputs},
+                     {t.name: t.name for t in spec.feeds + spec.tokenizer_extras}),
+        EnsembleStep(spec.model_step_name, {t.name: t.name for t in spec.feeds}, dict(spec.roles)),
+        EnsembleStep(spec.postprocess_step, {t.name: t.name for t in spec.post_inputs},
+                     {t.name: t.name for t in spec.post_outputs}),
+    ]
+    config = ensemble(spec.name, list(spec.inputs), list(spec.outputs), wiring,
+                      options.model_batching.max_batch_size, client_parameters(spec))
+    return RepositoryPlan(spec.name, [
+        ModelDirPlan(config), ModelDirPlan(tokenizer, "tokenizer", {spec.tokenizer.vocab_file: vocab_file}),
+        _model_step(spec, options, program), ModelDirPlan(postprocess, f"postprocess_{spec.task}")])
+
+
+def _model_step(spec: EnsembleSpec, options: TritonOptions, program: ProgramFiles) -> ModelDirPlan:
+    if options.gpu_onnxruntime:
+        return _native_onnxruntime_step(spec, options, program)
+    settings = spec.model_step()
+    config = python_step(spec.model_step_name, [replace(t, ragged=True) for t in spec.feeds],
+                         list(spec.program_outputs), options.model_batching, settings)
+    files = {settings.model_file: program.model_file}
+    if program.params_file:
+        files[settings.params_file] = program.params_file
+    return ModelDirPlan(config, "model", files)
+
+
+def _native_onnxruntime_step(spec: EnsembleSpec, options: TritonOptions, program: ProgramFiles) -> ModelDirPlan:
+    """The model step as Triton's onnxruntime backend on GPU (users' NGC containers)."""
+    if spec.window.mode != "truncate" or not spec.window.pad_to_max:
+        raise UserError(f"--gpu-onnxruntime serves {spec.task} only through the Python model step (its windows "
+                        "need flattening); it is available for seq_cls")
+    if program.format.value != "onnx":
+        raise UserError("--gpu-onnxruntime needs the ONNX model: add --runtime onnxruntime")
+    config = native_onnxruntime_step(spec.model_step_name, list(spec.feeds), list(spec.program_outputs),
+                                     options.model_batching, options.gpu_tensorrt, options.gpu_fp16)
+    return ModelDirPlan(config, None, {"model.onnx": program.model_file})
