@@ -53,7 +53,7 @@ def _cmd_build(args) -> int:
         multi_label=args.multi_label, threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
         model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
         step_batching=BatchingOptions(args.max_batch_size, 1, 0),
-        tag_scheme=args.tag_scheme, window_stride=args.stride, max_windows=args.max_windows,
+        tag_scheme=args.tag_scheme, stride=args.stride, max_windows=args.max_windows,
         max_question_len=args.max_question_len,
         max_answer_len=args.max_answer_len, n_best=args.n_best, no_answer_threshold=args.no_answer_threshold,
         tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,

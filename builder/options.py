@@ -29,7 +29,7 @@ class BuildOptions:
     threshold: float = 0.5
     int_dtype: str = "int64"  # dtype of exported id inputs (checkpoints only)
     tag_scheme: str | None = None  # token_cls / intent_slot: bio, bioes, io; default: from the labels
-    window_stride: int | None = None  # token_cls / qa: step between window starts (PaddleNLP doc_stride)
+    stride: int | None = None  # token_cls / qa: step between window starts (PaddleNLP doc_stride)
     max_windows: int = 32  # token_cls / qa: windows per text (longer text is cut and flagged); 0: no bound
     max_question_len: int = 64  # qa
     max_answer_len: int = 30  # qa

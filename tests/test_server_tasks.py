@@ -40,12 +40,12 @@ def repository(token_cls_model, qa_model, intent_slot_model, tmp_path_factory):
     repo = tmp_path_factory.mktemp("tasks") / "models"
     variants = {
         "ner": (token_cls_model, Task.TOKEN_CLS, {}),
-        "ner_windows": (token_cls_model, Task.TOKEN_CLS, {"max_seq_len": 16, "window_stride": 4,
+        "ner_windows": (token_cls_model, Task.TOKEN_CLS, {"max_seq_len": 16, "stride": 4,
                                                            "max_windows": 0}),
         "ner_ort": (token_cls_model, Task.TOKEN_CLS, {"runtime": RuntimeKind.ONNXRUNTIME}),
         "qa": (qa_model, Task.QA, {}),
         # A 20 ms batching window, so that the batching test does not depend on timing luck.
-        "qa_windows": (qa_model, Task.QA, {"max_seq_len": 32, "window_stride": 8,
+        "qa_windows": (qa_model, Task.QA, {"max_seq_len": 32, "stride": 8,
                                            "model_batching": BatchingOptions(max_queue_delay_us=20_000)}),
         "slots": (intent_slot_model, Task.INTENT_SLOT, {"max_seq_len": 16}),
         "slots_ort": (intent_slot_model, Task.INTENT_SLOT, {"runtime": RuntimeKind.ONNXRUNTIME}),

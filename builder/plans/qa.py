@@ -21,7 +21,7 @@ def plan(inputs: PlanInputs) -> EnsembleSpec:
     options = inputs.options
     max_len = inputs.tokenizer.max_seq_len
     window = WindowSettings(TokenizerMode.QA.value,
-                            options.window_stride if options.window_stride is not None else max_len // 4,
+                            options.stride if options.stride is not None else max_len // 4,
                             options.max_windows, min(options.max_question_len, max_len // 2))
     question = IOTensor(interface.QUESTION, "string", (1,))
     context = IOTensor(interface.CONTEXT, "string", (1,))

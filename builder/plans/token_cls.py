@@ -18,7 +18,7 @@ def plan(inputs: PlanInputs) -> EnsembleSpec:
     options = inputs.options
     scheme = options.tag_scheme or detect_scheme(labels).value
     # Default: windows half overlapping (every token has at least a quarter window of context).
-    stride = options.window_stride if options.window_stride is not None else (inputs.tokenizer.max_seq_len - 2) // 2
+    stride = options.stride if options.stride is not None else (inputs.tokenizer.max_seq_len - 2) // 2
     text = IOTensor(interface.TEXT, "string", (1,))
     post_inputs = [IOTensor(interface.LOGITS, "float32", (-1, -1, width)),
                    IOTensor(interface.TOKEN_INDEX, "int32", (-1, -1)),
