@@ -45,13 +45,23 @@ def triton_type(tensor: IOTensor) -> int:
     return mc.DataType.Value(_TRITON_TYPES[tensor.dtype])
 
 
-def _input(tensor: IOTensor) -> mc.ModelInput:
-    return mc.ModelInput(name=tensor.name, data_type=triton_type(tensor),
-                         dims=list(tensor.dims), allow_ragged_batch=tensor.ragged)
+def config_dims(tensor: IOTensor, max_batch_size: int) -> list[int]:
+    """A tensor's `dims` in a config: without the batch axis where the model batches
+    (max_batch_size > 0), with it spelled out (-1) where it does not."""
+    if max_batch_size > 0:
+        if not tensor.batched:
+            raise ValueError(f"{tensor.name} has no batch axis; it needs a config with max_batch_size 0")
+        return list(tensor.dims)
+    return [-1, *tensor.dims] if tensor.batched else list(tensor.dims)
 
 
-def _output(tensor: IOTensor) -> mc.ModelOutput:
-    return mc.ModelOutput(name=tensor.name, data_type=triton_type(tensor), dims=list(tensor.dims))
+def _input(tensor: IOTensor, max_batch_size: int) -> mc.ModelInput:
+    return mc.ModelInput(name=tensor.name, data_type=triton_type(tensor), dims=config_dims(tensor, max_batch_size),
+                         allow_ragged_batch=tensor.ragged and max_batch_size > 0)
+
+
+def _output(tensor: IOTensor, max_batch_size: int) -> mc.ModelOutput:
+    return mc.ModelOutput(name=tensor.name, data_type=triton_type(tensor), dims=config_dims(tensor, max_batch_size))
 
 
 def _set_parameters(config: mc.ModelConfig, parameters: dict[str, str]) -> None:
@@ -61,14 +71,16 @@ def _set_parameters(config: mc.ModelConfig, parameters: dict[str, str]) -> None:
 
 def python_step(name: str, inputs: list[IOTensor], outputs: list[IOTensor], batching: BatchingOptions,
                 settings=None, extra_parameters: dict[str, str] | None = None) -> mc.ModelConfig:
-    """A Python-backend model on CPU with dynamic batching; `settings` (a dataclass, or a
-    tuple of them) go to `parameters`."""
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=batching.max_batch_size,
-                            input=[_input(t) for t in inputs], output=[_output(t) for t in outputs])
+    """A Python-backend model on CPU, with dynamic batching where max_batch_size > 0; `settings`
+    (a dataclass, or a tuple of them) go to `parameters`."""
+    size = batching.max_batch_size
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=size,
+                            input=[_input(t, size) for t in inputs], output=[_output(t, size) for t in outputs])
     config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU,
                                                        count=batching.instances))
-    config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us(CPU_QUEUE_DELAY_US)
-    config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
+    if size > 0:
+        config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us(CPU_QUEUE_DELAY_US)
+        config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
     for item in settings if isinstance(settings, tuple) else (settings,):
         if item is not None:
             _set_parameters(config, to_parameters(item))
@@ -86,7 +98,8 @@ class EnsembleStep:
 def ensemble(name: str, inputs: list[IOTensor], outputs: list[IOTensor], steps: list[EnsembleStep],
              max_batch_size: int, parameters: dict[str, str]) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size,
-                            input=[_input(t) for t in inputs], output=[_output(t) for t in outputs])
+                            input=[_input(t, max_batch_size) for t in inputs],
+                            output=[_output(t, max_batch_size) for t in outputs])
     for step in steps:
         config.ensemble_scheduling.step.append(mc.ModelEnsembling.Step(
             model_name=step.model_name, model_version=-1,
@@ -111,8 +124,9 @@ def native_onnxruntime_step(name: str, inputs: list[IOTensor], outputs: list[IOT
     Inputs are not ragged: the tokenizer pads every row to max_seq_len, so the dynamic
     batcher can join requests. TensorRT (optionally FP16) as the ORT execution accelerator.
     """
-    config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=batching.max_batch_size,
-                            input=[_input(t) for t in inputs], output=[_output(t) for t in outputs],
+    size = batching.max_batch_size
+    config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=size,
+                            input=[_input(t, size) for t in inputs], output=[_output(t, size) for t in outputs],
                             default_model_filename="model.onnx")
     config.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=batching.instances))
     config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us(GPU_QUEUE_DELAY_US)

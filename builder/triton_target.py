@@ -1,8 +1,10 @@
 """An EnsembleSpec rendered as Triton models: three Python steps and the ensemble that wires them.
 
-The steps get their typed settings in their config `parameters`; the ensemble's `parameters`
-tell remote clients what they talk to (task, labels, text_pair, multi_label, max_seq_len, tag
-scheme), since they cannot read build.json.
+The tokenizer and model steps batch dynamically; the postprocess and the ensemble have
+max_batch_size 0 with the batch axis in their dims, so a per-text value is [B] on the wire
+and in the config alike. The steps get their typed settings in their config `parameters`;
+the ensemble's `parameters` tell remote clients what they talk to (task, texts per request,
+labels, text_pair, multi_label, max_seq_len, tag scheme), since they cannot read build.json.
 """
 from __future__ import annotations
 
@@ -30,10 +32,10 @@ class TritonOptions:
     gpu_fp16: bool = False  # ... in FP16
 
 
-def client_parameters(spec: EnsembleSpec) -> dict[str, str]:
+def client_parameters(spec: EnsembleSpec, max_batch_size: int) -> dict[str, str]:
     """The ensemble's `parameters`: what a client reads to learn how to talk to the model."""
     settings = spec.postprocess
-    values: dict[str, object] = {interface.PARAM_TASK: spec.task,
+    values: dict[str, object] = {interface.PARAM_TASK: spec.task, interface.PARAM_MAX_BATCH_SIZE: max_batch_size,
                                  interface.PARAM_MAX_SEQ_LEN: spec.tokenizer.max_seq_len}
     if spec.task == interface.Task.SEQ_CLS:
         values.update({interface.PARAM_LABELS: list(settings.labels), interface.PARAM_TEXT_PAIR: spec.text_pair,
@@ -53,8 +55,10 @@ def repository_plan(spec: EnsembleSpec, options: TritonOptions, vocab_file: Path
     steps = replace(options.step_batching, max_batch_size=options.model_batching.max_batch_size)
     tokenizer = python_step(spec.tokenizer_step, list(spec.inputs), list(spec.feeds + spec.tokenizer_extras), steps,
                             (spec.tokenizer, spec.window))
-    postprocess = python_step(spec.postprocess_step, list(spec.post_inputs), list(spec.post_outputs), steps,
-                              spec.postprocess)
+    # The postprocess and the ensemble do not batch (max_batch_size 0): their configs spell the
+    # batch axis out, so one value per text is declared [-1] and answered [B], as served.
+    postprocess = python_step(spec.postprocess_step, list(spec.post_inputs), list(spec.post_outputs),
+                              replace(steps, max_batch_size=0), spec.postprocess)
     wiring = [
         EnsembleStep(spec.tokenizer_step, {t.name: t.name for t in spec.inputs},
                      {t.name: t.name for t in spec.feeds + spec.tokenizer_extras}),
@@ -62,8 +66,8 @@ def repository_plan(spec: EnsembleSpec, options: TritonOptions, vocab_file: Path
         EnsembleStep(spec.postprocess_step, {t.name: t.name for t in spec.post_inputs},
                      {t.name: t.name for t in spec.post_outputs}),
     ]
-    config = ensemble(spec.name, list(spec.inputs), list(spec.outputs), wiring,
-                      options.model_batching.max_batch_size, client_parameters(spec))
+    config = ensemble(spec.name, list(spec.inputs), list(spec.post_outputs), wiring, 0,
+                      client_parameters(spec, options.model_batching.max_batch_size))
     return RepositoryPlan(spec.name, [
         ModelDirPlan(config), ModelDirPlan(tokenizer, "tokenizer", {spec.tokenizer.vocab_file: vocab_file}),
         _model_step(spec, options, program), ModelDirPlan(postprocess, f"postprocess_{spec.task}")])

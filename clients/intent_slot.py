@@ -24,10 +24,10 @@ class IntentSlotClient(TaskClient):
 
     def parse(self, texts: list[str]) -> list[dict]:
         columns = self.run({interface.TEXT: texts}, _OUTPUTS)
-        return [answers.intent_slot(text, columns[interface.INTENT][row, 0].decode("utf-8"),
-                                    columns[interface.CONFIDENCE][row, 0],
+        return [answers.intent_slot(text, columns[interface.INTENT][row].decode("utf-8"),
+                                    columns[interface.CONFIDENCE][row],
                                     unpack_spans(columns, interface.SLOT_PREFIX, row),
-                                    columns[interface.TRUNCATED][row, 0])
+                                    columns[interface.TRUNCATED][row])
                 for row, text in enumerate(texts)]
 
 

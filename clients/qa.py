@@ -26,11 +26,11 @@ class QAClient(TaskClient):
         if len(questions) != len(contexts):
             raise ClientError(f"{len(questions)} questions but {len(contexts)} contexts")
         columns = self.run({interface.QUESTION: questions, interface.CONTEXT: contexts}, _OUTPUTS)
-        return [answers.qa(question, Answer(columns[interface.ANSWER][row, 0].decode("utf-8"),
-                                            int(columns[interface.ANSWER_START][row, 0]),
-                                            int(columns[interface.ANSWER_END][row, 0]),
-                                            float(columns[interface.SCORE][row, 0]),
-                                            float(columns[interface.PROBABILITY][row, 0])))
+        return [answers.qa(question, Answer(columns[interface.ANSWER][row].decode("utf-8"),
+                                            int(columns[interface.ANSWER_START][row]),
+                                            int(columns[interface.ANSWER_END][row]),
+                                            float(columns[interface.SCORE][row]),
+                                            float(columns[interface.PROBABILITY][row])))
                 for row, question in enumerate(questions)]
 
 

@@ -56,18 +56,25 @@ class SeqClsClient(TaskClient):
         return self._run(texts, pairs, [interface.PROBABILITIES])[interface.PROBABILITIES]
 
     def classify(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 0) -> list[SeqClsResult]:
-        outputs = [interface.LABEL, interface.LABEL_NAME, interface.CONFIDENCE, interface.TRUNCATED]
+        """One result per text. Multi-label: `label` / `confidence` of the most probable class,
+        `labels` every class over the threshold (the server's flat `label` is left unread)."""
+        outputs = [interface.LABEL_NAME, interface.TRUNCATED]
         if top_k > 0 or self.multi_label:
             outputs += [interface.PROBABILITIES, interface.SELECTED]
+        if not self.multi_label:
+            outputs += [interface.LABEL, interface.CONFIDENCE]
         columns = self._run(texts, pairs, outputs)
         results = []
         for row, text in enumerate(texts):
+            if self.multi_label:
+                label = int(np.argmax(columns[interface.PROBABILITIES][row]))
+                confidence = float(columns[interface.PROBABILITIES][row, label])
+            else:
+                label, confidence = int(columns[interface.LABEL][row]), float(columns[interface.CONFIDENCE][row])
             result = SeqClsResult(
-                text=text, text_pair=pairs[row] if pairs is not None else None,
-                label=int(columns[interface.LABEL][row, 0]),
-                label_name=columns[interface.LABEL_NAME][row, 0].decode("utf-8"),
-                confidence=float(columns[interface.CONFIDENCE][row, 0]),
-                truncated=bool(columns[interface.TRUNCATED][row, 0]))
+                text=text, text_pair=pairs[row] if pairs is not None else None, label=label,
+                label_name=columns[interface.LABEL_NAME][row].decode("utf-8"), confidence=confidence,
+                truncated=bool(columns[interface.TRUNCATED][row]))
             if interface.PROBABILITIES in columns:
                 result.top_k = answers.top_k(columns[interface.PROBABILITIES][row], self.labels, top_k)
                 if self.multi_label:

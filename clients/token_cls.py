@@ -25,7 +25,7 @@ class TokenClsClient(TaskClient):
     def entities(self, texts: list[str]) -> list[dict]:
         columns = self.run({interface.TEXT: texts}, _OUTPUTS)
         return [answers.token_cls(text, unpack_spans(columns, interface.ENTITY_PREFIX, row),
-                                  columns[interface.TRUNCATED][row, 0])
+                                  columns[interface.TRUNCATED][row])
                 for row, text in enumerate(texts)]
 
 

@@ -46,7 +46,8 @@ def ensemble_info(client: grpcclient.InferenceServerClient, model: str) -> Ensem
     except InferenceServerException as exc:
         raise ClientError(f"model {model!r}: {exc.message()}") from exc
     parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-    return EnsembleInfo(model, parameters.get(interface.PARAM_TASK, ""), int(config.get("max_batch_size", 0)),
+    max_batch_size = int(parameters.get(interface.PARAM_MAX_BATCH_SIZE) or config.get("max_batch_size", 0))
+    return EnsembleInfo(model, parameters.get(interface.PARAM_TASK, ""), max_batch_size,
                         tuple(i["name"] for i in config["input"]), tuple(o["name"] for o in config["output"]),
                         parameters)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from serving_core import interface
 from serving_core.errors import InvalidRequest
 from serving_core.feed_checks import check_finite
 from serving_core.parameters import from_parameters, parameters_from_model_config
@@ -122,6 +123,11 @@ def per_text_rows(requests, names: list[str]) -> tuple[list[int], dict[str, list
         for name, array in arrays.items():
             columns[name].extend(array)
     return sizes, columns
+
+
+def truncated_flags(rows: dict[str, list[np.ndarray]]) -> np.ndarray:
+    """[B] bool: the tokenizer's per-text truncation flags ([1] each), as the postprocess answers them."""
+    return np.array([bool(flag[0]) for flag in rows[interface.TEXT_TRUNCATED]], dtype=bool)
 
 
 def text_of(value) -> str:

@@ -8,7 +8,9 @@ Why this is not a plain `pip install`:
   Its compiled brpc client (serving_client.so) cannot load on 3.11 and is only imported by the
   brpc Client; the pipeline needs the pure-Python rest, which is unpacked here.
 Runtime shims (protobuf's Python implementation for the old generated *_pb2 modules, a
-`collections.Iterable` alias) live in serving_core/paddle_serving_compat.py.
+`collections.Iterable` alias) live in serving_core/paddle_serving_compat.py. The `.pth` file
+written here (HOOK) applies them when a script first imports paddle_serving_*, so scripts
+written for Paddle Serving, PaddleNLP's published clients among them, run unchanged.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import zipfile
 from pathlib import Path
 
 VERSION = "0.9.0"
+HOOK = "ernie_serving_paddle_serving.pth"
+HOOK_LINE = "import serving_core.paddle_serving_compat as compat; compat.install_hook()\n"
 
 
 def pip(*args: str) -> None:
@@ -28,6 +32,7 @@ def pip(*args: str) -> None:
 
 def main() -> int:
     site = Path(sysconfig.get_paths()["purelib"])
+    (site / HOOK).write_text(HOOK_LINE, encoding="utf-8")
     if (site / "paddle_serving_client" / "pipeline").is_dir() and (site / "paddle_serving_server").is_dir():
         return 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,8 +1,9 @@
 """Public tensor names of a generated ensemble: the contract between server and clients.
 
-`label` and `confidence` carry the names PaddleNLP's and FastDeploy's example Triton clients
-read; their shapes ([B, 1] here) and multi-label meaning differ from those servers', so those
-client scripts do not work unchanged yet.
+Every per-text value is [B] (one per text of the request), as the servers PaddleNLP's and
+FastDeploy's published Triton clients were written for return: `label` and `confidence` for
+seq_cls (multi-label: the ids and probabilities over the threshold, see MULTI_LABEL_SEPARATOR),
+and `OUTPUT` for token_cls. Our typed outputs sit beside them.
 """
 from __future__ import annotations
 
@@ -33,7 +34,14 @@ CONFIDENCE = "confidence"
 LABEL_NAME = "label_name"
 PROBABILITIES = "probabilities"
 SELECTED = "selected"  # multi-label: BOOL [num_labels], probability >= threshold
-TRUNCATED = "truncated"  # BOOL [1]: the text (or pair) was cut to max_seq_len
+TRUNCATED = "truncated"  # BOOL per text: the text (or pair) was cut
+# Multi-label `label` / `confidence` are flat: the ids (probabilities) over the threshold, text
+# after text, one separator between consecutive texts (-1 / -1.0). One text: exactly its ids.
+MULTI_LABEL_SEPARATOR = -1
+
+# token_cls: one string per text, a Python literal list of {"pos": [first, last], "label": kind},
+# character offsets with `last` inclusive (the published clients' format; entity_* are exclusive).
+OUTPUT = "OUTPUT"
 
 # Spans (token_cls entities, intent_slot slots): one row per text, padded to the most spans
 # in the request; `<prefix>_count` says how many are real. Offsets are characters, end exclusive.
@@ -59,10 +67,12 @@ START_LOGITS = "start_logits"
 END_LOGITS = "end_logits"
 TOKEN_INDEX = "token_index"  # [W, L] per text: text token at each window position, -1 elsewhere
 OFFSETS = "offsets"  # [T, 2] per text: character offsets of each text token
-TOKENIZER_EXTRAS = (TRUNCATED, TOKEN_INDEX, OFFSETS)
+TEXT_TRUNCATED = "text_truncated"  # [1] per text, from the tokenizer; the postprocess answers it as TRUNCATED
+TOKENIZER_EXTRAS = (TEXT_TRUNCATED, TOKEN_INDEX, OFFSETS)
 
 # Ensemble `parameters` keys a client reads to learn how to talk to a model.
 PARAM_TASK = "task"
+PARAM_MAX_BATCH_SIZE = "max_batch_size"  # texts one request may carry
 PARAM_LABELS = "labels"  # JSON array of label names, index = class id
 PARAM_TEXT_PAIR = "text_pair"
 PARAM_MULTI_LABEL = "multi_label"

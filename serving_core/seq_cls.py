@@ -45,3 +45,18 @@ def decode(logits: np.ndarray, settings: SeqClsSettings) -> SeqClsBatch:
         selected = np.zeros_like(probabilities, dtype=bool)
         selected[np.arange(len(label)), label] = True
     return SeqClsBatch(label, confidence.astype(np.float32), probabilities.astype(np.float32), selected)
+
+
+def flat_decisions(selected: np.ndarray, probabilities: np.ndarray, separator: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label `label` / `confidence` of a request ([B, C] decisions and probabilities): the
+    ids over the threshold and their probabilities, text after text, `separator` between
+    consecutive texts (one text: just its ids)."""
+    ids, chosen_probabilities = [], []
+    for row, decisions in enumerate(selected):
+        if row:
+            ids.append(separator)
+            chosen_probabilities.append(float(separator))
+        chosen = np.flatnonzero(decisions)
+        ids.extend(chosen.tolist())
+        chosen_probabilities.extend(probabilities[row, chosen].tolist())
+    return np.array(ids, dtype=np.int64), np.array(chosen_probabilities, dtype=np.float32)

@@ -34,13 +34,15 @@ PostprocessSettings = typing.Union[SeqClsSettings, TokenClsSettings, QASettings,
 
 @dataclass(frozen=True)
 class IOTensor:
-    """One tensor a step takes or gives, per text: dims exclude the batch axis (-1: any length).
-    `ragged`: rows of one batch may differ in length (the model step's inputs)."""
+    """One tensor a step takes or gives. `batched`: one item per text, `dims` without the batch
+    axis (-1: any length; () for one value per text); otherwise `dims` is the whole request's
+    shape. `ragged`: rows of one batch may differ in length (the model step's inputs)."""
 
     name: str
     dtype: str
     dims: tuple[int, ...]
     ragged: bool = False
+    batched: bool = True
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -55,7 +57,7 @@ class EnsembleSpec:
     `feeds` are the program's inputs as the tokenizer writes them and `tokenizer_extras` its
     bookkeeping (truncated flag, window token index, character offsets). `program_outputs`
     keep the program's own names; `roles` maps each to the tensor the postprocess reads.
-    The ensemble answers `post_outputs` plus the tokenizer's `truncated` flag.
+    The ensemble answers `post_outputs`.
     """
 
     name: str
@@ -106,11 +108,6 @@ class EnsembleSpec:
     @property
     def text_pair(self) -> bool:
         return any(t.name == interface.TEXT_PAIR for t in self.inputs)
-
-    @property
-    def outputs(self) -> tuple[IOTensor, ...]:
-        truncated = [t for t in self.tokenizer_extras if t.name == interface.TRUNCATED]
-        return self.post_outputs + tuple(truncated)
 
     @property
     def feed_names(self) -> list[str]:

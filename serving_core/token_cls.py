@@ -105,7 +105,7 @@ def decode_entities(text: str, probabilities: np.ndarray, offsets: np.ndarray,
 
 def pack_spans(rows: list[list[Entity]], prefix: str) -> dict[str, np.ndarray]:
     """Entities of several texts -> typed tensors `<prefix>_label|text|start|end|score` [B, N]
-    (N = most entities of any text, padded with "" / -1 / 0) and `<prefix>_count` [B, 1]."""
+    (N = most entities of any text, padded with "" / -1 / 0) and `<prefix>_count` [B]."""
     width = max((len(r) for r in rows), default=0)
     batch = len(rows)
     label = np.full((batch, width), b"", dtype=np.object_)
@@ -118,12 +118,12 @@ def pack_spans(rows: list[list[Entity]], prefix: str) -> dict[str, np.ndarray]:
             label[b, i], text[b, i] = entity.label.encode("utf-8"), entity.text.encode("utf-8")
             start[b, i], end[b, i], score[b, i] = entity.start, entity.end, entity.score
     return {f"{prefix}_label": label, f"{prefix}_text": text, f"{prefix}_start": start, f"{prefix}_end": end,
-            f"{prefix}_score": score, f"{prefix}_count": np.array([[len(r)] for r in rows], dtype=np.int32)}
+            f"{prefix}_score": score, f"{prefix}_count": np.array([len(r) for r in rows], dtype=np.int32)}
 
 
 def unpack_spans(columns: dict[str, np.ndarray], prefix: str, row: int) -> list[Entity]:
     """The inverse of `pack_spans` for one row (what clients do)."""
-    count = int(columns[f"{prefix}_count"][row, 0])
+    count = int(columns[f"{prefix}_count"][row])
 
     def text_of(value) -> str:
         return value.decode("utf-8") if isinstance(value, bytes) else str(value)
@@ -133,12 +133,17 @@ def unpack_spans(columns: dict[str, np.ndarray], prefix: str, row: int) -> list[
                    float(columns[f"{prefix}_score"][row, i])) for i in range(count)]
 
 
-def token_entities(text: str, logits: np.ndarray, token_index: np.ndarray, offsets: np.ndarray,
-                   settings: TokenClsSettings) -> list[Entity]:
-    """One text's entities from window logits [W, L, C], token_index [W, L] and offsets [T, 2]."""
+def token_probabilities(logits: np.ndarray, token_index: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """[T, C] tag probabilities of one text's tokens from window logits [W, L, C], token_index
+    [W, L] and offsets [T, 2] (rows past the text's tokens are -1)."""
     from .seq_cls import softmax
     from .windows import merge_windows
 
-    num_tokens = int((offsets[:, 0] >= 0).sum())
-    probabilities = merge_windows(token_index, softmax(logits), num_tokens)
-    return decode_entities(text, probabilities, offsets[:num_tokens], settings)
+    return merge_windows(token_index, softmax(logits), int((offsets[:, 0] >= 0).sum()))
+
+
+def token_entities(text: str, logits: np.ndarray, token_index: np.ndarray, offsets: np.ndarray,
+                   settings: TokenClsSettings) -> list[Entity]:
+    """One text's entities from window logits [W, L, C], token_index [W, L] and offsets [T, 2]."""
+    probabilities = token_probabilities(logits, token_index, offsets)
+    return decode_entities(text, probabilities, offsets[: len(probabilities)], settings)

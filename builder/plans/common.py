@@ -74,7 +74,7 @@ def tokenizer_layout(inputs: PlanInputs, window: WindowSettings) -> tuple[tuple[
     check_inputs(inputs)
     seq_dims = (-1,) if window.mode == "truncate" else (-1, -1)
     feeds = tuple(IOTensor(spec.name, spec.dtype, seq_dims) for spec in inputs.signature.inputs)
-    extras = [IOTensor(interface.TRUNCATED, "bool", (1,))]
+    extras = [IOTensor(interface.TEXT_TRUNCATED, "bool", (1,))]
     if window.mode != "truncate":
         extras += [IOTensor(interface.TOKEN_INDEX, "int32", (-1, -1)), IOTensor(interface.OFFSETS, "int32", (-1, 2))]
     return feeds, tuple(extras)
@@ -96,7 +96,8 @@ def ensemble_spec(inputs: PlanInputs, text_inputs: list[IOTensor], window: Windo
                   program_outputs: list[tuple[TensorSpec, tuple[int, ...], str]], post_inputs: list[IOTensor],
                   post_outputs: list[IOTensor], postprocess) -> EnsembleSpec:
     """The spec of tokenizer -> model -> postprocess. `program_outputs`: (program output, its dims
-    without the batch axis, the tensor the postprocess reads it as)."""
+    without the batch axis, the tensor the postprocess reads it as). Every postprocess also
+    passes on the tokenizer's truncation flag, one per text."""
     feeds, extras = tokenizer_layout(inputs, window)
     for spec, _, _ in program_outputs:
         if inputs.options.gpu_onnxruntime and spec.dtype != "float32":
@@ -106,12 +107,14 @@ def ensemble_spec(inputs: PlanInputs, text_inputs: list[IOTensor], window: Windo
         tokenizer=replace(inputs.tokenizer, vocab_file="vocab.txt"), window=window, feeds=feeds,
         tokenizer_extras=extras, model=model_settings(inputs),
         program_outputs=tuple(IOTensor(spec.name, "float32", dims) for spec, dims, _ in program_outputs),
-        roles={spec.name: role for spec, _, role in program_outputs}, post_inputs=tuple(post_inputs),
-        post_outputs=tuple(post_outputs), postprocess=postprocess)
+        roles={spec.name: role for spec, _, role in program_outputs},
+        post_inputs=(*post_inputs, IOTensor(interface.TEXT_TRUNCATED, "bool", (1,))),
+        post_outputs=(*post_outputs, IOTensor(interface.TRUNCATED, "bool", ())), postprocess=postprocess)
 
 
 def span_outputs(prefix: str) -> list[IOTensor]:
-    """Typed span tensors: <prefix>_label/_text strings, _start/_end int32, _score float32 ([-1] each), _count."""
+    """Typed span tensors per text: <prefix>_label/_text strings, _start/_end int32, _score float32
+    ([-1] each, padded to the most spans of the request), and _count."""
     return [IOTensor(f"{prefix}_label", "string", (-1,)), IOTensor(f"{prefix}_text", "string", (-1,)),
             IOTensor(f"{prefix}_start", "int32", (-1,)), IOTensor(f"{prefix}_end", "int32", (-1,)),
-            IOTensor(f"{prefix}_score", "float32", (-1,)), IOTensor(f"{prefix}_count", "int32", (1,))]
+            IOTensor(f"{prefix}_score", "float32", (-1,)), IOTensor(f"{prefix}_count", "int32", ())]

@@ -30,8 +30,8 @@ def plan(inputs: PlanInputs) -> EnsembleSpec:
                    IOTensor(interface.SLOT_LOGITS, "float32", (-1, -1, slot_width)),
                    IOTensor(interface.TOKEN_INDEX, "int32", (-1, -1)),
                    IOTensor(interface.OFFSETS, "int32", (-1, 2)), text]
-    outputs = [IOTensor(interface.INTENT, "string", (1,)), IOTensor(interface.INTENT_ID, "int64", (1,)),
-               IOTensor(interface.CONFIDENCE, "float32", (1,)), *span_outputs(interface.SLOT_PREFIX)]
+    outputs = [IOTensor(interface.INTENT, "string", ()), IOTensor(interface.INTENT_ID, "int64", ()),
+               IOTensor(interface.CONFIDENCE, "float32", ()), *span_outputs(interface.SLOT_PREFIX)]
     return ensemble_spec(inputs, [text], WindowSettings(TokenizerMode.WINDOWS.value, 0, max_windows=1),
                          [(intent, (-1, intent_width), interface.LOGITS),
                           (slots, (-1, -1, slot_width), interface.SLOT_LOGITS)],

@@ -29,9 +29,9 @@ def plan(inputs: PlanInputs) -> EnsembleSpec:
                    IOTensor(interface.END_LOGITS, "float32", (-1, -1)),
                    IOTensor(interface.TOKEN_INDEX, "int32", (-1, -1)),
                    IOTensor(interface.OFFSETS, "int32", (-1, 2)), context]
-    outputs = [IOTensor(interface.ANSWER, "string", (1,)), IOTensor(interface.ANSWER_START, "int32", (1,)),
-               IOTensor(interface.ANSWER_END, "int32", (1,)), IOTensor(interface.SCORE, "float32", (1,)),
-               IOTensor(interface.PROBABILITY, "float32", (1,))]
+    outputs = [IOTensor(interface.ANSWER, "string", ()), IOTensor(interface.ANSWER_START, "int32", ()),
+               IOTensor(interface.ANSWER_END, "int32", ()), IOTensor(interface.SCORE, "float32", ()),
+               IOTensor(interface.PROBABILITY, "float32", ())]
     return ensemble_spec(inputs, [question, context], window,
                          [(start, (-1, -1), interface.START_LOGITS), (end, (-1, -1), interface.END_LOGITS)],
                          post_inputs, outputs,

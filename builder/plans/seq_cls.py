@@ -18,9 +18,11 @@ def plan(inputs: PlanInputs) -> EnsembleSpec:
     text_inputs = [IOTensor(interface.TEXT, "string", (1,))]
     if options.text_pair:
         text_inputs.append(IOTensor(interface.TEXT_PAIR, "string", (1,)))
-    outputs = [IOTensor(interface.LABEL, "int64", (1,)),
-               IOTensor(interface.CONFIDENCE, "float32", (1,)),
-               IOTensor(interface.LABEL_NAME, "string", (1,)),
+    # Multi-label: label / confidence are flat over the request (interface.MULTI_LABEL_SEPARATOR).
+    per_text = not options.multi_label
+    outputs = [IOTensor(interface.LABEL, "int64", () if per_text else (-1,), batched=per_text),
+               IOTensor(interface.CONFIDENCE, "float32", () if per_text else (-1,), batched=per_text),
+               IOTensor(interface.LABEL_NAME, "string", ()),
                IOTensor(interface.PROBABILITIES, "float32", (width,)),
                IOTensor(interface.SELECTED, "bool", (width,))]
     return ensemble_spec(inputs, text_inputs, WindowSettings(pad_to_max=options.gpu_onnxruntime),

@@ -25,4 +25,5 @@ def plan(inputs: PlanInputs) -> EnsembleSpec:
                    IOTensor(interface.OFFSETS, "int32", (-1, 2)), text]
     return ensemble_spec(inputs, [text], WindowSettings(TokenizerMode.WINDOWS.value, stride, options.max_windows),
                          [(logits, (-1, -1, width), interface.LOGITS)], post_inputs,
-                         span_outputs(interface.ENTITY_PREFIX), TokenClsSettings(labels, scheme))
+                         [*span_outputs(interface.ENTITY_PREFIX), IOTensor(interface.OUTPUT, "string", ())],
+                         TokenClsSettings(labels, scheme))

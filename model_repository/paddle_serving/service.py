@@ -5,10 +5,12 @@
 Request (PipelineClient feed_dict, values are JSON): seq_cls `text` (+ `text_pair`,
 optional `top_k`), token_cls / intent_slot `text`, qa `question` + `context`; each a JSON
 list of strings. Response key `result`: a JSON list with one object per input, the same
-objects the Triton clients print. Bad input gets an error reply (err_no 400); the service
-keeps serving. Requests carrying tensors are refused unread (front_door.py), both ports bind
---host only, and SIGTERM lets requests in flight finish. Tokenization and decoding are
-serving_core's, shared with the Triton steps.
+objects the Triton clients print. PaddleNLP's published clients are answered in their own
+protocol (serving_core/published.py): seq_cls `sentence` / token_cls `tokens` holding a numpy
+array repr, answered with their keys first and `result` after them. Bad input gets an error
+reply (err_no 400); the service keeps serving. Requests carrying tensors are refused unread
+(front_door.py), both ports bind --host only, and SIGTERM lets requests in flight finish.
+Tokenization and decoding are serving_core's, shared with the Triton steps.
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.qa import best_answer  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
 from serving_core.spec import EnsembleSpec  # noqa: E402
-from serving_core.token_cls import TokenClsSettings, token_entities  # noqa: E402
+from serving_core.published import PADDLE_SERVING_KEYS, read_array_repr, seq_cls_fields, token_cls_fields  # noqa: E402
+from serving_core.token_cls import (TokenClsSettings, decode_entities, token_entities,  # noqa: E402
+                                    token_probabilities)
 from serving_core.encoder import FeedEncoder  # noqa: E402
 from serving_core.tokenization import ErnieTokenizer, is_blank, pad_to_width  # noqa: E402
 
@@ -46,6 +50,12 @@ INPUTS = {"seq_cls": ["text"], "token_cls": ["text"], "intent_slot": ["text"], "
 if SPEC.text_pair:
     INPUTS = ["text", "text_pair"]
 MAX_TEXTS = int(SERVICE["max_texts"])  # texts a request; each text's length is bounded by the tokenizer
+PUBLISHED_KEY = PADDLE_SERVING_KEYS.get(TASK)  # what PaddleNLP's published clients send instead
+
+
+def _published(request: dict) -> bool:
+    """Whether the request speaks the published clients' protocol (array repr under their key)."""
+    return PUBLISHED_KEY is not None and PUBLISHED_KEY in request and INPUTS[0] not in request
 
 
 def _texts(request: dict, key: str) -> list[str]:
@@ -55,8 +65,14 @@ def _texts(request: dict, key: str) -> list[str]:
         values = json.loads(request[key])
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"{key!r} is not JSON ({exc})") from None
-    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise InvalidRequest(f"{key!r} must be a non-empty JSON list of strings")
+    return _checked(values, key)
+
+
+def _checked(values: list[str], key: str) -> list[str]:
+    if not values:
+        raise InvalidRequest(f"{key!r} holds no texts")
     if len(values) > MAX_TEXTS:
         raise InvalidRequest(f"{key!r} has {len(values)} texts; at most {MAX_TEXTS} a request")
     for index, value in enumerate(values):
@@ -66,6 +82,10 @@ def _texts(request: dict, key: str) -> list[str]:
 
 
 def _columns(request: dict) -> list[list[str]]:
+    if _published(request):
+        if len(INPUTS) > 1:
+            raise InvalidRequest(f"{PUBLISHED_KEY!r} carries single texts; this model takes {INPUTS}")
+        return [_checked(read_array_repr(request[PUBLISHED_KEY], PUBLISHED_KEY, MAX_TEXTS * 512), PUBLISHED_KEY)]
     columns = [_texts(request, key) for key in INPUTS]
     if any(len(c) != len(columns[0]) for c in columns):
         raise InvalidRequest(f"{INPUTS} have different lengths")
@@ -107,19 +127,23 @@ class ErnieOp(Op):
         columns = _columns(request)
         batch, _ = self._encode(columns)  # the same deterministic tokenization as preprocess
         decoder = getattr(self, f"_decode_{TASK}")
-        result = decoder(columns, batch, fetch_dict, request)
-        return {"result": json.dumps(result, ensure_ascii=False)}, None, ""
+        result, published = decoder(columns, batch, fetch_dict, request)
+        # The published clients read their keys by position (value[0]): they come first.
+        fields = published if _published(request) else {}
+        return {**fields, "result": json.dumps(result, ensure_ascii=False)}, None, ""
 
     def _decode_seq_cls(self, columns, batch, fetch, request):
         top_k = int(json.loads(request.get("top_k", "0")))
         decoded = decode(fetch[SPEC.program_output(interface.LOGITS)], self.settings)
         labels = list(self.settings.labels)
         pairs = columns[1] if len(columns) > 1 else [None] * len(columns[0])
+        multi_label = self.settings.multi_label
         selected = [[labels[c] for c in np.flatnonzero(row)] for row in decoded.selected]
-        return [answers.seq_cls(text, decoded.label[i], labels[decoded.label[i]], decoded.confidence[i],
-                                batch.truncated[i], pairs[i], selected[i] if self.settings.multi_label else None,
-                                answers.top_k(decoded.probabilities[i], labels, top_k))
-                for i, text in enumerate(columns[0])]
+        result = [answers.seq_cls(text, decoded.label[i], labels[decoded.label[i]], decoded.confidence[i],
+                                  batch.truncated[i], pairs[i], selected[i] if multi_label else None,
+                                  answers.top_k(decoded.probabilities[i], labels, top_k))
+                  for i, text in enumerate(columns[0])]
+        return result, seq_cls_fields(decoded.label, decoded.confidence, decoded.selected if multi_label else None)
 
     def _per_text(self, batch, array):
         """Split [sum windows, ...] model rows back into one [W, L, ...] block per text."""
@@ -134,16 +158,21 @@ class ErnieOp(Op):
 
     def _decode_token_cls(self, columns, batch, fetch, request):
         logits = self._per_text(batch, fetch[SPEC.program_output(interface.LOGITS)])
-        return [answers.token_cls(text, token_entities(text, logits[b], batch.token_index[b], batch.offsets[b],
-                                                       self.settings), batch.truncated[b])
-                for b, text in enumerate(columns[0])]
+        probabilities = [token_probabilities(logits[b], batch.token_index[b], batch.offsets[b])
+                         for b in range(len(columns[0]))]
+        entities = [decode_entities(text, p, batch.offsets[b][: len(p)], self.settings)
+                    for b, (text, p) in enumerate(zip(columns[0], probabilities))]
+        outside = self.settings.labels.index("O") if "O" in self.settings.labels else 0
+        published = token_cls_fields(entities, [p.argmax(axis=-1) for p in probabilities], outside)
+        return [answers.token_cls(text, entities[b], batch.truncated[b])
+                for b, text in enumerate(columns[0])], published
 
     def _decode_qa(self, columns, batch, fetch, request):
         starts = self._per_text(batch, fetch[SPEC.program_output(interface.START_LOGITS)])
         ends = self._per_text(batch, fetch[SPEC.program_output(interface.END_LOGITS)])
         return [answers.qa(question, best_answer(columns[1][b], starts[b], ends[b], batch.token_index[b],
                                                  batch.offsets[b], self.settings))
-                for b, question in enumerate(columns[0])]
+                for b, question in enumerate(columns[0])], {}
 
     def _decode_intent_slot(self, columns, batch, fetch, request):
         intent = decode(fetch[SPEC.program_output(interface.LOGITS)], SeqClsSettings(self.settings.intents))
@@ -152,7 +181,7 @@ class ErnieOp(Op):
         return [answers.intent_slot(text, self.settings.intents[intent.label[b]], intent.confidence[b],
                                     token_entities(text, slots[b], batch.token_index[b], batch.offsets[b],
                                                    slot_settings), batch.truncated[b])
-                for b, text in enumerate(columns[0])]
+                for b, text in enumerate(columns[0])], {}
 
 
 class ErnieService(WebService):

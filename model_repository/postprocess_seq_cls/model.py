@@ -1,16 +1,22 @@
-"""Postprocess step for seq_cls: logits -> label, confidence, label_name, probabilities."""
+"""Postprocess step for seq_cls: logits -> label, confidence, label_name, probabilities, selected.
+
+One value per text is [B]. Multi-label `label` / `confidence` hold the decisions over the
+threshold, flat over the request (serving_core.interface.MULTI_LABEL_SEPARATOR).
+"""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from triton_helpers import StepModel, input_array, responses_from_columns  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+from triton_helpers import (StepModel, output_tensor, per_text_rows, responses_from_columns,  # noqa: E402
+                            truncated_flags)
 
 from serving_core import interface  # noqa: E402
-from serving_core.errors import InvalidRequest  # noqa: E402
-from serving_core.feed_checks import check_finite  # noqa: E402
-from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
+from serving_core.seq_cls import SeqClsSettings, decode, flat_decisions  # noqa: E402
+
+INPUTS = [interface.LOGITS, interface.TEXT_TRUNCATED]
 
 
 class TritonPythonModel(StepModel):
@@ -21,18 +27,24 @@ class TritonPythonModel(StepModel):
         self.label_names = np.array([n.encode("utf-8") for n in self.settings.labels], dtype=np.object_)
 
     def answer(self, requests):
-        logits = [input_array(r, interface.LOGITS) for r in requests]
-        for array in logits:
-            if array is None:
-                raise InvalidRequest(f"input {interface.LOGITS!r} is missing")
-            check_finite({interface.LOGITS: array})
-        sizes = [len(x) for x in logits]
-        result = decode(np.concatenate(logits, axis=0), self.settings)
+        sizes, rows = per_text_rows(requests, INPUTS)
+        result = decode(np.stack(rows[interface.LOGITS]), self.settings)
         columns = {
-            interface.LABEL: result.label.reshape(-1, 1),
-            interface.CONFIDENCE: result.confidence.reshape(-1, 1),
-            interface.LABEL_NAME: self.label_names[result.label].reshape(-1, 1),
+            interface.LABEL: result.label,
+            interface.CONFIDENCE: result.confidence,
+            interface.LABEL_NAME: self.label_names[result.label],
             interface.PROBABILITIES: result.probabilities,
             interface.SELECTED: result.selected,
+            interface.TRUNCATED: truncated_flags(rows),
         }
-        return responses_from_columns(sizes, columns, self.dtypes)
+        if not self.settings.multi_label:
+            return responses_from_columns(sizes, columns, self.dtypes)
+        responses, row = [], 0
+        for size in sizes:  # multi-label label / confidence are flat over each request
+            per_request = {name: array[row: row + size] for name, array in columns.items()}
+            per_request[interface.LABEL], per_request[interface.CONFIDENCE] = flat_decisions(
+                per_request[interface.SELECTED], per_request[interface.PROBABILITIES], interface.MULTI_LABEL_SEPARATOR)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                output_tensor(name, per_request[name], dtype) for name, dtype in self.dtypes.items()]))
+            row += size
+        return responses

@@ -48,7 +48,7 @@ class TritonPythonModel(StepModel):
         """All texts of the batch -> (output name -> array with one row per text,
         per-row extents of the padded axes: tokens, windows, offsets)."""
         encoded = self.encoder.encode(columns)
-        arrays = {**encoded.feeds, interface.TRUNCATED: encoded.truncated.reshape(-1, 1)}
+        arrays = {**encoded.feeds, interface.TEXT_TRUNCATED: encoded.truncated.reshape(-1, 1)}
         batch = encoded.windows
         self.metrics.texts.increment(len(encoded.truncated))
         self.metrics.truncated.increment(int(encoded.truncated.sum()))
@@ -82,7 +82,7 @@ class TritonPythonModel(StepModel):
         return responses
 
     def _cut(self, name, array, extents, rows):
-        if name == interface.TRUNCATED:
+        if name == interface.TEXT_TRUNCATED:
             return array
         if name == interface.OFFSETS:
             return array[:, : max(int(extents["offsets"][rows].max()), 1)]
