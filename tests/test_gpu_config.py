@@ -42,7 +42,7 @@ def test_tokenizer_pads_every_row_to_max_seq_len(gpu_repository):
         client = grpcclient.InferenceServerClient(server.grpc_url)
         result = client.infer("intent_tokenizer", [bytes_input("TEXT", ["打开空调", "导航到北京西站" * 10])])
         assert result.as_numpy("input_ids").shape == (2, 32)
-        assert result.as_numpy("truncated").ravel().tolist() == [False, True]
+        assert result.as_numpy("text_truncated").ravel().tolist() == [False, True]
 
 
 def test_native_step_is_refused_where_it_cannot_work(example_model, token_cls_model, tmp_path):
