@@ -74,8 +74,11 @@ def test_triton_rendering_carries_the_spec(tmp_path):
     assert list(configs) == ["news", *spec.step_names]
     model_step = render(configs["news_model"])
     assert '"max_seq_len"' in model_step and 'string_value: "64"' in model_step
-    assert client_parameters(spec)[interface.PARAM_LABELS] == '["a", "b", "c"]'
-    assert [o.name for o in configs["news"].output] == [interface.LABEL, interface.TRUNCATED]
+    assert client_parameters(spec, 64)[interface.PARAM_LABELS] == '["a", "b", "c"]'
+    assert client_parameters(spec, 64)[interface.PARAM_MAX_BATCH_SIZE] == "64"
+    ensemble = configs["news"]
+    assert ensemble.max_batch_size == 0 and [list(o.dims) for o in ensemble.output] == [[-1]]
+    assert list(ensemble.input[0].dims) == [-1, 1] and configs["news_postprocess"].max_batch_size == 0
 
 
 def test_near_ties_count_as_agreement_and_real_differences_do_not():
