@@ -29,7 +29,7 @@ def _spec(**changes) -> EnsembleSpec:
         model=ModelStepSettings(value_limits={"input_ids": 100}),
         program_outputs=(IOTensor("fetch_name_0", "float32", (3,)),), roles={"fetch_name_0": interface.LOGITS},
         post_inputs=(IOTensor(interface.LOGITS, "float32", (3,)),),
-        post_outputs=(IOTensor(interface.LABEL, "int64", (1,)),), postprocess=SeqClsSettings(("a", "b", "c")))
+        post_outputs=(IOTensor(interface.LABEL, "int64", ()),), postprocess=SeqClsSettings(("a", "b", "c")))
     values.update(changes)
     return EnsembleSpec(**values)
 
