@@ -77,7 +77,7 @@ def _cmd_build(args) -> int:
 
 def _cmd_serve(args) -> int:
     from .pipeline_server import PipelineService, is_pipeline_service
-    from .server import ServerPorts, TritonServer
+    from .server import ServerPorts, TritonServer, is_remote
     from .supervisor import Supervisor, SupervisorOptions
 
     log_file = Path(args.log_file) if args.log_file else None
@@ -89,9 +89,10 @@ def _cmd_serve(args) -> int:
         supervisor = None
     else:
         extra = tuple(arg for item in args.triton_arg for arg in shlex.split(item))
-        server = TritonServer(Path(args.repository), ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
+        server = TritonServer(args.repository if is_remote(args.repository) else Path(args.repository),
+                              ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
                               log_file, extra_args=extra, host=args.host,
-                              admin_key=os.environ.get("ERNIE_SERVING_ADMIN_KEY"))
+                              admin_key=os.environ.get("ERNIE_SERVING_ADMIN_KEY"), python=args.python)
         banner = f"tritonserver {args.repository}: gRPC {server.grpc_url}, HTTP {server.http_url}"
         supervisor = Supervisor(server, SupervisorOptions(interval_s=args.probe_interval)) \
             if args.probe_interval > 0 else None
@@ -117,13 +118,23 @@ def _single_ensemble(repository: Path) -> str:
     return names[0]
 
 
+def _remote_records(url: str) -> Path:
+    """The build.json of every ensemble in an object-store repository, in a local temp dir."""
+    import tempfile
+
+    from .object_store import download_build_records
+
+    return download_build_records(url, Path(tempfile.mkdtemp(prefix="ernie-records-")))
+
+
 def _cmd_verify(args) -> int:
     from clients.text_input import read_texts
 
-    from .server import ServerPorts, TritonServer
+    from .server import ServerPorts, TritonServer, is_remote
     from .verify import input_columns, read_build, verify
 
-    repository = Path(args.repository)
+    served = args.repository if is_remote(args.repository) else Path(args.repository)
+    repository = Path(args.repository) if not is_remote(served) else _remote_records(served)
     name = args.name or _single_ensemble(repository)
     spec, record = read_build(repository, name)
     texts_file = args.texts or str(Path(args.model or record["source"]) / "data.txt")
@@ -137,7 +148,7 @@ def _cmd_verify(args) -> int:
     if args.url:
         report = run(args.url)
     else:
-        with TritonServer(repository, ServerPorts.free()) as server:
+        with TritonServer(served, ServerPorts.free()) as server:
             report = run(server.grpc_url)
     print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     return 0 if report.passed else 1
@@ -264,7 +275,8 @@ def make_parser() -> argparse.ArgumentParser:
                                    "fails the command exits 3 with the reason. The server dies with this "
                                    "process, even on SIGKILL.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("repository", help="Triton model repository, or a Paddle Serving service directory")
+    p.add_argument("repository", help="Triton model repository (a directory, or s3://[host:port/]bucket/path with "
+                   "the AWS_* variables), or a Paddle Serving service directory")
     p.add_argument("--host", default="127.0.0.1",
                    help="address every port binds to (default: %(default)s, this machine only; 0.0.0.0 for all "
                         "interfaces: put the server behind your own network controls)")
@@ -277,6 +289,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "answering (crashed stub) is reloaded; 0: no probes (default: %(default)s)")
     p.add_argument("--triton-arg", action="append", default=[], metavar="ARGS",
                    help="extra tritonserver flags, e.g. --triton-arg='--log-verbose=1' (repeatable)")
+    p.add_argument("--python", help="the Python the Triton steps run in (its version picks the stub, its "
+                   "site-packages are what the steps import; default: this one)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("verify", help="compare served answers with the source model in PaddleNLP",
@@ -284,7 +298,7 @@ def make_parser() -> argparse.ArgumentParser:
                                    "the server; report label agreement and the largest probability difference. "
                                    "Exits 1 when a label differs or the difference exceeds --tolerance. Without "
                                    "--url a bundled server is started for the check.")
-    p.add_argument("repository")
+    p.add_argument("repository", help="the repository built by `builder build` (a directory or s3://...)")
     p.add_argument("--model", help="source model directory (default: the one recorded at build time)")
     p.add_argument("--name", help="ensemble name (default: the repository's only one)")
     p.add_argument("--texts", help="texts file, one a line (pairs: text<TAB>pair); default: MODEL/data.txt")

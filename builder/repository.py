@@ -25,6 +25,9 @@ from .wiring import check_wiring
 log = logging.getLogger(__name__)
 
 MANIFEST = "build.json"  # in the ensemble's directory: how it was built
+# Object stores keep no empty folders: an ensemble's version directory holds this file, so that
+# the repository survives `aws s3 sync` or a file-by-file upload (Triton needs the `1/`).
+VERSION_MARKER = ".keep"
 BACKEND_DIR = Path(model_repository.__file__).parent
 CORE_DIR = Path(serving_core.__file__).parent
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -42,6 +45,8 @@ def _write_model(plan_model, directory: Path) -> None:
         shutil.copy2(BACKEND_DIR / plan_model.backend_code / "model.py", version / "model.py")
         shutil.copy2(BACKEND_DIR / "triton_helpers.py", version / "triton_helpers.py")
         shutil.copytree(CORE_DIR, version / "serving_core", ignore=COPY_IGNORE)
+    if not any(version.iterdir()):
+        (version / VERSION_MARKER).write_text("keeps this version directory in object stores\n", encoding="utf-8")
 
 
 def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwrite: bool = False) -> list[Path]:

@@ -1,9 +1,10 @@
 """Run the `tritonserver` binary shipped in the nvidia-pytriton wheel on a model repository.
 
 What pytriton itself does, for a plain repository: copy the backends into a writable
-directory with the Python backend stub for the running interpreter, put the wheel's
-shared libraries on LD_LIBRARY_PATH, and point the stub at this environment's
-site-packages so the backends can import paddle, tokenizers and numpy.
+directory with the Python backend stub for the steps' interpreter (this one by default),
+put the wheel's shared libraries and that interpreter's libpython on LD_LIBRARY_PATH, and
+point the stub at its site-packages so the backends can import paddle, tokenizers and numpy.
+The repository may be a local directory or an object-store URL Triton reads itself (s3://).
 """
 from __future__ import annotations
 
@@ -62,7 +63,38 @@ def _pytriton_dirs() -> tuple[Path, Path]:
     return package / "tritonserver", package.parent / "nvidia_pytriton.libs"
 
 
-def backends_cache_dir() -> Path:
+@dataclass(frozen=True)
+class StepPython:
+    """The interpreter the Python steps run in: its version (which stub), the directory of its
+    libpython (the stub links it) and its site-packages (what the steps import)."""
+
+    executable: Path
+    version: str
+    libdir: str
+    site_packages: tuple[str, ...]
+
+    @classmethod
+    def of(cls, executable: Path | str | None = None) -> "StepPython":
+        if executable is None or Path(executable) == Path(sys.executable):
+            return cls(Path(sys.executable), f"{sys.version_info.major}.{sys.version_info.minor}",
+                       sysconfig.get_config_var("LIBDIR") or "",
+                       tuple(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])))
+        probe = ("import json, sys, sysconfig; p = sysconfig.get_paths(); print(json.dumps(["
+                 "f'{sys.version_info[0]}.{sys.version_info[1]}', sysconfig.get_config_var('LIBDIR') or '', "
+                 "[p['purelib'], p['platlib']]]))")
+        try:
+            done = subprocess.run([str(executable), "-c", probe], capture_output=True, text=True, timeout=60)
+        except OSError as exc:
+            raise ServerError(f"cannot run the steps' Python {executable}: {exc}") from exc
+        if done.returncode != 0:
+            raise ServerError(f"cannot run the steps' Python {executable}: {done.stderr[-500:]}")
+        import json
+
+        version, libdir, site = json.loads(done.stdout)
+        return cls(Path(executable), version, libdir, tuple(dict.fromkeys(site)))
+
+
+def backends_cache_dir(version: str | None = None) -> Path:
     """Where the backends copy lives: under the user's own cache directory, never a shared /tmp."""
     root = os.environ.get("ERNIE_SERVING_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "ernie-serving")
@@ -73,7 +105,8 @@ def backends_cache_dir() -> Path:
     except PackageNotFoundError:
         bundled = "unknown"
     # One copy per Python and per bundled Triton: an upgraded wheel never runs an old stub.
-    return Path(root) / f"backends-py{sys.version_info.major}.{sys.version_info.minor}-pytriton{bundled}"
+    version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    return Path(root) / f"backends-py{version}-pytriton{bundled}"
 
 
 def check_private(path: Path) -> None:
@@ -86,14 +119,15 @@ def check_private(path: Path) -> None:
                           "owns it and nobody else can write it: remove it, or set ERNIE_SERVING_CACHE")
 
 
-def prepare_backends(cache_dir: Path | None = None) -> Path:
-    """A private backends directory with the stub for this Python; built once, then reused."""
+def prepare_backends(cache_dir: Path | None = None, version: str | None = None) -> Path:
+    """A private backends directory with the stub for Python `version` (default: this one);
+    built once, then reused."""
     triton_dir, _ = _pytriton_dirs()
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = triton_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
         raise ServerError(f"the bundled Triton has no Python backend stub for Python {version}")
-    cache_dir = cache_dir or backends_cache_dir()
+    cache_dir = cache_dir or backends_cache_dir(version)
     cache_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     check_private(cache_dir.parent)
     python_dir = cache_dir / "python"
@@ -110,6 +144,13 @@ def prepare_backends(cache_dir: Path | None = None) -> Path:
     return cache_dir
 
 
+REMOTE_SCHEMES = ("s3://", "gs://", "as://")  # repositories Triton reads from object storage itself
+
+
+def is_remote(repository: Path | str) -> bool:
+    return str(repository).startswith(REMOTE_SCHEMES)
+
+
 # Triton APIs that change or expose the server itself: only callers holding the admin key.
 RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
 
@@ -122,10 +163,12 @@ class TritonServer(ServerProcess):
     (RESTRICTED_APIS) to requests with the header ADMIN_HEADER: `admin_key`.
     """
 
-    def __init__(self, repository: Path, ports: ServerPorts = ServerPorts(), log_file: Path | None = None,
+    def __init__(self, repository: Path | str, ports: ServerPorts = ServerPorts(), log_file: Path | None = None,
                  extra_args: tuple[str, ...] = (), host: str = "127.0.0.1", admin_key: str | None = None,
-                 load_models: tuple[str, ...] = ("*",)):
-        self.repository = Path(repository).resolve()
+                 load_models: tuple[str, ...] = ("*",), python: Path | str | None = None):
+        remote = is_remote(repository)
+        self.repository = str(repository) if remote else Path(repository).resolve()
+        self.python = StepPython.of(python)
         self.ports = ports
         self.log_file = Path(log_file) if log_file else Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         self.extra_args = extra_args
@@ -156,7 +199,7 @@ class TritonServer(ServerProcess):
         triton_dir, _ = _pytriton_dirs()
         restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}={self.admin_key}"
         return [str(triton_dir / "bin" / "tritonserver"), f"--model-repository={self.repository}",
-                f"--backend-directory={prepare_backends()}",
+                f"--backend-directory={prepare_backends(version=self.python.version)}",
                 f"--http-address={self.host}", f"--http-port={self.ports.http}",
                 f"--grpc-address={self.host}", f"--grpc-port={self.ports.grpc}",
                 f"--metrics-address={self.host}", f"--metrics-port={self.ports.metrics}",
@@ -167,18 +210,20 @@ class TritonServer(ServerProcess):
     def environment(self) -> dict[str, str]:
         _, libs_dir = _pytriton_dirs()
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(libs_dir), env.get("LD_LIBRARY_PATH")]))
+        # The stub links libpython of its version: found in the steps' interpreter's LIBDIR.
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(libs_dir), self.python.libdir,
+                                                               env.get("LD_LIBRARY_PATH")]))
         # The stub embeds Python with an isolated config (PYTHONPATH is ignored): it finds its
-        # prefix, and so this environment's site-packages, from the first python3 on PATH.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, [*site, env.get("PYTHONPATH")])))
+        # prefix, and so that environment's site-packages, from the first python3 on PATH.
+        env["PATH"] = os.pathsep.join([str(self.python.executable.parent), env.get("PATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, [*self.python.site_packages,
+                                                                        env.get("PYTHONPATH")])))
         env.setdefault("GLOG_minloglevel", "2")
         env.setdefault("OMP_NUM_THREADS", "1")
         return env
 
     def start(self) -> "TritonServer":
-        if not self.repository.is_dir():
+        if not is_remote(self.repository) and not self.repository.is_dir():
             raise ServerError(f"{self.repository}: no such model repository")
         require_free_ports(self.host, {"gRPC": self.ports.grpc, "HTTP": self.ports.http,
                                         "metrics": self.ports.metrics})

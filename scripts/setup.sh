@@ -33,6 +33,15 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libpython3.11.so.1.0'; then
     echo "setup: install libpython3.11.so.1.0 (Debian/Ubuntu: apt-get install libpython3.11)" >&2; exit 1
   fi
 fi
+# Debian's nginx: the gRPC load balancer of the scale-out test (tests/test_deploy.py).
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  echo "setup: installing nginx-light for the load-balancer test" >&2
+  if command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq nginx-light) >/dev/null || { echo "setup: apt-get install nginx-light failed" >&2; exit 1; }
+  else
+    echo "setup: install nginx (Debian/Ubuntu: apt-get install nginx-light)" >&2; exit 1
+  fi
+fi
 rm -f .venv/.installed-*
 touch "$stamp"
 echo "setup: done" >&2
