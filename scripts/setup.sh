@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Python 3.11 (what CI tests) or 3.12 (PYTHON=python3.12: every pin installs; the steps are
+# tested on 3.12 in tests/test_deploy.py); 3.13 lacks wheels for numpy 1.26, onnx and paddle2onnx.
 PYTHON="${PYTHON:-}"
 if [[ -z "$PYTHON" ]]; then
   for candidate in python3.11 python3; do
@@ -12,7 +14,8 @@ if [[ -z "$PYTHON" ]]; then
     fi
   done
 fi
-[[ -n "$PYTHON" ]] || { echo "setup: Python 3.11 is required (Paddle 3.3 + PaddleNLP 3.0.0b4 + the bundled Triton stub)" >&2; exit 1; }
+[[ -n "$PYTHON" ]] || { echo "setup: Python 3.11 is required, or set PYTHON=python3.12 (Paddle 3.3 + PaddleNLP 3.0.0b4 + the bundled Triton stub)" >&2; exit 1; }
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' || { echo "setup: $PYTHON is not Python 3.11 or 3.12" >&2; exit 1; }
 
 stamp=".venv/.installed-$(cat pyproject.toml scripts/install_paddle_serving.py | sha256sum | cut -c1-16)"
 if [[ -f "$stamp" ]]; then
@@ -24,8 +27,10 @@ echo "setup: creating .venv with $($PYTHON --version) (first run downloads about
 .venv/bin/python -m pip install --quiet --progress-bar off -e ".[test]"
 # Paddle Serving 0.9 needs special handling on Python 3.11 (see the script's docstring).
 .venv/bin/python scripts/install_paddle_serving.py
-# The bundled tritonserver's Python stub links the system libpython3.11.
-if ! ldconfig -p 2>/dev/null | grep -q 'libpython3.11.so.1.0'; then
+# The bundled tritonserver's Python stub links libpython3.X: builder/server.py puts the
+# interpreter's LIBDIR on its library path; a Python without a shared library needs the system's.
+if ! .venv/bin/python -c 'import sysconfig, sys; sys.exit(not sysconfig.get_config_var("Py_ENABLE_SHARED"))' \
+   && ! ldconfig -p 2>/dev/null | grep -q 'libpython3.11.so.1.0'; then
   echo "setup: installing libpython3.11 for the Triton Python backend stub" >&2
   if command -v apt-get >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq libpython3.11) >/dev/null || { echo "setup: apt-get install libpython3.11 failed" >&2; exit 1; }

@@ -127,7 +127,7 @@ def test_deploy_restricts_the_same_apis_and_probes_by_inference():
         (value,) = [c.split("=", 1)[1] for c in command if c.startswith(flag + "=")]
         assert value.split(":")[0].split(",") == list(RESTRICTED_APIS)
     assert "--model-control-mode=explicit" in command
-    documents = list(yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text()))
+    documents = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "base" / "deployment.yaml").read_text()))
     (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["livenessProbe"]["exec"]["command"][:2] == ["python3", "/opt/ernie/health.py"]
