@@ -232,3 +232,32 @@ def test_container_python_serves_both_runtimes(repository, local_answers):
             assert [r["label"] for r in served] == [r["label"] for r in expected]
             for got, want in zip(served, expected):
                 assert abs(got["confidence"] - want["confidence"]) < 1e-4
+
+
+def test_a_model_that_fails_to_load_does_not_take_the_others_down(repository, local_answers, tmp_path):
+    """The Dockerfile's --exit-on-error=false on the bundled server: a broken model beside the good
+    ones leaves them serving (without it, tritonserver exits: "failed to load all models")."""
+    assert "--exit-on-error=false" in (DEPLOY / "Dockerfile").read_text()
+    mixed = tmp_path / "repo"
+    shutil.copytree(repository, mixed)
+    (mixed / "broken" / "1").mkdir(parents=True)
+    (mixed / "broken" / "config.pbtxt").write_text('name: "broken"\nbackend: "python"\nmax_batch_size: 1\n')
+    (mixed / "broken" / "1" / "model.py").write_text(
+        "class TritonPythonModel:\n    def initialize(self, args):\n        raise RuntimeError('broken on purpose')\n")
+    server = TritonServer(mixed, ServerPorts.free(), extra_args=("--exit-on-error=false",)).start()
+    try:
+        client = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert server.is_running(), server.log_tail()
+            try:
+                client = SeqClsClient(server.grpc_url, "intent")
+                if client._client.is_model_ready("intent"):
+                    break
+            except ClientError:
+                pass
+            time.sleep(1)
+        assert client is not None and not client._client.is_model_ready("broken")
+        assert [r.to_json() for r in client.classify(TEXTS)] == local_answers["intent"]
+    finally:
+        server.stop()
