@@ -189,7 +189,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="compile a model directory into a Triton model repository",
                        description="Compile a finetuned ERNIE model into a Triton ensemble "
                                    "<name> = <name>_tokenizer -> <name>_model -> <name>_postprocess. "
-                                   "MODEL is a PaddleNLP checkpoint (config.json + model_state.pdparams) or a "
+                                   "MODEL is a PaddleNLP checkpoint (config.json + model.safetensors or "
+                                   "model_state.pdparams, sharded or not; safetensors preferred) or a "
                                    "static export (inference.json/.pdmodel + .pdiparams), with vocab.txt beside "
                                    "it or given by --tokenizer. Labels come from --labels, label.txt, or "
                                    "id2label in config.json. The build is atomic: a failure leaves OUTPUT as it was.")

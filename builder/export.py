@@ -12,7 +12,7 @@ from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.program import ProgramFiles, ProgramFormat
 
-from .sources import ModelSource
+from .sources import ModelSource, checkpoint_weights
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,14 @@ def load_dygraph_model(source: ModelSource, task: Task):
                         "with its training script (the seed's --do_export --input_dtype int32) and pass the "
                         "export directory", str(source.directory))
     auto_class = getattr(transformers, _AUTO_CLASSES[task])
+    weights = checkpoint_weights(Path(source.directory))
     try:
-        model = auto_class.from_pretrained(str(source.directory))
+        model = auto_class.from_pretrained(str(source.directory),
+                                           use_safetensors=weights is not None and "safetensors" in weights.name)
     except Exception as exc:
         raise UserError(f"PaddleNLP could not load the checkpoint ({type(exc).__name__}: {exc}); "
-                        "check config.json and model_state.pdparams come from the same save_pretrained",
-                        str(source.directory)) from exc
+                        f"check config.json and {weights.name if weights else 'the weights'} come from the same "
+                        "save_pretrained", str(source.directory)) from exc
     model.eval()
     return model
 

@@ -10,11 +10,21 @@ from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, find_program
 
 CONFIG_NAMES = ("config.json", "model_config.json")
+# What PaddleNLP's save_pretrained writes, in the order preferred when several are present:
+# safetensors (safe_serialization=True; no pickle is loaded), sharded with their index
+# (max_shard_size), then the pickle model_state.pdparams.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "model_state.pdparams",
+                "model_state.pdparams.index.json")
+
+
+def checkpoint_weights(directory: Path) -> Path | None:
+    """The weights file (or shard index) PaddleNLP loads from `directory`, safetensors first."""
+    return next((directory / name for name in WEIGHT_FILES if (directory / name).is_file()), None)
 LABEL_FILE = "label.txt"
 
 
 class SourceKind(str, enum.Enum):
-    CHECKPOINT = "PaddleNLP checkpoint"  # config + model_state.pdparams: the builder exports it
+    CHECKPOINT = "PaddleNLP checkpoint"  # config + weights (WEIGHT_FILES): the builder exports it
     STATIC = "static export"  # *.json (PIR) / *.pdmodel + *.pdiparams, or *.onnx
 
 
@@ -99,13 +109,14 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
     config = _read_config(model_dir)
     if program is not None:
         kind = SourceKind.STATIC
-    elif config and (model_dir / "model_state.pdparams").is_file():
+    elif config and checkpoint_weights(model_dir) is not None:
         kind = SourceKind.CHECKPOINT
     else:
         found = ", ".join(sorted(p.name for p in model_dir.iterdir())[:12]) or "nothing"
-        hint = ("config.json is there but model_state.pdparams is missing: was save_pretrained interrupted?"
-                if config else "expected a PaddleNLP checkpoint (config.json + model_state.pdparams + vocab.txt) "
-                "or a static export (inference.json or *.pdmodel, with *.pdiparams)")
+        hint = (f"config.json is there but no weights ({', '.join(WEIGHT_FILES)}): was save_pretrained "
+                "interrupted?" if config else "expected a PaddleNLP checkpoint (config.json + model_state.pdparams "
+                "or model.safetensors, sharded or not, + vocab.txt) or a static export (inference.json or "
+                "*.pdmodel, with *.pdiparams)")
         raise UserError(f"unknown model format (found: {found}); {hint}", str(model_dir))
 
     tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else model_dir
