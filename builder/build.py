@@ -12,7 +12,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from serving_core.errors import UserError
-from serving_core.program import ProgramFormat, is_quantized, read_signature
+from serving_core.program import ProgramFormat, ProgramSignature, is_quantized, read_signature
+from serving_core.tensors import TensorSpec
 from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
 from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, read_vocab,
                                        settings_from_tokenizer_config)
@@ -99,6 +100,8 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         serving_program = program
         if options.runtime is RuntimeKind.ONNXRUNTIME:
             serving_program = convert_to_onnx(program, work / "model.onnx")
+            signature = runtime_signature(signature, read_signature(serving_program), program)
+            check_conversion(program, serving_program, tokenizer)
         if options.quantize == "int8":
             serving_program = quantize_dynamic_int8(serving_program, work / "model.int8.onnx",
                                                     options.quantize_options)
@@ -141,6 +144,53 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
     seconds = time.perf_counter() - started
     return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value,
                        spec_labels(spec), max_seq_len, options.runtime.value, seconds, calibration)
+
+
+def runtime_signature(source: ProgramSignature, served: ProgramSignature, program) -> ProgramSignature:
+    """The served program's names and dtypes, as its runtime exposes them (paddle2onnx renames a
+    legacy program's `save_infer_model/scale_*` outputs), with the source's fixed dims where the
+    served program leaves them open."""
+    if len(source.inputs) != len(served.inputs) or len(source.outputs) != len(served.outputs):
+        raise UserError("the ONNX conversion changed the number of inputs or outputs", str(program.model_file))
+    by_name = {t.name: t for t in served.inputs}
+    if set(by_name) == {t.name for t in source.inputs}:  # same inputs, perhaps reordered: keep the program's order
+        served = ProgramSignature(tuple(by_name[t.name] for t in source.inputs), served.outputs)
+
+    def merged(a: TensorSpec, b: TensorSpec) -> TensorSpec:
+        shape = tuple(y if y > 0 else x for x, y in zip(a.shape, b.shape)) if len(a.shape) == len(b.shape) \
+            else b.shape
+        return TensorSpec(b.name, b.dtype, shape)
+
+    return ProgramSignature(tuple(merged(a, b) for a, b in zip(source.inputs, served.inputs)),
+                            tuple(merged(a, b) for a, b in zip(source.outputs, served.outputs)))
+
+
+CONVERSION_TOLERANCE = 1e-3  # largest output difference ONNX Runtime may show against Paddle Inference
+
+
+def check_conversion(program, converted, tokenizer) -> None:
+    """The ONNX model must compute what the Paddle program does: both run a few texts, and a
+    difference over CONVERSION_TOLERANCE fails the build (paddle2onnx has lost weights of some
+    Paddle 2.x programs silently)."""
+    import numpy as np
+
+    from serving_core.runtime import OnnxRunner, PaddleRunner
+    from serving_core.tokenization import feeds_from_ids
+
+    encoded = tokenizer.encode(["打开空调", "play love story", "导航到北京西站然后播放音乐"])
+    paddle_runner, onnx_runner = PaddleRunner(program), OnnxRunner(converted)
+    results = []
+    for runner in (paddle_runner, onnx_runner):
+        names = [t.name for t in runner.signature.inputs]
+        feeds = feeds_from_ids(names, encoded.input_ids, encoded.token_type_ids, tokenizer.pad_id)
+        outputs = runner.run({t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs})
+        results.append([outputs[t.name] for t in runner.signature.outputs])
+    worst = max(float(np.abs(a.astype(np.float32) - b.astype(np.float32)).max()) for a, b in zip(*results))
+    if not worst <= CONVERSION_TOLERANCE:
+        raise UserError(f"the ONNX conversion does not compute what the program does (largest output difference "
+                        f"{worst:.3g} on sample texts); serve this program with --runtime paddle",
+                        str(program.model_file))
+    log.info("ONNX conversion checked: largest output difference %.2g", worst)
 
 
 def check_runtime_options(options: BuildOptions, program) -> None:

@@ -122,8 +122,11 @@ def _read_legacy(path: Path) -> ProgramSignature:
     variables = {v.name: v for v in block.vars}
 
     def spec(name: str) -> TensorSpec:
-        tensor = variables[name].type.lod_tensor.tensor
-        return TensorSpec(name, _LEGACY_DTYPES[tensor.data_type], tuple(tensor.dims))
+        # Paddle 3 renamed VarType.lod_tensor to dense_tensor (same field number): a Paddle 2.x
+        # file reads the same under either name, whichever this Paddle's proto has.
+        var_type = variables[name].type
+        tensor = getattr(var_type, "dense_tensor", None) or var_type.lod_tensor
+        return TensorSpec(name, _LEGACY_DTYPES[tensor.tensor.data_type], tuple(tensor.tensor.dims))
 
     feeds, fetches = {}, {}
     for op in block.ops:
@@ -162,8 +165,13 @@ def is_quantized(files: ProgramFiles) -> bool:
         text = files.model_file.read_text(encoding="utf-8", errors="replace")
         return any(f'.{op}"' in text for op in _QUANT_OPS)
     if files.format is ProgramFormat.LEGACY:
-        data = files.model_file.read_bytes()
-        return any(op.encode() in data for op in _QUANT_OPS)
+        # The ops of the program's blocks: a 2.x file also carries the whole op registry, whose
+        # names include every quantize op.
+        from paddle.base.proto import framework_pb2
+
+        program = framework_pb2.ProgramDesc()
+        program.ParseFromString(files.model_file.read_bytes())
+        return any(op.type.startswith(_QUANT_OPS) for block in program.blocks for op in block.ops)
     import onnx
 
     model = onnx.load(str(files.model_file), load_external_data=False)

@@ -160,9 +160,10 @@ class RequestBatcher:
         self.max_batch_tokens = max_batch_tokens
         self.input_names = [t.name for t in runner.signature.inputs]
         self.dtypes = {t.name: t.dtype for t in runner.signature.inputs}
+        self.ids_name = ids_input(self.input_names)
 
     def run(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        first = self.input_names[0]
+        first = self.ids_name
         shapes = [r[first].shape for r in requests]
         groups = token_budget_groups([int(np.prod(s[:-1])) for s in shapes], [s[-1] for s in shapes],
                                      self.max_batch_tokens)
@@ -173,7 +174,7 @@ class RequestBatcher:
         return results
 
     def _run_batch(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        first = self.input_names[0]
+        first = self.ids_name
         sizes = [r[first].shape[0] for r in requests]
         shapes = [r[first].shape[1:] for r in requests]
         feeds = {n: pad_and_concat([r[n] for r in requests], self.pad_values.get(n, 0)) for n in self.input_names}
@@ -199,6 +200,12 @@ class RequestBatcher:
                 result[index][name] = piece
         return result
 
+
+
+def ids_input(names: list[str]) -> str:
+    """The input whose padding marks padding: input_ids, wherever the program lists it (an ONNX
+    conversion may put token_type_ids first, and those are 0 on real tokens too)."""
+    return "input_ids" if "input_ids" in names else names[0]
 
 
 def run_within_budget(runner: Runner, feeds: dict[str, np.ndarray], max_tokens: int) -> dict[str, np.ndarray]:

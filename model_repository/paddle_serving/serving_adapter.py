@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from serving_core.model_step import ModelStepSettings, create_step_runner
-from serving_core.runtime import run_within_budget
+from serving_core.runtime import ids_input, run_within_budget
 
 
 class RunnerPredictor:
@@ -29,7 +29,7 @@ class RunnerPredictor:
         self._lock = threading.Lock()  # one predictor, possibly several Op threads
 
     def predict(self, feed=None, fetch=None, batch=True, log_id=0):
-        first = next(iter(self._dtypes))
+        first = ids_input(list(self._dtypes))
         ids = feed[first]
         # Rows arrive padded to max_seq_len so that auto-batching can stack them; cut the
         # columns that are padding in every row before running.

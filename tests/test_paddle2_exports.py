@@ -1,0 +1,82 @@
+"""Paddle 2.x static exports, as Paddle 2.6 + PaddleNLP 2.8 wrote them (tests/fixtures/paddle2,
+made by its make_fixtures.py in its own environment), under the names PaddleNLP's scripts use.
+Each builds with the tokenizer and labels given apart (those scripts write no tokenizer files
+beside the export), serves on the real server on Paddle and ONNX Runtime, and answers what
+Paddle 2.6 itself computed for the same texts (expected.json)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builder.build import build
+from builder.options import BuildOptions
+from builder.server import ServerPorts, TritonServer
+from clients.seq_cls import SeqClsClient
+from clients.token_cls import TokenClsClient
+from serving_core.interface import Task
+from serving_core.program import find_program, is_quantized, read_signature
+from serving_core.runtime import RuntimeKind
+from serving_core.seq_cls import softmax
+from serving_core.token_cls import TokenClsSettings, decode_entities
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "paddle2"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+SEQ_CLS_LAYOUTS = {"multi_class": "multi_class/export", "ernie3_seq_cls": "ernie3_seq_cls", "trainer": "trainer"}
+RUNTIMES = {"paddle": RuntimeKind.PADDLE, "ort": RuntimeKind.ONNXRUNTIME}
+
+
+@pytest.mark.parametrize("layout", [*SEQ_CLS_LAYOUTS.values(), "ernie3_token_cls"])
+def test_legacy_programs_are_read_and_not_mistaken_for_int8(layout):
+    files = find_program(FIXTURES / layout)
+    signature = read_signature(files)
+    assert [t.name for t in signature.inputs] == ["input_ids", "token_type_ids"]
+    assert signature.outputs[0].name.startswith("save_infer_model/")
+    assert not is_quantized(files)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    repository = tmp_path_factory.mktemp("paddle2") / "repo"
+    tokenizer = FIXTURES / "tokenizer"
+    for name, layout in SEQ_CLS_LAYOUTS.items():
+        for runtime_name, runtime in RUNTIMES.items():
+            build(FIXTURES / layout, repository, BuildOptions(
+                task=Task.SEQ_CLS, name=f"{name}_{runtime_name}", runtime=runtime, tokenizer_dir=tokenizer,
+                labels_file=FIXTURES / "seq_labels.txt", max_seq_len=64), show_progress=False)
+    for runtime_name, runtime in RUNTIMES.items():
+        build(FIXTURES / "ernie3_token_cls", repository, BuildOptions(
+            task=Task.TOKEN_CLS, name=f"token_cls_{runtime_name}", runtime=runtime, tokenizer_dir=tokenizer,
+            labels_file=FIXTURES / "tags.txt", max_seq_len=64), show_progress=False)
+    with TritonServer(repository, ServerPorts.free()) as server:
+        yield server
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("layout", SEQ_CLS_LAYOUTS)
+def test_seq_cls_exports_answer_what_paddle_2_6_computed(served, layout, runtime):
+    expected = softmax(np.array(EXPECTED["seq_cls"], dtype=np.float32))
+    probabilities = SeqClsClient(served.grpc_url, f"{layout}_{runtime}").probabilities(EXPECTED["texts"])
+    assert np.abs(probabilities - expected).max() < 1e-4
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_token_cls_export_answers_what_paddle_2_6_computed(served, runtime):
+    from serving_core.tokenization import ErnieTokenizer, settings_from_tokenizer_config
+
+    labels = tuple((FIXTURES / "tags.txt").read_text(encoding="utf-8").split())
+    tokenizer = ErnieTokenizer.from_files(FIXTURES / "tokenizer" / "vocab.txt",
+                                          settings_from_tokenizer_config(FIXTURES / "tokenizer", 64))
+    logits = np.array(EXPECTED["token_cls"], dtype=np.float32)
+    served_entities = TokenClsClient(served.grpc_url, f"token_cls_{runtime}").entities(EXPECTED["texts"])
+    for row, (text, answer) in enumerate(zip(EXPECTED["texts"], served_entities)):
+        pieces = tokenizer.pieces([text])[0]
+        offsets = np.array(pieces.offsets, dtype=np.int64).reshape(-1, 2)
+        probabilities = softmax(logits[row, 1: 1 + len(offsets)])
+        expected = decode_entities(text, probabilities, offsets, TokenClsSettings(labels))
+        assert [e.to_json() for e in expected] == [
+            {**e, "score": pytest.approx(e["score"], abs=1e-4)} for e in answer["entities"]]
