@@ -25,7 +25,7 @@ from .repository import write_repository
 from .wiring import check_wiring
 from .plans import PLANNERS, PlanInputs
 from .triton_target import repository_plan
-from .sources import ModelSource, inspect_source
+from .sources import ModelSource, check_task, inspect_source
 
 log = logging.getLogger("builder")
 
@@ -70,14 +70,16 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         log.info(text)
 
     stage("reading model directory")
-    source = inspect_source(model_dir, options.tokenizer_dir, options.labels_file, options.slot_labels_file)
+    source = inspect_source(model_dir, options.tokenizer_dir, options.labels_file, options.slot_labels_file,
+                            options.program_file)
+    check_task(source, options.task.value)
     name = options.name or ensemble_name_for(source.directory)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise UserError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
     max_seq_len = resolve_max_seq_len(source, options.max_seq_len)
     tokenizer_settings = settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len)
     vocab = read_vocab(source.vocab_file)
-    tokenizer = ErnieTokenizer(vocab, tokenizer_settings)
+    tokenizer = ErnieTokenizer(vocab, tokenizer_settings, str(source.vocab_file))
     vocab_size = max(vocab.values()) + 1
     if source.config.get("vocab_size"):
         vocab_size = min(vocab_size, int(source.config["vocab_size"]))
@@ -91,6 +93,7 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stage("exporting static program" if source.program is None else "reading static program")
         program = source.program or export_once(source, options.task, work / "program", options.int_dtype)
         signature = read_signature(program)
+        prove_weights(program, tokenizer)
         log.info("program %s: inputs %s, outputs %s", program.model_file.name,
                  [(t.name, t.dtype) for t in signature.inputs], [(t.name, list(t.shape)) for t in signature.outputs])
         stages.update()
@@ -110,7 +113,8 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stage("planning ensemble")
         spec = PLANNERS[options.task](PlanInputs(name, options, program, serving_program, signature,
                                                  tokenizer_settings, source.label_sets, tokenizer.pad_id,
-                                                 vocab_size, source.config.get("type_vocab_size")))
+                                                 vocab_size, source.config.get("type_vocab_size"),
+                                                 source.program.model_file if source.program else source.directory))
         plan = repository_plan(spec, options.triton(), source.vocab_file, serving_program)
         check_wiring(plan.ensemble(), plan.configs())  # before either target is written
         stages.update()
@@ -122,6 +126,12 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stage("writing repository")
         record = {
             "spec": spec.to_json(), "source": str(source.directory.resolve()), "source_kind": source.kind.name,
+            "inputs": {"tokenizer_dir": str(source.tokenizer_dir.resolve())  # None: beside the model
+                       if source.tokenizer_dir.resolve() != source.directory.resolve() else None,
+                       "labels_file": str(Path(options.labels_file).resolve()) if options.labels_file else None,
+                       "slot_labels_file": str(Path(options.slot_labels_file).resolve())
+                       if options.slot_labels_file else None,
+                       "program_file": source.program.model_file.name if source.program else None},
             "labels_origin": source.labels_origin, "label_sets": {k: list(v) for k, v in source.label_sets.items()},
             "program_inputs": [asdict(t) for t in signature.inputs],
             "program_outputs": [asdict(t) for t in signature.outputs],
@@ -165,6 +175,34 @@ def runtime_signature(source: ProgramSignature, served: ProgramSignature, progra
                             tuple(merged(a, b) for a, b in zip(source.outputs, served.outputs)))
 
 
+PROBE_TEXTS = ["打开空调", "play love story", "导航到北京西站然后播放音乐"]
+
+
+def _probe_outputs(runner, tokenizer) -> list:
+    """The runner's outputs, in order, on PROBE_TEXTS tokenized as the tokenizer step does."""
+    from serving_core.tokenization import feeds_from_ids
+
+    encoded = tokenizer.encode(PROBE_TEXTS)
+    names = [t.name for t in runner.signature.inputs]
+    feeds = feeds_from_ids(names, encoded.input_ids, encoded.token_type_ids, tokenizer.pad_id)
+    outputs = runner.run({t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs})
+    return [outputs[t.name] for t in runner.signature.outputs]
+
+
+def prove_weights(program, tokenizer) -> None:
+    """Load the program with its weights and run the probe texts through it, before anything is
+    written: a truncated, corrupt or mismatched weights file fails here, naming that file."""
+    from serving_core.runtime import create_runner
+
+    kind = RuntimeKind.ONNXRUNTIME if program.format is ProgramFormat.ONNX else RuntimeKind.PADDLE
+    try:
+        _probe_outputs(create_runner(kind, program), tokenizer)
+    except Exception as exc:
+        raise UserError(f"the program cannot run with these weights ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0][:300]}); the file may be truncated, corrupt or from "
+                        "another model: export it again", str(program.params_file or program.model_file)) from exc
+
+
 CONVERSION_TOLERANCE = 1e-3  # largest output difference ONNX Runtime may show against Paddle Inference
 
 
@@ -175,16 +213,8 @@ def check_conversion(program, converted, tokenizer) -> None:
     import numpy as np
 
     from serving_core.runtime import OnnxRunner, PaddleRunner
-    from serving_core.tokenization import feeds_from_ids
 
-    encoded = tokenizer.encode(["打开空调", "play love story", "导航到北京西站然后播放音乐"])
-    paddle_runner, onnx_runner = PaddleRunner(program), OnnxRunner(converted)
-    results = []
-    for runner in (paddle_runner, onnx_runner):
-        names = [t.name for t in runner.signature.inputs]
-        feeds = feeds_from_ids(names, encoded.input_ids, encoded.token_type_ids, tokenizer.pad_id)
-        outputs = runner.run({t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs})
-        results.append([outputs[t.name] for t in runner.signature.outputs])
+    results = [_probe_outputs(runner, tokenizer) for runner in (PaddleRunner(program), OnnxRunner(converted))]
     worst = max(float(np.abs(a.astype(np.float32) - b.astype(np.float32)).max()) for a, b in zip(*results))
     if not worst <= CONVERSION_TOLERANCE:
         raise UserError(f"the ONNX conversion does not compute what the program does (largest output difference "

@@ -25,6 +25,7 @@ from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
 from .server import ServerError
+from .sources import inspect_source
 
 log = logging.getLogger("builder")
 
@@ -56,7 +57,7 @@ def _cmd_build(args) -> int:
         tag_scheme=args.tag_scheme, stride=args.stride, max_windows=args.max_windows,
         max_question_len=args.max_question_len,
         max_answer_len=args.max_answer_len, n_best=args.n_best, no_answer_threshold=args.no_answer_threshold,
-        tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
+        tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None, program_file=args.program,
         labels_file=Path(args.labels) if args.labels else None,
         slot_labels_file=Path(args.slot_labels) if args.slot_labels else None, overwrite=args.overwrite,
         precision=args.precision, quantize=args.quantize, gpu_onnxruntime=args.gpu_onnxruntime,
@@ -137,13 +138,22 @@ def _cmd_verify(args) -> int:
     repository = Path(args.repository) if not is_remote(served) else _remote_records(served)
     name = args.name or _single_ensemble(repository)
     spec, record = read_build(repository, name)
-    texts_file = args.texts or str(Path(args.model or record["source"]) / "data.txt")
+    inputs = record.get("inputs", {})
+
+    def given(flag: str | None, key: str) -> Path | None:
+        value = flag or inputs.get(key)
+        return Path(value) if value else None
+
+    # Flags given override what the build recorded (a source moved elsewhere, another tokenizer).
+    source = inspect_source(Path(args.model or record["source"]), given(args.tokenizer, "tokenizer_dir"),
+                            given(args.labels, "labels_file"), given(None, "slot_labels_file"),
+                            args.program or inputs.get("program_file"))
+    texts_file = args.texts or str(source.directory / "data.txt")
     texts, pairs = read_texts([], texts_file, input_columns(spec) == 2)
     rows = list(zip(texts, pairs)) if pairs is not None else [(t,) for t in texts]
 
     def run(url: str):
-        return verify(repository, name, url, rows, Path(args.model) if args.model else None, args.tolerance,
-                      args.min_agreement)
+        return verify(repository, name, url, rows, source, args.tolerance, args.min_agreement)
 
     if args.url:
         report = run(args.url)
@@ -156,9 +166,10 @@ def _cmd_verify(args) -> int:
 
 def _cmd_inspect(args) -> int:
     from .inspect_model import describe
-    from .sources import inspect_source
 
-    print(json.dumps(describe(inspect_source(Path(args.model))), ensure_ascii=False, indent=2))
+    source = inspect_source(Path(args.model), Path(args.tokenizer) if args.tokenizer else None,
+                            Path(args.labels) if args.labels else None, None, args.program)
+    print(json.dumps(describe(source), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -199,6 +210,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="model repository to write into (created if missing)")
     p.add_argument("--name", help="ensemble name (default: the model directory's name)")
     p.add_argument("--tokenizer", help="directory with vocab.txt / tokenizer_config.json, if not beside the model")
+    p.add_argument("--program", help="the program file to build, when MODEL holds several (e.g. float32.pdmodel)")
     p.add_argument("--labels", help="label file, one label a line (default: label.txt or config id2label; "
                    "intent_slot: intent_label.txt)")
     p.add_argument("--slot-labels", help="intent_slot: slot tag file (default: slot_label.txt)")
@@ -301,6 +313,9 @@ def make_parser() -> argparse.ArgumentParser:
                                    "--url a bundled server is started for the check.")
     p.add_argument("repository", help="the repository built by `builder build` (a directory or s3://...)")
     p.add_argument("--model", help="source model directory (default: the one recorded at build time)")
+    p.add_argument("--tokenizer", help="tokenizer directory (vocab.txt, tokenizer_config.json; default: as built)")
+    p.add_argument("--labels", help="label file (default: as built)")
+    p.add_argument("--program", help="program file in MODEL (default: as built)")
     p.add_argument("--name", help="ensemble name (default: the repository's only one)")
     p.add_argument("--texts", help="texts file, one a line (pairs: text<TAB>pair); default: MODEL/data.txt")
     p.add_argument("--url", help="gRPC address of a running server")
@@ -322,6 +337,9 @@ def make_parser() -> argparse.ArgumentParser:
                                    "exported programs the architecture read from the weights (layers, FFN "
                                    "widths, attention heads; pruned or not) and whether it is INT8.")
     p.add_argument("model")
+    p.add_argument("--tokenizer", help="tokenizer directory, if not beside the model (as for build)")
+    p.add_argument("--labels", help="label file (as for build)")
+    p.add_argument("--program", help="the program file, when MODEL holds several (as for build)")
     p.set_defaults(func=_cmd_inspect)
     return parser
 
@@ -338,11 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         log.error("%s", exc)
         return 2
-    except Exception as exc:
-        if isinstance(exc, ServerError):
-            log.error("%s", exc)
-            return 3
-        raise
+    except ServerError as exc:
+        log.error("%s", exc)
+        return 3
+    except Exception:  # a bug or an environment problem: never exit 1, which verify means "answers differ"
+        log.exception("%s failed unexpectedly", args.command if hasattr(args, "command") else "builder")
+        return 4
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class BuildOptions:
     gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
     gpu_fp16: bool = False  # ... in FP16
     tokenizer_dir: Path | None = None
+    program_file: str | None = None  # which program, when the model directory holds several
     labels_file: Path | None = None
     slot_labels_file: Path | None = None
     overwrite: bool = False

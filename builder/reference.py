@@ -29,8 +29,14 @@ from .sources import ModelSource, SourceKind
 
 
 def paddlenlp_tokenizer(source: ModelSource):
-    from paddlenlp.transformers import AutoTokenizer
+    """PaddleNLP's tokenizer as save_pretrained left it, or its ErnieTokenizer on a bare vocab.txt."""
+    from paddlenlp.transformers import AutoTokenizer, ErnieTokenizer
 
+    if not (source.tokenizer_dir / "tokenizer_config.json").is_file():
+        from serving_core.tokenization import settings_from_tokenizer_config
+
+        settings = settings_from_tokenizer_config(source.tokenizer_dir, 8)
+        return ErnieTokenizer(str(source.vocab_file), do_lower_case=settings.do_lower_case)
     return AutoTokenizer.from_pretrained(str(source.tokenizer_dir))
 
 

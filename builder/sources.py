@@ -52,16 +52,33 @@ def _read_config(directory: Path) -> dict:
         path = directory / name
         if path.is_file():
             try:
-                return json.loads(path.read_text(encoding="utf-8"))
+                return _flatten_init_args(json.loads(path.read_text(encoding="utf-8-sig")))
             except json.JSONDecodeError as exc:
                 raise UserError(f"invalid JSON ({exc})", str(path)) from exc
     return {}
 
 
+def _flatten_init_args(config: dict) -> dict:
+    """PaddleNLP 2.x model_config.json nests the encoder's settings in `init_args`
+    ({"init_class": "ErnieForSequenceClassification", "init_args": [{"init_class": "ErnieModel",
+    "max_position_embeddings": ...}], "num_classes": 3}): read them as config.json has them."""
+    if "init_args" not in config:
+        return config
+    flat: dict = {}
+    for item in config.get("init_args") or []:
+        if isinstance(item, dict):
+            flat.update(_flatten_init_args(item))
+    flat.update({k: v for k, v in config.items() if k not in ("init_args", "init_class")})
+    if config.get("init_class") and "architectures" not in flat and "For" in str(config["init_class"]):
+        flat["architectures"] = [config["init_class"]]
+    return flat
+
+
 def read_label_file(path: Path) -> tuple[str, ...]:
     """PaddleNLP label.txt: one label a line, class id = line number (blank lines skipped)."""
     try:
-        labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        # utf-8-sig: a BOM (Windows editors write one) is not part of the first label.
+        labels = tuple(line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
     except UnicodeDecodeError as exc:
         raise UserError("is not UTF-8 text; save the label file as UTF-8, one label a line", str(path)) from exc
     if not labels:
@@ -95,7 +112,7 @@ def _optional_label_file(flag: Path | None, default: Path) -> tuple[tuple[str, .
 
 
 def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_file: Path | None = None,
-                   slot_labels_file: Path | None = None) -> ModelSource:
+                   slot_labels_file: Path | None = None, program_file: str | None = None) -> ModelSource:
     """Detect the model format, tokenizer files and labels in `model_dir`.
 
     Labels: `label.txt` (seq_cls, token_cls; or id2label in the config), or the seed's
@@ -105,7 +122,7 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
     if not model_dir.is_dir():
         raise UserError("is not a directory; pass the directory of a finetuned model "
                         "(PaddleNLP checkpoint or static export)", str(model_dir))
-    program = find_program(model_dir)
+    program = find_program(model_dir, program_file)
     config = _read_config(model_dir)
     if program is not None:
         kind = SourceKind.STATIC
@@ -136,3 +153,26 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
         label_sets = {"labels": labels} if labels else {}
         origin = origin if labels else "none (classes will be named by id)"
     return ModelSource(model_dir, kind, program, tokenizer_dir, config, label_sets, origin)
+
+
+# The head a PaddleNLP `architectures` entry ends with -> the task it serves.
+ARCHITECTURE_TASKS = {"ForSequenceClassification": "seq_cls", "ForTokenClassification": "token_cls",
+                      "ForQuestionAnswering": "qa"}
+
+
+def task_of_config(config: dict) -> str | None:
+    """The task the config's `architectures` names (None when it names no known head)."""
+    for architecture in config.get("architectures") or []:
+        for suffix, task in ARCHITECTURE_TASKS.items():
+            if str(architecture).endswith(suffix):
+                return task
+    return None
+
+
+def check_task(source: ModelSource, task: str) -> None:
+    """A checkpoint's `architectures` must agree with --task: exporting another task's head
+    from it would serve untrained weights."""
+    named = task_of_config(source.config)
+    if named is not None and named != task and task != "intent_slot":
+        raise UserError(f"the model is a {source.config['architectures'][0]} ({named}), not a {task} model; "
+                        f"build it with --task {named}", str(source.directory / "config.json"))

@@ -167,17 +167,29 @@ class _Context:
         return self.spec.tokenizer.max_seq_len
 
 
+def recorded_source(record: dict) -> ModelSource:
+    """The source model as the build read it: its directory, tokenizer, labels and program."""
+    inputs = record.get("inputs", {})
+
+    def path(key: str) -> Path | None:
+        return Path(inputs[key]) if inputs.get(key) else None
+
+    return inspect_source(Path(record["source"]), path("tokenizer_dir"), path("labels_file"), path("slot_labels_file"),
+                          inputs.get("program_file"))
+
+
 def input_columns(spec: EnsembleSpec) -> int:
     """How many tab-separated fields one line of a verify texts file has."""
     return 2 if spec.task == Task.QA or spec.text_pair else 1
 
 
-def verify(repository: Path, model: str, url: str, rows: list[tuple[str, ...]], model_dir: Path | None = None,
+def verify(repository: Path, model: str, url: str, rows: list[tuple[str, ...]], source: ModelSource | None = None,
            tolerance: float = 1e-4, min_agreement: float = 1.0) -> VerifyReport:
-    """Compare the running server's answers on `rows` (one tuple of texts each) with the source model."""
+    """Compare the running server's answers on `rows` (one tuple of texts each) with the source
+    model: `source`, or the model directory, tokenizer, labels and program the build recorded."""
     spec, record = read_build(repository, model)
     task = Task(spec.task)
-    source = inspect_source(Path(model_dir or record["source"]))
+    source = source or recorded_source(record)
     ctx = _Context(model, url, spec, source, tolerance)
     agreement, diff, mismatches = _VERIFIERS[task](ctx, rows) if rows else (1.0, 0.0, [])
     return VerifyReport(model, task.value, len(rows), float(agreement), float(diff), tolerance, mismatches,

@@ -47,17 +47,35 @@ class ProgramSignature:
     outputs: tuple[TensorSpec, ...]
 
 
-def find_program(directory: Path) -> ProgramFiles | None:
-    """Find the exported program in `directory` (a `.json`/`.pdmodel` with a `.pdiparams`)."""
-    for params in sorted(directory.glob("*.pdiparams")):
+def find_programs(directory: Path) -> list[ProgramFiles]:
+    """Every exported program in `directory`: a `.json`/`.pdmodel` with its `.pdiparams`, or `.onnx`."""
+    found = []
+    for params in sorted(Path(directory).glob("*.pdiparams")):
         for suffix, fmt in ((".json", ProgramFormat.PIR), (".pdmodel", ProgramFormat.LEGACY)):
             model = params.with_suffix(suffix)
             if model.is_file():
-                return ProgramFiles(fmt, model, params)
-    onnx_files = sorted(directory.glob("*.onnx"))
-    if onnx_files:
-        return ProgramFiles(ProgramFormat.ONNX, onnx_files[0], None)
-    return None
+                found.append(ProgramFiles(fmt, model, params))
+                break
+    found += [ProgramFiles(ProgramFormat.ONNX, path, None) for path in sorted(Path(directory).glob("*.onnx"))]
+    return found
+
+
+def find_program(directory: Path, chosen: str | None = None) -> ProgramFiles | None:
+    """The one exported program in `directory`, or the one whose model file is named `chosen`;
+    several without a choice are refused, listed (taking the first silently served the wrong one)."""
+    from .errors import UserError
+
+    programs = find_programs(directory)
+    if chosen is not None:
+        matches = [p for p in programs if chosen in (p.model_file.name, p.model_file.stem)]
+        if not matches:
+            names = ", ".join(p.model_file.name for p in programs) or "none"
+            raise UserError(f"no program {chosen!r} here (found: {names})", str(directory))
+        return matches[0]
+    if len(programs) > 1:
+        raise UserError(f"holds {len(programs)} programs ({', '.join(p.model_file.name for p in programs)}); "
+                        "choose one with --program NAME", str(directory))
+    return programs[0] if programs else None
 
 
 def read_signature(files: ProgramFiles) -> ProgramSignature:

@@ -78,7 +78,7 @@ class EncodedBatch:
 def read_vocab(path: Path) -> dict[str, int]:
     """PaddleNLP vocab.txt: one token a line, id = line number."""
     vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a BOM is not part of the first token
         for index, line in enumerate(f):
             token = line.rstrip("\n")
             if token and token not in vocab:
@@ -113,11 +113,11 @@ class ErnieTokenizer:
     tokens ([CLS] A [SEP] B [SEP]) are done here, to follow PaddleNLP's rules exactly.
     """
 
-    def __init__(self, vocab: dict[str, int], settings: TokenizerSettings):
+    def __init__(self, vocab: dict[str, int], settings: TokenizerSettings, vocab_file: str | None = None):
         missing = [t for t in settings.special_tokens if t not in vocab]
         if missing:
             raise UserError(f"special tokens {missing} are not in the vocabulary; "
-                            "pass the vocab.txt the model was trained with")
+                            "pass the vocab.txt the model was trained with", vocab_file)
         self.settings = settings
         self.pad_id = vocab[settings.pad_token]
         self.cls_id, self.sep_id = vocab[settings.cls_token], vocab[settings.sep_token]
@@ -126,7 +126,7 @@ class ErnieTokenizer:
 
     @classmethod
     def from_files(cls, vocab_file: Path, settings: TokenizerSettings) -> "ErnieTokenizer":
-        return cls(read_vocab(vocab_file), settings)
+        return cls(read_vocab(vocab_file), settings, str(vocab_file))
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> EncodedBatch:
         """Tokenize, truncate to max_seq_len (longest first for pairs) and pad to the longest.

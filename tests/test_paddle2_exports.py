@@ -80,3 +80,69 @@ def test_token_cls_export_answers_what_paddle_2_6_computed(served, runtime):
         expected = decode_entities(text, probabilities, offsets, TokenClsSettings(labels))
         assert [e.to_json() for e in expected] == [
             {**e, "score": pytest.approx(e["score"], abs=1e-4)} for e in answer["entities"]]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", ["ernie3_seq_cls_paddle", "multi_class_ort", "token_cls_paddle", "token_cls_ort"])
+def test_verify_uses_the_tokenizer_and_labels_the_build_recorded(served, name):
+    from builder.verify import verify
+
+    report = verify(served.repository, name, served.grpc_url, [(t,) for t in EXPECTED["texts"]])
+    assert report.passed, report.to_json()
+
+
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_corrupt_or_truncated_weights_fail_the_build_and_leave_the_repository_as_it_was(tmp_path):
+    from serving_core.errors import UserError
+
+    repository = tmp_path / "repo"
+    options = dict(task=Task.SEQ_CLS, name="intent", tokenizer_dir=FIXTURES / "tokenizer",
+                   labels_file=FIXTURES / "seq_labels.txt", max_seq_len=64)
+    build(FIXTURES / "ernie3_seq_cls", repository, BuildOptions(**options), show_progress=False)
+    before = _tree(repository)
+    params = (FIXTURES / "ernie3_seq_cls" / "inference.pdiparams").read_bytes()
+    for damage, content in [("truncated", params[: len(params) // 2]), ("garbage", bytes(len(params)))]:
+        model = tmp_path / damage
+        model.mkdir()
+        (model / "inference.pdmodel").write_bytes((FIXTURES / "ernie3_seq_cls" / "inference.pdmodel").read_bytes())
+        (model / "inference.pdiparams").write_bytes(content)
+        for runtime in RUNTIMES.values():
+            with pytest.raises(UserError, match="cannot run with these weights") as failure:
+                build(model, repository, BuildOptions(**options, runtime=runtime, overwrite=True), show_progress=False)
+            assert str(model / "inference.pdiparams") in str(failure.value)
+            assert _tree(repository) == before
+
+
+def test_two_programs_in_one_folder_are_listed_and_one_is_chosen(tmp_path):
+    import shutil
+
+    from serving_core.errors import UserError
+
+    model = tmp_path / "two"
+    shutil.copytree(FIXTURES / "ernie3_seq_cls", model)
+    for suffix in (".pdmodel", ".pdiparams"):
+        shutil.copy2(FIXTURES / "trainer" / f"model{suffix}", model / f"model{suffix}")
+    options = dict(task=Task.SEQ_CLS, tokenizer_dir=FIXTURES / "tokenizer", labels_file=FIXTURES / "seq_labels.txt")
+    with pytest.raises(UserError, match=r"holds 2 programs \(inference.pdmodel, model.pdmodel\); choose one"):
+        build(model, tmp_path / "repo", BuildOptions(**options), show_progress=False)
+    report = build(model, tmp_path / "repo", BuildOptions(**options, program_file="model.pdmodel"),
+                   show_progress=False)
+    assert report.labels == ("music", "navigation", "climate")
+
+
+@pytest.mark.server
+def test_a_vocab_txt_alone_is_a_tokenizer_for_build_and_verify(tmp_path):
+    from builder.verify import verify
+
+    bare = tmp_path / "vocab_only"
+    bare.mkdir()
+    (bare / "vocab.txt").write_bytes((FIXTURES / "tokenizer" / "vocab.txt").read_bytes())
+    repository = tmp_path / "repo"
+    build(FIXTURES / "ernie3_seq_cls", repository, BuildOptions(
+        task=Task.SEQ_CLS, name="bare", tokenizer_dir=bare, labels_file=FIXTURES / "seq_labels.txt", max_seq_len=64),
+        show_progress=False)
+    with TritonServer(repository, ServerPorts.free()) as server:
+        assert verify(repository, "bare", server.grpc_url, [(t,) for t in EXPECTED["texts"]]).passed

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from serving_core import interface
 from serving_core.errors import UserError
@@ -30,9 +31,10 @@ class PlanInputs:
     pad_id: int
     vocab_size: int  # ids the model's embedding table takes (the tokenizer writes no larger one)
     type_vocab_size: int | None = None  # from the model's config, when it has one
+    origin: Path | None = None  # the user's file or directory errors name (not the builder's temp export)
 
     def fail(self, message: str) -> UserError:
-        return UserError(message, str(self.program.model_file))
+        return UserError(message, str(self.origin or self.program.model_file))
 
 
 def check_inputs(inputs: PlanInputs) -> None:
@@ -58,14 +60,21 @@ def class_count(inputs: PlanInputs, output: TensorSpec, labels: tuple[str, ...],
     return width
 
 
+# Outputs per rank of each task's program (rank -> how many), to name the task a program is for.
+TASK_OUTPUT_RANKS = {"seq_cls": {2: 1}, "token_cls": {3: 1}, "qa": {2: 2}, "intent_slot": {2: 1, 3: 1}}
+
+
 def outputs_by_rank(inputs: PlanInputs, expected: dict[int, int], task_hint: str) -> dict[int, list[TensorSpec]]:
     """Program outputs grouped by rank; `expected` says how many of each rank the task needs."""
     grouped: dict[int, list[TensorSpec]] = {}
     for spec in inputs.signature.outputs:
         grouped.setdefault(len(spec.shape), []).append(spec)
-    if {rank: len(specs) for rank, specs in grouped.items()} != expected:
+    layout = {rank: len(specs) for rank, specs in grouped.items()}
+    if layout != expected:
         found = ", ".join(f"{o.name} {list(o.shape)}" for o in inputs.signature.outputs)
-        raise inputs.fail(f"the program's outputs ({found}) do not look like a {task_hint}")
+        fits = next((task for task, ranks in TASK_OUTPUT_RANKS.items() if ranks == layout), None)
+        hint = f"; they fit --task {fits}" if fits else ""
+        raise inputs.fail(f"the program's outputs ({found}) do not look like a {task_hint}{hint}")
     return grouped
 
 
