@@ -76,7 +76,7 @@ def test_unknown_format(tmp_path):
 def test_checkpoint_without_weights(example_model, tmp_path):
     model = _copy(example_model, tmp_path)
     (model / "model_state.pdparams").unlink()
-    with pytest.raises(UserError, match="model_state.pdparams is missing"):
+    with pytest.raises(UserError, match="config.json is there but no weights"):
         build(model, tmp_path / "repo", OPTIONS, show_progress=False)
 
 
@@ -121,3 +121,55 @@ def test_cli_exit_code_and_message(static_export, tmp_path, capsys):
 
     code = main(["build", "--task", "seq_cls", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "r")])
     assert code == 2
+
+
+def test_label_count_mismatch_on_a_checkpoint_names_the_users_directory(example_model, tmp_path):
+    model = _copy(example_model, tmp_path)
+    (model / "label.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    with pytest.raises(UserError, match="3 class labels") as info:
+        build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+    assert str(model) in str(info.value) and "ernie-build-" not in str(info.value)
+
+
+def test_a_checkpoint_of_another_task_names_its_task(example_model, tmp_path):
+    with pytest.raises(UserError, match="ErnieForSequenceClassification.*build it with --task seq_cls") as info:
+        build(example_model, tmp_path / "repo", BuildOptions(task=Task.TOKEN_CLS), show_progress=False)
+    assert "config.json" in str(info.value)
+
+
+def test_a_program_of_another_task_names_its_task(static_export, tmp_path):
+    with pytest.raises(UserError, match="fit --task seq_cls"):
+        build(static_export, tmp_path / "repo", BuildOptions(task=Task.TOKEN_CLS, labels_file=static_export /
+                                                             "label.txt"), show_progress=False)
+
+
+def test_a_bom_is_not_part_of_the_first_label(static_export, tmp_path):
+    model = _copy(static_export, tmp_path)
+    labels = (model / "label.txt").read_text(encoding="utf-8")
+    (model / "label.txt").write_bytes(b"\xef\xbb\xbf" + labels.encode("utf-8"))
+    report = build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+    assert report.labels[0] == labels.split()[0]
+
+
+def test_a_vocabulary_without_unk_is_named(static_export, tmp_path):
+    model = _copy(static_export, tmp_path)
+    vocab = model / "vocab.txt"
+    vocab.write_text("\n".join(t for t in vocab.read_text(encoding="utf-8").splitlines() if t != "[UNK]") + "\n",
+                     encoding="utf-8")
+    with pytest.raises(UserError, match=r"\[UNK\].*not in the vocabulary") as info:
+        build(model, tmp_path / "repo", OPTIONS, show_progress=False)
+    assert str(vocab) in str(info.value)
+
+
+def test_model_config_init_args_bound_max_seq_len(static_export, tmp_path):
+    import json
+
+    model = _copy(static_export, tmp_path)
+    for name in ("config.json", "model_config.json"):
+        (model / name).unlink(missing_ok=True)
+    (model / "model_config.json").write_text(json.dumps({
+        "init_class": "ErnieForSequenceClassification", "num_classes": 8,
+        "init_args": [{"init_class": "ErnieModel", "init_args": [], "vocab_size": 40000,
+                       "max_position_embeddings": 512}]}), encoding="utf-8")
+    with pytest.raises(UserError, match="--max-seq-len 600 exceeds the model's max_position_embeddings 512"):
+        build(model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, max_seq_len=600), show_progress=False)

@@ -146,3 +146,20 @@ def test_a_vocab_txt_alone_is_a_tokenizer_for_build_and_verify(tmp_path):
         show_progress=False)
     with TritonServer(repository, ServerPorts.free()) as server:
         assert verify(repository, "bare", server.grpc_url, [(t,) for t in EXPECTED["texts"]]).passed
+
+
+@pytest.mark.server
+def test_verify_cli_exit_codes_keep_could_not_run_apart_from_answers_differ(served, tmp_path):
+    import subprocess
+    import sys
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(EXPECTED["texts"]) + "\n", encoding="utf-8")
+    command = [sys.executable, "-m", "builder", "verify", str(served.repository), "--name", "ernie3_seq_cls_paddle",
+               "--url", served.grpc_url, "--texts", str(texts)]
+    assert subprocess.run(command, capture_output=True, timeout=600).returncode == 0
+    missing = subprocess.run([*command, "--model", str(tmp_path / "gone")], capture_output=True, text=True,
+                             timeout=600)
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+    differ = subprocess.run([*command, "--tolerance", "-1"], capture_output=True, timeout=600)
+    assert differ.returncode == 1
