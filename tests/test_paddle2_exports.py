@@ -13,6 +13,7 @@ import pytest
 
 from builder.build import build
 from builder.options import BuildOptions
+from builder.quantize import QuantizeOptions
 from builder.server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
 from clients.token_cls import TokenClsClient
@@ -25,7 +26,11 @@ from serving_core.token_cls import TokenClsSettings, decode_entities
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "paddle2"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 SEQ_CLS_LAYOUTS = {"multi_class": "multi_class/export", "ernie3_seq_cls": "ernie3_seq_cls", "trainer": "trainer"}
-RUNTIMES = {"paddle": RuntimeKind.PADDLE, "ort": RuntimeKind.ONNXRUNTIME}
+CALIBRATION = FIXTURES / "calibration.txt"
+RUNTIMES = {"paddle": {"runtime": RuntimeKind.PADDLE}, "ort": {"runtime": RuntimeKind.ONNXRUNTIME},
+            "int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8",
+                     "quantize_options": QuantizeOptions(calibration_file=CALIBRATION)}}
+TOLERANCE = {"paddle": 1e-4, "ort": 1e-4, "int8": 1e-3}  # probabilities of a random-weight model, all near 1/3
 
 
 @pytest.mark.parametrize("layout", [*SEQ_CLS_LAYOUTS.values(), "ernie3_token_cls"])
@@ -44,11 +49,11 @@ def served(tmp_path_factory):
     for name, layout in SEQ_CLS_LAYOUTS.items():
         for runtime_name, runtime in RUNTIMES.items():
             build(FIXTURES / layout, repository, BuildOptions(
-                task=Task.SEQ_CLS, name=f"{name}_{runtime_name}", runtime=runtime, tokenizer_dir=tokenizer,
+                task=Task.SEQ_CLS, name=f"{name}_{runtime_name}", **runtime, tokenizer_dir=tokenizer,
                 labels_file=FIXTURES / "seq_labels.txt", max_seq_len=64), show_progress=False)
-    for runtime_name, runtime in RUNTIMES.items():
+    for runtime_name, runtime in list(RUNTIMES.items())[:2]:
         build(FIXTURES / "ernie3_token_cls", repository, BuildOptions(
-            task=Task.TOKEN_CLS, name=f"token_cls_{runtime_name}", runtime=runtime, tokenizer_dir=tokenizer,
+            task=Task.TOKEN_CLS, name=f"token_cls_{runtime_name}", **runtime, tokenizer_dir=tokenizer,
             labels_file=FIXTURES / "tags.txt", max_seq_len=64), show_progress=False)
     with TritonServer(repository, ServerPorts.free()) as server:
         yield server
@@ -60,11 +65,11 @@ def served(tmp_path_factory):
 def test_seq_cls_exports_answer_what_paddle_2_6_computed(served, layout, runtime):
     expected = softmax(np.array(EXPECTED["seq_cls"], dtype=np.float32))
     probabilities = SeqClsClient(served.grpc_url, f"{layout}_{runtime}").probabilities(EXPECTED["texts"])
-    assert np.abs(probabilities - expected).max() < 1e-4
+    assert np.abs(probabilities - expected).max() < TOLERANCE[runtime]
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", ["paddle", "ort"])
 def test_token_cls_export_answers_what_paddle_2_6_computed(served, runtime):
     from serving_core.tokenization import ErnieTokenizer, settings_from_tokenizer_config
 
@@ -83,7 +88,8 @@ def test_token_cls_export_answers_what_paddle_2_6_computed(served, runtime):
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("name", ["ernie3_seq_cls_paddle", "multi_class_ort", "token_cls_paddle", "token_cls_ort"])
+@pytest.mark.parametrize("name", [f"{layout}_{runtime}" for layout in SEQ_CLS_LAYOUTS for runtime in ("paddle", "ort")]
+                         + ["token_cls_paddle", "token_cls_ort"])
 def test_verify_uses_the_tokenizer_and_labels_the_build_recorded(served, name):
     from builder.verify import verify
 
@@ -111,7 +117,7 @@ def test_corrupt_or_truncated_weights_fail_the_build_and_leave_the_repository_as
         (model / "inference.pdiparams").write_bytes(content)
         for runtime in RUNTIMES.values():
             with pytest.raises(UserError, match="cannot run with these weights") as failure:
-                build(model, repository, BuildOptions(**options, runtime=runtime, overwrite=True), show_progress=False)
+                build(model, repository, BuildOptions(**options, **runtime, overwrite=True), show_progress=False)
             assert str(model / "inference.pdiparams") in str(failure.value)
             assert _tree(repository) == before
 
