@@ -169,3 +169,17 @@ def test_verify_cli_exit_codes_keep_could_not_run_apart_from_answers_differ(serv
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
     differ = subprocess.run([*command, "--tolerance", "-1"], capture_output=True, timeout=600)
     assert differ.returncode == 1
+
+
+def test_inspect_takes_the_tokenizer_and_labels_as_build_does():
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "builder", "inspect", str(FIXTURES / "ernie3_seq_cls")]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--tokenizer" in refused.stderr
+    done = subprocess.run([*command, "--tokenizer", str(FIXTURES / "tokenizer"), "--labels",
+                           str(FIXTURES / "seq_labels.txt")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["quantized"] is False and "music" in json.dumps(info, ensure_ascii=False)
