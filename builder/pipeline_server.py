@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .process import ServerProcess, connect_host, require_free_ports
@@ -78,3 +79,19 @@ class PipelineService(ServerProcess):
 
     def _tail(self) -> str:
         return self.log_file.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def pipeline_services(directories: dict):
+    """Several services started together (each loads while the others do), yielded as
+    {key: PipelineService} once all are ready; all are stopped on the way out."""
+    services = {key: PipelineService(directory) for key, directory in directories.items()}
+    for service in services.values():
+        service.start()
+    try:
+        for service in services.values():
+            service.wait_ready()
+        yield services
+    finally:
+        for service in services.values():
+            service.stop()

@@ -14,7 +14,7 @@ from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
 from builder.paddle_serving import PipelineOptions
-from builder.pipeline_server import PipelineService
+from builder.pipeline_server import pipeline_services
 from builder.server import ServerPorts, TritonServer
 from builder.verify import verify
 from clients.intent_slot import IntentSlotClient
@@ -56,16 +56,8 @@ def triton(built):
 
 @pytest.fixture(scope="module")
 def pipelines(built):
-    services = {task: PipelineService(built / "paddle_serving" / task.value) for task in INPUTS}
-    for service in services.values():
-        service.start()
-    try:
-        for service in services.values():
-            service.wait_ready()
+    with pipeline_services({task: built / "paddle_serving" / task.value for task in INPUTS}) as services:
         yield services
-    finally:
-        for service in services.values():
-            service.stop()
 
 
 def _cli(task: Task, url: str, rows: list[str], *extra: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import pytest
 from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
-from builder.pipeline_server import PipelineService
+from builder.pipeline_server import PipelineService, pipeline_services
 from builder.server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
 from clients.token_cls import TokenClsClient
@@ -49,17 +49,9 @@ def triton(built):
 
 @pytest.fixture(scope="module")
 def pipelines(built):
-    services = {name: PipelineService(built / "paddle_serving" / name) for name in ("seqcls", "multilabel",
-                                                                                      "ernie_tokencls")}
-    for service in services.values():
-        service.start()
-    try:
-        for service in services.values():
-            service.wait_ready()
+    with pipeline_services({name: built / "paddle_serving" / name
+                            for name in ("seqcls", "multilabel", "ernie_tokencls")}) as services:
         yield services
-    finally:
-        for service in services.values():
-            service.stop()
 
 
 def _labels(model_dir: Path) -> list[str]:
