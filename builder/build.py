@@ -93,13 +93,13 @@ def build(model_dir: Path, output: Path, options: BuildOptions, show_progress: b
         stage("exporting static program" if source.program is None else "reading static program")
         program = source.program or export_once(source, options.task, work / "program", options.int_dtype)
         signature = read_signature(program)
-        prove_weights(program, tokenizer)
         log.info("program %s: inputs %s, outputs %s", program.model_file.name,
                  [(t.name, t.dtype) for t in signature.inputs], [(t.name, list(t.shape)) for t in signature.outputs])
         stages.update()
 
         stage(f"preparing {options.runtime} model")
         check_runtime_options(options, program)
+        prove_weights(program, tokenizer)
         serving_program = program
         if options.runtime is RuntimeKind.ONNXRUNTIME:
             serving_program = convert_to_onnx(program, work / "model.onnx")
