@@ -72,6 +72,8 @@ def _cmd_build(args) -> int:
                "runtime": report.runtime, "seconds": round(report.seconds, 2)}
     if report.calibration:
         summary["int8_calibration"] = report.calibration
+    if report.engine_note:
+        summary["engine"] = report.engine_note
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 
@@ -89,11 +91,16 @@ def _cmd_serve(args) -> int:
         banner = f"Paddle Serving pipeline {args.repository}: gRPC {server.url}, HTTP {server.http_url}"
         supervisor = None
     else:
+        from .check import require_whole
+
+        report = require_whole(args.repository)
+        log.info("%s", report.summary())
         extra = tuple(arg for item in args.triton_arg for arg in shlex.split(item))
         server = TritonServer(args.repository if is_remote(args.repository) else Path(args.repository),
                               ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
                               log_file, extra_args=extra, host=args.host,
-                              admin_key=os.environ.get("ERNIE_SERVING_ADMIN_KEY"), python=args.python)
+                              admin_key=os.environ.get("ERNIE_SERVING_ADMIN_KEY"), python=args.python,
+                              startup_timeout=args.startup_timeout)
         banner = f"tritonserver {args.repository}: gRPC {server.grpc_url}, HTTP {server.http_url}"
         supervisor = Supervisor(server, SupervisorOptions(interval_s=args.probe_interval)) \
             if args.probe_interval > 0 else None
@@ -107,6 +114,15 @@ def _cmd_serve(args) -> int:
             raise ServerError(f"the server exited (code {server.returncode}); see {server.log_file}")
     except KeyboardInterrupt:
         return 0
+
+
+def _cmd_check(args) -> int:
+    from .check import check_location
+
+    report = check_location(args.repository, accept_edits=args.accept)
+    (log.info if report.ok else log.error)("%s", report.summary())
+    print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    return 0 if report.ok else 1
 
 
 def _single_ensemble(repository: Path) -> str:
@@ -202,15 +218,20 @@ def make_parser() -> argparse.ArgumentParser:
                                    "<name> = <name>_tokenizer -> <name>_model -> <name>_postprocess. "
                                    "MODEL is a PaddleNLP checkpoint (config.json + model.safetensors or "
                                    "model_state.pdparams, sharded or not; safetensors preferred) or a "
-                                   "static export (inference.json/.pdmodel + .pdiparams), with vocab.txt beside "
+                                   "static export (inference.json/.pdmodel + .pdiparams) or a MindSpore TinyBERT "
+                                   "student (task-distilled *.ckpt + the run's yaml), with vocab.txt beside "
                                    "it or given by --tokenizer. Labels come from --labels, label.txt, or "
-                                   "id2label in config.json. The build is atomic: a failure leaves OUTPUT as it was.")
+                                   "id2label in config.json. The engine is proven against the source model on "
+                                   "sample texts before anything is written (paddle: oneDNN is turned off for a "
+                                   "model it miscomputes, and the build says so). The build is atomic: a failure "
+                                   "leaves OUTPUT as it was.")
     p.add_argument("--task", choices=tasks, required=True)
     p.add_argument("--model", required=True, help="finetuned model directory")
     p.add_argument("--output", required=True, help="model repository to write into (created if missing)")
     p.add_argument("--name", help="ensemble name (default: the model directory's name)")
     p.add_argument("--tokenizer", help="directory with vocab.txt / tokenizer_config.json, if not beside the model")
-    p.add_argument("--program", help="the program file to build, when MODEL holds several (e.g. float32.pdmodel)")
+    p.add_argument("--program", help="the program file to build, when MODEL holds several (e.g. float32.pdmodel, "
+                   "or a MindSpore checkpoint's name)")
     p.add_argument("--labels", help="label file, one label a line (default: label.txt or config id2label; "
                    "intent_slot: intent_label.txt)")
     p.add_argument("--slot-labels", help="intent_slot: slot tag file (default: slot_label.txt)")
@@ -286,7 +307,9 @@ def make_parser() -> argparse.ArgumentParser:
                                    "set to $ERNIE_SERVING_ADMIN_KEY (default: a random key per start). Every "
                                    "ensemble is probed by inference; a dead step is reloaded, and when that "
                                    "fails the command exits 3 with the reason. The server dies with this "
-                                   "process, even on SIGKILL.",
+                                   "process, even on SIGKILL. A Triton repository is checked first as "
+                                   "`builder check` does, and refused (exit 2) with the files at fault when "
+                                   "it is not as built.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repository", help="Triton model repository (a directory, or s3://[host:port/]bucket/path with "
                    "the AWS_* variables), or a Paddle Serving service directory")
@@ -297,6 +320,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--log-file", help="server log (default: a temp file)")
+    p.add_argument("--startup-timeout", type=float, default=600.0,
+                   help="Triton: seconds to wait for every model to load; past it the command exits 3 with the "
+                        "reason and the end of Triton's log (default: %(default)s, sized for large repositories "
+                        "from object storage)")
     p.add_argument("--probe-interval", type=float, default=5.0,
                    help="Triton: seconds between inference probes of every ensemble; a step that stopped "
                         "answering (crashed stub) is reloaded; 0: no probes (default: %(default)s)")
@@ -305,6 +332,24 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", help="the Python the Triton steps run in (its version picks the stub, its "
                    "site-packages are what the steps import; default: this one)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("check", help="check that a repository is whole and as built, before upload or start",
+                       description="Check a Triton repository (a directory, or s3://[host:port/]bucket/path) as "
+                                   "Triton will read it: every config.pbtxt parses against Triton's schema, every "
+                                   "ensemble's wiring holds, every model has its version directory and every "
+                                   "Python step its model.py; every file the build wrote is there with the size "
+                                   "and sha256 build.json recorded, and nothing was added. Edited configs "
+                                   "(instances, batching) are allowed when schema and wiring hold; other edits "
+                                   "are accepted with --accept, which records the files as they are now. Prints "
+                                   "a JSON report. Exit codes: 0 whole and as built; 1 problems found (each "
+                                   "with its file and what to do); 2 not a repository, or unreachable; "
+                                   "4 an unexpected error.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("repository", help="Triton model repository: a directory or s3://... (AWS_* variables)")
+    p.add_argument("--accept", action="store_true",
+                   help="record changed and added files as they are now (structure must hold; a missing file "
+                        "cannot be accepted); the acceptance is logged in build.json")
+    p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("verify", help="compare served answers with the source model in PaddleNLP",
                        description="Run TEXTS through the source model (PaddleNLP tokenizer + model) and through "

@@ -12,7 +12,8 @@ from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.program import ProgramFiles, ProgramFormat
 
-from .sources import ModelSource, checkpoint_weights
+from .mindspore import load_student
+from .sources import ModelSource, SourceKind, checkpoint_weights
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,15 @@ _AUTO_CLASSES = {Task.SEQ_CLS: "AutoModelForSequenceClassification",
 
 
 def load_dygraph_model(source: ModelSource, task: Task):
-    """The finetuned model as PaddleNLP loads it (eval mode)."""
+    """The finetuned model as PaddleNLP loads it (eval mode); a MindSpore student mapped onto
+    PaddleNLP's TinyBERT."""
     import paddlenlp.transformers as transformers
+
+    if source.kind is SourceKind.MINDSPORE:
+        if task is not Task.SEQ_CLS:
+            raise UserError(f"a MindSpore TinyBERT student is a sequence classifier (BertModelCLS); build it with "
+                            f"--task seq_cls, not {task}", str(source.directory))
+        return load_student(source.mindspore_files[0], source.config)
 
     if task not in _AUTO_CLASSES:
         raise UserError(f"a {task} checkpoint cannot be exported by the builder (custom model class); export it "

@@ -66,6 +66,10 @@ def describe(source: ModelSource) -> dict:
             "config": {k: source.config[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
                                                      "intermediate_size", "max_position_embeddings")
                        if k in source.config}}
+    if source.mindspore_files is not None:
+        info["checkpoint"], info["run_config"] = map(str, source.mindspore_files)
+        info["config"] = {**info["config"], "num_labels": source.config["num_labels"],
+                          "layer_norm_eps": source.config["layer_norm_eps"], "gelu": "tanh approximation"}
     if source.program is not None:
         signature = read_signature(source.program)
         info["program"] = str(source.program.model_file)

@@ -69,3 +69,28 @@ def upload_repository(directory: Path, url: str) -> int:
             client.upload_file(str(path), location.bucket, key)
             count += 1
     return count
+
+
+def download_repository(url: str, target: Path) -> Path:
+    """Copy every object under `url` into `target` (paths kept), as Triton will read them."""
+    location = S3Location.parse(url)
+    prefix = f"{location.prefix}/" if location.prefix else ""
+    client = location.client()
+    found = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix):]
+            if not relative or relative.endswith("/") or ".." in relative.split("/"):
+                continue
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(location.bucket, item["Key"], str(target / relative))
+            found += 1
+    if not found:
+        raise UserError("holds no files: is this the repository's URL?", url)
+    return target
+
+
+def upload_file(path: Path, url: str, relative: str) -> None:
+    """Upload one file to `url`/`relative` (e.g. a build.json rewritten by `builder check --accept`)."""
+    location = S3Location.parse(url)
+    location.client().upload_file(str(path), location.bucket, "/".join(filter(None, [location.prefix, relative])))

@@ -18,7 +18,7 @@ import numpy as np
 
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat, is_quantized
-from serving_core.runtime import OnnxRunner, PaddleRunner
+from serving_core.runtime import OnnxRunner
 from serving_core.seq_cls import softmax
 from serving_core.tokenization import ErnieTokenizer
 from serving_core.encoder import FeedEncoder
@@ -92,23 +92,25 @@ def calibration_rows(options: QuantizeOptions, model_dir: Path, pairs: bool) -> 
                     "--calibration-texts FILE (one text a line; qa: question<TAB>context)", str(model_dir))
 
 
-def check_int8(fp32: ProgramFiles, int8: ProgramFiles, tokenizer: ErnieTokenizer, window: WindowSettings,
-               rows: list[tuple[str, ...]], options: QuantizeOptions) -> CalibrationReport:
-    """Run both models on the same windows (laid out as `window` says, by the serving encoder);
-    compare the argmax of every output at real positions."""
-    reference, quantized = PaddleRunner(fp32, num_threads=2), OnnxRunner(int8, num_threads=2)
-    encoder = FeedEncoder(tokenizer, window, [t.name for t in reference.signature.inputs])
+def check_int8(reference, fp32: ProgramFiles, int8: ProgramFiles, tokenizer: ErnieTokenizer,
+               window: WindowSettings, rows: list[tuple[str, ...]], options: QuantizeOptions) -> CalibrationReport:
+    """Run the FP32 source model (`builder.reference.SourceModel`) and the INT8 model on the same
+    windows (laid out as `window` says, by the serving encoder); compare the argmax of every
+    output at real positions. `fp32` is the program INT8 was made from (its size is reported)."""
+    quantized = OnnxRunner(int8, num_threads=2)
+    encoder = FeedEncoder(tokenizer, window, sorted({*reference.input_names,
+                                                     *(t.name for t in quantized.signature.inputs)}))
     agree, total, confident_agree, confident_total, worst = 0, 0, 0, 0, 0.0
     for start in range(0, len(rows), 16):
         chunk = rows[start:start + 16]
         feeds, _ = encoder.encode([list(column) for column in zip(*chunk)]).flat_rows(tokenizer.pad_id)
         ids = feeds["input_ids"]
         real = ids != tokenizer.pad_id
-        inputs = {t.name: feeds[t.name].astype(t.dtype) for t in reference.signature.inputs}
-        expected, got = reference.run(inputs), quantized.run(inputs)
+        expected = reference.run(feeds)
+        got = quantized.run({t.name: feeds[t.name].astype(t.dtype) for t in quantized.signature.inputs})
         # Outputs in order: paddle2onnx renames a legacy program's (save_infer_model/... -> fetch_name_*).
-        for ours, theirs in zip(reference.signature.outputs, quantized.signature.outputs):
-            a, b = expected[ours.name].astype(np.float32), got[theirs.name].astype(np.float32)
+        for a, theirs in zip(expected, quantized.signature.outputs):
+            a, b = a.astype(np.float32), got[theirs.name].astype(np.float32)
             if a.ndim == 3 or (a.ndim == 2 and a.shape[1] == ids.shape[1]):  # per-token outputs
                 a, b = (a[real], b[real]) if a.ndim == 3 else (np.where(real, a, -1e4), np.where(real, b, -1e4))
             same = a.argmax(axis=-1) == b.argmax(axis=-1)

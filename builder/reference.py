@@ -1,7 +1,7 @@
 """The source model run the PaddleNLP way: PaddleNLP's own tokenizer, then the model.
 
 Independent of the serving path in tokenization (PaddleNLP's tokenizer, not our Rust one), in
-the model (PaddleNLP's dygraph model or Paddle Inference on the source program) and, for every
+the model (PaddleNLP's dygraph model, or the source program on Paddle Inference's native kernels) and, for every
 text that fits one window, in decoding: seq_cls probabilities by Paddle's softmax/sigmoid, qa
 by PaddleNLP's `compute_prediction`, entities and slots by seqeval's `get_entities` (what
 PaddleNLP's ChunkEvaluator uses). Two things are shared with the serving path: character
@@ -19,7 +19,8 @@ import numpy as np
 
 from serving_core.interface import Task
 from serving_core.qa import QASettings
-from serving_core.runtime import PaddleRunner
+from serving_core.program import ProgramFormat
+from serving_core.runtime import OnnxRunner, PaddleRunner
 from serving_core.token_cls import Entity, TokenClsSettings, decode_entities
 from serving_core.tokenization import feeds_from_ids
 from serving_core.windows import merge_windows, window_starts
@@ -40,28 +41,55 @@ def paddlenlp_tokenizer(source: ModelSource):
     return AutoTokenizer.from_pretrained(str(source.tokenizer_dir))
 
 
+DYGRAPH_KINDS = (SourceKind.CHECKPOINT, SourceKind.MINDSPORE)  # sources with weights PaddleNLP loads
+
+
+class SourceModel:
+    """The source model, fed as the exported program is (arrays by input name), outputs in order.
+
+    A checkpoint (or a converted MindSpore student) runs as PaddleNLP's dygraph model; a static
+    program on Paddle Inference's native CPU kernels (oneDNN off: oneDNN, Paddle's default,
+    miscomputes some graphs), an ONNX program on ONNX Runtime. The build proves each engine it
+    serves against this, and `verify` compares the server with it.
+    """
+
+    def __init__(self, source: ModelSource, task: Task):
+        self.dygraph = source.kind in DYGRAPH_KINDS
+        if self.dygraph:
+            self._model = load_dygraph_model(source, task)
+            self.input_names = ["input_ids", "token_type_ids"]
+            self.description = "PaddleNLP's dygraph model"
+            return
+        if source.program.format is ProgramFormat.ONNX:
+            self._runner = OnnxRunner(source.program)
+            self.description = "the ONNX program on ONNX Runtime"
+        else:
+            self._runner = PaddleRunner(source.program, onednn=False)
+            self.description = "the program on Paddle Inference's native CPU kernels"
+        self.input_names = [t.name for t in self._runner.signature.inputs]
+        self._dtypes = {t.name: t.dtype for t in self._runner.signature.inputs}
+        self._outputs = [t.name for t in self._runner.signature.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.dygraph:
+            import paddle
+
+            with paddle.no_grad():
+                out = self._model(paddle.to_tensor(feeds["input_ids"].astype(np.int64)),
+                                  token_type_ids=paddle.to_tensor(feeds["token_type_ids"].astype(np.int64)))
+            return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+        result = self._runner.run({name: feeds[name].astype(self._dtypes[name]) for name in self.input_names})
+        return [result[name] for name in self._outputs]
+
+
 def model_function(source: ModelSource, task: Task,
                    pad_id: int = 0) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
-    """(input_ids, token_type_ids) int64 -> the program's outputs, in order (a program's other
-    inputs, attention_mask and position_ids, are made from the ids)."""
-    import paddle
-
-    if source.kind is SourceKind.CHECKPOINT:
-        model = load_dygraph_model(source, task)
-
-        def run(ids, types):
-            with paddle.no_grad():
-                out = model(paddle.to_tensor(ids), token_type_ids=paddle.to_tensor(types))
-            return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
-        return run
-    runner = PaddleRunner(source.program)
-    specs = runner.signature.inputs
-    outputs = [t.name for t in runner.signature.outputs]
+    """(input_ids, token_type_ids) int64 -> the source model's outputs, in order (a program's
+    other inputs, attention_mask and position_ids, are made from the ids)."""
+    model = SourceModel(source, task)
 
     def run(ids, types):
-        feeds = feeds_from_ids([t.name for t in specs], ids, types, pad_id)
-        result = runner.run({t.name: feeds[t.name].astype(t.dtype) for t in specs})
-        return [result[name] for name in outputs]
+        return model.run(feeds_from_ids(model.input_names, ids, types, pad_id))
     return run
 
 

@@ -7,6 +7,7 @@ can hold several ensembles side by side.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -31,6 +32,28 @@ VERSION_MARKER = ".keep"
 BACKEND_DIR = Path(model_repository.__file__).parent
 CORE_DIR = Path(serving_core.__file__).parent
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+NOT_RECORDED = ("__pycache__", ".pyc")  # what Python writes beside a step's code when it imports it
+
+
+def digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def model_files(root: Path, model: str) -> list[str]:
+    """A model directory's files (repository-relative paths), build.json and Python caches left out."""
+    return sorted(p.relative_to(root).as_posix() for p in (Path(root) / model).rglob("*")
+                  if p.is_file() and p.name != MANIFEST and not any(part in p.as_posix() for part in NOT_RECORDED))
+
+
+def file_records(root: Path, models: list[str]) -> dict[str, dict]:
+    """{path: {size, sha256}} of every file of `models` under `root`: what build.json records
+    and `builder check` compares."""
+    return {path: {"size": (Path(root) / path).stat().st_size, "sha256": digest(Path(root) / path)}
+            for model in models for path in model_files(root, model)}
 
 
 def _write_model(plan_model, directory: Path) -> None:
@@ -50,7 +73,8 @@ def _write_model(plan_model, directory: Path) -> None:
 
 
 def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwrite: bool = False) -> list[Path]:
-    """Write the plan's models into `output`; returns the model directories written."""
+    """Write the plan's models into `output`; returns the model directories written. The
+    ensemble's build.json holds `manifest` and every written file's size and sha256 (`files`)."""
     check_wiring(plan.ensemble(), plan.configs())
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -64,8 +88,9 @@ def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwri
     try:
         for model in plan.models:
             _write_model(model, staging / model.name)
+        record = {**manifest, "files": file_records(staging, [m.name for m in plan.models])}
         manifest_path = staging / plan.ensemble_name / MANIFEST
-        manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        manifest_path.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
         output.mkdir(exist_ok=True)
         swap_in(staging, output, {m.name: m.name for m in plan.models})
     finally:

@@ -165,7 +165,8 @@ class TritonServer(ServerProcess):
 
     def __init__(self, repository: Path | str, ports: ServerPorts = ServerPorts(), log_file: Path | None = None,
                  extra_args: tuple[str, ...] = (), host: str = "127.0.0.1", admin_key: str | None = None,
-                 load_models: tuple[str, ...] = ("*",), python: Path | str | None = None):
+                 load_models: tuple[str, ...] = ("*",), python: Path | str | None = None,
+                 startup_timeout: float = 600.0):
         remote = is_remote(repository)
         self.repository = str(repository) if remote else Path(repository).resolve()
         self.python = StepPython.of(python)
@@ -175,6 +176,7 @@ class TritonServer(ServerProcess):
         self.host = host
         self.admin_key = admin_key or secrets.token_urlsafe(24)
         self.load_models = load_models
+        self.startup_timeout = startup_timeout
         self._process: subprocess.Popen | None = None
 
     @property
@@ -246,10 +248,12 @@ class TritonServer(ServerProcess):
         tail = "\n".join(kept)[-4000:]
         return "\n".join([*errors, "...", tail]) if errors else tail
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        """Block until the server and every model in the repository report ready."""
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the server and every model in the repository report ready; past
+        `timeout` (default: the server's startup_timeout) stop it and raise with the log's end."""
         import tritonclient.grpc as grpcclient
 
+        timeout = self.startup_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         client = grpcclient.InferenceServerClient(self.grpc_url)
         while time.monotonic() < deadline:
@@ -265,4 +269,7 @@ class TritonServer(ServerProcess):
                 pass
             time.sleep(0.5)
         self.stop()
-        raise ServerError(f"tritonserver not ready after {timeout:.0f} s; log ({self.log_file}):\n{self.log_tail()}")
+        raise ServerError(f"tritonserver not ready after {timeout:.0f} s (the start-up deadline, --startup-timeout): "
+                          f"a model is still loading or hangs (a Python step without its model.py hangs in "
+                          f"Triton's stub; `builder check` finds that); last lines of its log "
+                          f"({self.log_file}):\n{self.log_tail()}")

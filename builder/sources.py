@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving_core.errors import UserError
-from serving_core.program import ProgramFiles, find_program
+from serving_core.program import ProgramFiles, find_program, find_programs
+
+from .mindspore import find_student, student_config
 
 CONFIG_NAMES = ("config.json", "model_config.json")
 # What PaddleNLP's save_pretrained writes, in the order preferred when several are present:
@@ -26,6 +28,7 @@ LABEL_FILE = "label.txt"
 class SourceKind(str, enum.Enum):
     CHECKPOINT = "PaddleNLP checkpoint"  # config + weights (WEIGHT_FILES): the builder exports it
     STATIC = "static export"  # *.json (PIR) / *.pdmodel + *.pdiparams, or *.onnx
+    MINDSPORE = "MindSpore TinyBERT student"  # task-distilled *.ckpt + the run's yaml (builder/mindspore.py)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class ModelSource:
     config: dict  # config.json / model_config.json, {} when absent
     label_sets: dict[str, tuple[str, ...]]  # "labels" (seq_cls, token_cls) or "intent" + "slot"
     labels_origin: str  # where the labels came from, for logs and errors
+    mindspore_files: tuple[Path, Path] | None = None  # MINDSPORE: (the .ckpt, the run's yaml)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -116,15 +120,19 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
     """Detect the model format, tokenizer files and labels in `model_dir`.
 
     Labels: `label.txt` (seq_cls, token_cls; or id2label in the config), or the seed's
-    `intent_label.txt` + `slot_label.txt` for joint intent/slot models.
+    `intent_label.txt` + `slot_label.txt` for joint intent/slot models. A MindSpore student's
+    config is made from its yaml and checked against its weights (builder/mindspore.py).
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise UserError("is not a directory; pass the directory of a finetuned model "
                         "(PaddleNLP checkpoint or static export)", str(model_dir))
-    program = find_program(model_dir, program_file)
-    config = _read_config(model_dir)
-    if program is not None:
+    student = find_student(model_dir, program_file) if not find_programs(model_dir) else None
+    program = None if student else find_program(model_dir, program_file)
+    config = student_config(*student) if student else _read_config(model_dir)
+    if student is not None:
+        kind = SourceKind.MINDSPORE
+    elif program is not None:
         kind = SourceKind.STATIC
     elif config and checkpoint_weights(model_dir) is not None:
         kind = SourceKind.CHECKPOINT
@@ -132,8 +140,8 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
         found = ", ".join(sorted(p.name for p in model_dir.iterdir())[:12]) or "nothing"
         hint = (f"config.json is there but no weights ({', '.join(WEIGHT_FILES)}): was save_pretrained "
                 "interrupted?" if config else "expected a PaddleNLP checkpoint (config.json + model_state.pdparams "
-                "or model.safetensors, sharded or not, + vocab.txt) or a static export (inference.json or "
-                "*.pdmodel, with *.pdiparams)")
+                "or model.safetensors, sharded or not, + vocab.txt), a static export (inference.json or "
+                "*.pdmodel, with *.pdiparams) or a MindSpore TinyBERT student (*.ckpt + the run's yaml + vocab.txt)")
         raise UserError(f"unknown model format (found: {found}); {hint}", str(model_dir))
 
     tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else model_dir
@@ -152,7 +160,7 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
             labels, origin = _labels_from_config(config), "id2label in the model config"
         label_sets = {"labels": labels} if labels else {}
         origin = origin if labels else "none (classes will be named by id)"
-    return ModelSource(model_dir, kind, program, tokenizer_dir, config, label_sets, origin)
+    return ModelSource(model_dir, kind, program, tokenizer_dir, config, label_sets, origin, student)
 
 
 # The head a PaddleNLP `architectures` entry ends with -> the task it serves.
@@ -174,5 +182,6 @@ def check_task(source: ModelSource, task: str) -> None:
     from it would serve untrained weights."""
     named = task_of_config(source.config)
     if named is not None and named != task and task != "intent_slot":
+        where = source.mindspore_files[1] if source.mindspore_files else source.directory / "config.json"
         raise UserError(f"the model is a {source.config['architectures'][0]} ({named}), not a {task} model; "
-                        f"build it with --task {named}", str(source.directory / "config.json"))
+                        f"build it with --task {named}", str(where))

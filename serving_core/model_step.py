@@ -15,6 +15,8 @@ class ModelStepSettings:
     params_file: str = ""
     num_threads: int = 1
     precision: str = "fp32"  # paddle runtime: "bf16" runs oneDNN bfloat16 kernels (AMX / avx512_bf16)
+    onednn: bool = True  # paddle runtime: False runs Paddle's native CPU kernels (the build's choice when
+    # oneDNN's answers differ from the source model's)
     pad_values: dict[str, int] = field(default_factory=dict)
     max_batch_tokens: int = 4096  # run larger batches in groups of at most this many padded tokens (0: off)
     # Request checks (serving_core.feed_checks): values of each input lie in [0, limit), at most
@@ -26,11 +28,11 @@ class ModelStepSettings:
 
 def create_step_runner(settings: ModelStepSettings, directory: Path, num_threads: int | None = None):
     """The runner the model step runs: its program in `directory` (the version directory, or a
-    Paddle Serving service's serving_server/), on its runtime, threads and precision."""
+    Paddle Serving service's serving_server/), on its runtime, threads, precision and kernels."""
     from .program import ProgramFiles, ProgramFormat
     from .runtime import RuntimeKind, create_runner
 
     files = ProgramFiles(ProgramFormat(settings.program_format), Path(directory) / settings.model_file,
                          Path(directory) / settings.params_file if settings.params_file else None)
     return create_runner(RuntimeKind(settings.runtime), files, num_threads or settings.num_threads,
-                         settings.precision)
+                         settings.precision, settings.onednn)

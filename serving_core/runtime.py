@@ -30,9 +30,11 @@ class Runner(Protocol):
 
 
 class PaddleRunner:
-    """Paddle Inference predictor on CPU (oneDNN on, as Paddle's default)."""
+    """Paddle Inference predictor on CPU: oneDNN kernels (Paddle's default) or, with
+    `onednn=False`, Paddle's native CPU kernels (oneDNN miscomputes some graphs: the build
+    turns it off for a model whose answers it changes)."""
 
-    def __init__(self, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32"):
+    def __init__(self, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32", onednn: bool = True):
         os.environ.setdefault("GLOG_minloglevel", "2")
         from paddle import inference
 
@@ -42,7 +44,9 @@ class PaddleRunner:
         config.disable_gpu()
         config.disable_glog_info()
         config.set_cpu_math_library_num_threads(num_threads)
-        if precision == "bf16":
+        if not onednn:
+            config.disable_mkldnn()
+        elif precision == "bf16":
             config.enable_mkldnn_bfloat16()
         self._predictor = inference.create_predictor(config)
         self._inputs = {n: self._predictor.get_input_handle(n) for n in self._predictor.get_input_names()}
@@ -74,12 +78,13 @@ class OnnxRunner:
         return dict(zip(self._output_names, values))
 
 
-def create_runner(kind: RuntimeKind, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32") -> Runner:
+def create_runner(kind: RuntimeKind, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32",
+                  onednn: bool = True) -> Runner:
     if kind is RuntimeKind.ONNXRUNTIME:
         if files.format is not ProgramFormat.ONNX:
             raise ValueError(f"onnxruntime needs an .onnx file, got {files.model_file}")
         return OnnxRunner(files, num_threads)
-    return PaddleRunner(files, num_threads, precision)
+    return PaddleRunner(files, num_threads, precision, onednn)
 
 
 def cpu_has_bf16() -> bool:

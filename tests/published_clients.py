@@ -88,12 +88,13 @@ def _eval_numpy_repr(value: str):
 
 
 def serving_ernie_seq_cls(url: str, texts: list[str]) -> dict:
-    """ERNIE 3.0 seq_cls_rpc_client.py: `sentence` as an object array of UTF-8 bytes; every
-    key's value evaluated; the accuracy loop reads the value under `label`."""
+    """ERNIE 3.0 seq_cls_rpc_client.py's test_demo: `sentence` as an object array of UTF-8
+    bytes; the value of every returned key evaluated (a value that is not a numpy repr or a
+    Python literal fails there, as `false` did); the accuracy loop reads `label`."""
     ret = _pipeline(url).predict(feed_dict={"sentence": np.array([t.encode("utf-8") for t in texts], np.object_)})
-    values = {key: value for key, value in zip(ret.key, ret.value)}
-    return {"err_no": ret.err_no, "label": _eval_numpy_repr(values["label"]).tolist(),
-            "confidence": _eval_numpy_repr(values["confidence"]).tolist()}
+    out_dict = {key: _eval_numpy_repr(value) for key, value in zip(ret.key, ret.value)}
+    return {"err_no": ret.err_no, "keys": list(out_dict), "label": out_dict["label"].tolist(),
+            "confidence": out_dict["confidence"].tolist()}
 
 
 def serving_multi_class(url: str, texts: list[str]) -> list[int]:

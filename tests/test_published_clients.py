@@ -138,7 +138,8 @@ def _serving(name: str, service: PipelineService, texts) -> object:
 def test_ernie_seq_cls_and_multi_class_serving_clients(pipelines, triton):
     ours = SeqClsClient(triton.grpc_url, "seqcls").classify(COMMANDS)
     answer = _serving("ernie_seq_cls", pipelines["seqcls"], COMMANDS)
-    assert answer["err_no"] == 0 and answer["label"] == [r.label for r in ours]
+    assert answer["err_no"] == 0 and answer["keys"] == ["label", "confidence"]
+    assert answer["label"] == [r.label for r in ours]
     assert np.allclose(answer["confidence"], [r.confidence for r in ours], atol=1e-5)
     assert _serving("multi_class", pipelines["seqcls"], COMMANDS) == [r.label for r in ours]
 

@@ -32,6 +32,7 @@ class PlanInputs:
     vocab_size: int  # ids the model's embedding table takes (the tokenizer writes no larger one)
     type_vocab_size: int | None = None  # from the model's config, when it has one
     origin: Path | None = None  # the user's file or directory errors name (not the builder's temp export)
+    onednn: bool = True  # paddle runtime: False when the engine proof found oneDNN wrong for this model
 
     def fail(self, message: str) -> UserError:
         return UserError(message, str(self.origin or self.program.model_file))
@@ -97,7 +98,7 @@ def model_settings(inputs: PlanInputs) -> ModelStepSettings:
     return ModelStepSettings(
         runtime=options.runtime.value, program_format=serving.format.value, model_file=serving.model_file.name,
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
-        precision=options.precision, max_batch_tokens=options.max_batch_tokens,
+        precision=options.precision, onednn=inputs.onednn, max_batch_tokens=options.max_batch_tokens,
         pad_values={name: pad_value_for(name, inputs.pad_id) for name in names}, value_limits=limits.value_limits)
 
 

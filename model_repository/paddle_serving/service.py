@@ -7,7 +7,7 @@ optional `top_k`), token_cls / intent_slot `text`, qa `question` + `context`; ea
 list of strings. Response key `result`: a JSON list with one object per input, the same
 objects the Triton clients print. PaddleNLP's published clients are answered in their own
 protocol (serving_core/published.py): seq_cls `sentence` / token_cls `tokens` holding a numpy
-array repr, answered with their keys first and `result` after them. Bad input gets an error
+array repr, answered with their keys alone (values their scripts evaluate). Bad input gets an error
 reply (err_no 400); the service keeps serving. Requests carrying tensors are refused unread
 (front_door.py), both ports bind --host only, and SIGTERM lets requests in flight finish.
 Tokenization and decoding are serving_core's, shared with the Triton steps.
@@ -128,9 +128,11 @@ class ErnieOp(Op):
         batch, _ = self._encode(columns)  # the same deterministic tokenization as preprocess
         decoder = getattr(self, f"_decode_{TASK}")
         result, published = decoder(columns, batch, fetch_dict, request)
-        # The published clients read their keys by position (value[0]): they come first.
-        fields = published if _published(request) else {}
-        return {**fields, "result": json.dumps(result, ensure_ascii=False)}, None, ""
+        # The published clients get their keys alone: they read them by position (value[0]) or
+        # evaluate every value (seq_cls_rpc_client.py), which our JSON would break.
+        if _published(request):
+            return published, None, ""
+        return {"result": json.dumps(result, ensure_ascii=False)}, None, ""
 
     def _decode_seq_cls(self, columns, batch, fetch, request):
         top_k = int(json.loads(request.get("top_k", "0")))

@@ -1,0 +1,158 @@
+"""Every engine a build serves is proven against the source model before anything is written.
+
+The source model is `builder.reference.SourceModel`: PaddleNLP's dygraph model for a checkpoint,
+the program on Paddle Inference's native CPU kernels for a static export. No engine is judged
+against itself or against another engine: Paddle Inference's default CPU path (oneDNN)
+miscomputes some graphs (PaddleNLP's TinyBERT head, 0.27 in probabilities), so an ONNX
+conversion judged against it was refused for being right. When oneDNN differs and the native
+kernels agree, the model step runs the native kernels and the build says what that costs; when
+no kernel agrees, the build refuses with the figures.
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serving_core.errors import UserError
+from serving_core.program import ProgramFiles
+from serving_core.runtime import OnnxRunner, PaddleRunner, Runner
+from serving_core.tokenization import ErnieTokenizer, feeds_from_ids
+
+from .reference import SourceModel
+
+log = logging.getLogger(__name__)
+
+# Short and long, Chinese and English, as the tokenizer step cuts them (one padded batch).
+PROBE_TEXTS = ("打开空调", "play love story", "导航到北京西站然后播放音乐", "今天天气怎么样",
+               "明天早上七点提醒我给妈妈打电话，然后把空调温度调到二十六度", "call mom", "关闭车窗",
+               "播放周杰伦的花心 and turn the volume up a little")
+TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2}  # largest output difference, relative to the largest source output
+# (measured: 7e-7 for ERNIE 3.0 Medium on oneDNN and ONNX Runtime; 1.2e-4 when paddle2onnx wrote
+# erf GELU for a tanh GELU; 0.9 for oneDNN on TinyBERT)
+TIMED_RUNS = 5
+
+
+@dataclass(frozen=True)
+class EngineFigures:
+    """One engine on the probe texts: how far from the source model, and how fast."""
+
+    engine: str
+    difference: float  # largest |engine - source| over every output, / max(1, largest |source|)
+    ms_per_batch: float  # median time of one probe batch
+
+    def agrees(self, precision: str = "fp32") -> bool:
+        return self.difference <= TOLERANCE[precision]
+
+    def describe(self) -> str:
+        return f"{self.engine}: difference {self.difference:.3g}, {self.ms_per_batch:.1f} ms a batch"
+
+
+@dataclass(frozen=True)
+class EngineProof:
+    """What the build checked and chose; stored in build.json and printed by the build."""
+
+    reference: str
+    checked: tuple[EngineFigures, ...]
+    onednn: bool = True  # paddle runtime: oneDNN kernels (False: Paddle's native CPU kernels)
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return {"reference": self.reference, "onednn": self.onednn, "note": self.note,
+                "checked": [{**asdict(f), "difference": float(f"{f.difference:.3g}"),
+                             "ms_per_batch": round(f.ms_per_batch, 2)} for f in self.checked]}
+
+
+class SourceProbe:
+    """The source model's outputs on PROBE_TEXTS; engines are measured against them."""
+
+    def __init__(self, source, task, tokenizer: ErnieTokenizer, weights_file: Path):
+        self.tokenizer = tokenizer
+        encoded = tokenizer.encode(list(PROBE_TEXTS))
+        self.ids, self.types = encoded.input_ids, encoded.token_type_ids
+        try:
+            self.model = SourceModel(source, task)
+            self.expected = [o.astype(np.float32) for o in self._run(self.model.run, self.model.input_names)]
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"the program cannot run with these weights ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0][:300]}); the file may be truncated, corrupt or "
+                            "from another model: export it again", str(weights_file)) from exc
+        self.scale = max(1.0, max(float(np.abs(o).max()) for o in self.expected))
+
+    @property
+    def reference(self) -> str:
+        return self.model.description
+
+    def _run(self, run, names: list[str]) -> list[np.ndarray]:
+        return run(feeds_from_ids(names, self.ids, self.types, self.tokenizer.pad_id))
+
+    def measure(self, runner: Runner, engine: str) -> EngineFigures:
+        """Run the probe batch through `runner` (outputs compared in program order)."""
+        names = [t.name for t in runner.signature.inputs]
+        dtypes = {t.name: t.dtype for t in runner.signature.inputs}
+        order = [t.name for t in runner.signature.outputs]
+        feeds = {name: value.astype(dtypes[name]) for name, value in
+                 feeds_from_ids(names, self.ids, self.types, self.tokenizer.pad_id).items()}
+        seconds, outputs = [], None
+        for _ in range(TIMED_RUNS):
+            started = time.perf_counter()
+            result = runner.run(feeds)
+            seconds.append(time.perf_counter() - started)
+            outputs = outputs or [result[name].astype(np.float32) for name in order]
+        if len(outputs) != len(self.expected):
+            raise UserError(f"{engine} gives {len(outputs)} outputs, the source model {len(self.expected)}")
+        worst = max(float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+                    for a, b in zip(outputs, self.expected))
+        figures = EngineFigures(engine, worst / self.scale, 1000 * statistics.median(seconds[1:]))
+        log.info("checked against %s: %s", self.reference, figures.describe())
+        return figures
+
+
+def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, threads: int,
+                 convert=None) -> EngineProof:
+    """Paddle Inference with oneDNN (its default); with native kernels when oneDNN differs from
+    the source model. `convert(program) -> ONNX files or None` then gives ONNX Runtime's figures,
+    which also confirm the native kernels where they are the reference themselves (a static export)."""
+    onednn = probe.measure(PaddleRunner(program, threads, precision), "paddle (oneDNN)")
+    if onednn.agrees(precision):
+        return EngineProof(probe.reference, (onednn,))
+    native = probe.measure(PaddleRunner(program, threads, onednn=False), "paddle (native kernels)")
+    converted = convert(program) if convert is not None else None
+    onnx = probe.measure(OnnxRunner(converted, threads), "onnxruntime") if converted is not None else None
+    checked = tuple(f for f in (onednn, native, onnx) if f is not None)
+    confirmed = probe.model.dygraph or (onnx is not None and onnx.agrees())
+    if precision != "fp32" or not native.agrees() or not confirmed:
+        raise UserError(f"Paddle Inference does not compute what the source model ({probe.reference}) does on "
+                        f"sample texts: {'; '.join(f.describe() for f in checked)} (tolerance "
+                        f"{TOLERANCE[precision]:g}). Nothing was written; try --runtime onnxruntime",
+                        str(program.model_file))
+    note = (f"Paddle Inference's oneDNN kernels change this model's outputs by {onednn.difference:.3g}; its "
+            f"native CPU kernels agree with the source model ({native.difference:.2g}) and serve it instead, "
+            f"at {native.ms_per_batch:.1f} ms a probe batch against {onednn.ms_per_batch:.1f} ms with oneDNN")
+    if onnx is not None and onnx.agrees():
+        note += f"; --runtime onnxruntime agrees too ({onnx.difference:.2g}) at {onnx.ms_per_batch:.1f} ms"
+    log.warning(note)
+    return EngineProof(probe.reference, checked, onednn=False, note=note)
+
+
+def prove_onnx(probe: SourceProbe, converted: ProgramFiles, program: ProgramFiles, threads: int) -> EngineProof:
+    """The ONNX conversion must compute what the source model does (paddle2onnx has lost weights
+    of some Paddle 2.x programs silently)."""
+    figures = probe.measure(OnnxRunner(converted, threads), "onnxruntime")
+    if figures.agrees():
+        return EngineProof(probe.reference, (figures,))
+    advice = "export the model again or report the program to paddle2onnx"
+    try:
+        if prove_paddle(probe, program, "fp32", threads):
+            advice = "serve it with --runtime paddle, which agrees"
+    except UserError:
+        pass
+    raise UserError(f"the ONNX conversion does not compute what the source model ({probe.reference}) does: "
+                    f"{figures.describe()} on sample texts (tolerance {TOLERANCE['fp32']:g}); {advice}",
+                    str(program.model_file))
