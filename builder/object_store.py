@@ -40,21 +40,41 @@ class S3Location:
         return boto3.client("s3", endpoint_url=self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
 
 
-def download_build_records(url: str, target: Path) -> Path:
-    """Copy every ensemble's build.json under `url` into `target/<ensemble>/build.json`."""
+def _objects(url: str):
+    """(client, bucket, key, path relative to the repository) of every object under `url`."""
     location = S3Location.parse(url)
     prefix = f"{location.prefix}/" if location.prefix else ""
     client = location.client()
-    found = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            parts = item["Key"][len(prefix):].split("/")
-            if len(parts) == 2 and parts[1] == MANIFEST:
-                (target / parts[0]).mkdir(parents=True, exist_ok=True)
-                client.download_file(location.bucket, item["Key"], str(target / parts[0] / MANIFEST))
-                found += 1
+            yield client, location.bucket, item["Key"], item["Key"][len(prefix):]
+
+
+def download_build_records(url: str, target: Path) -> Path:
+    """Copy every ensemble's build.json under `url` into `target/<ensemble>/build.json`."""
+    found = 0
+    for client, bucket, key, relative in _objects(url):
+        parts = relative.split("/")
+        if len(parts) == 2 and parts[1] == MANIFEST:
+            (target / parts[0]).mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, key, str(target / parts[0] / MANIFEST))
+            found += 1
     if not found:
         raise UserError(f"holds no */{MANIFEST}: was it uploaded from a `builder build` output?", url)
+    return target
+
+
+def download_repository(url: str, target: Path) -> Path:
+    """Copy every object under `url` into `target` (paths kept), as Triton will read them."""
+    found = 0
+    for client, bucket, key, relative in _objects(url):
+        if not relative or relative.endswith("/") or ".." in relative.split("/"):
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(target / relative))
+        found += 1
+    if not found:
+        raise UserError("holds no files: is this the repository's URL?", url)
     return target
 
 
@@ -69,25 +89,6 @@ def upload_repository(directory: Path, url: str) -> int:
             client.upload_file(str(path), location.bucket, key)
             count += 1
     return count
-
-
-def download_repository(url: str, target: Path) -> Path:
-    """Copy every object under `url` into `target` (paths kept), as Triton will read them."""
-    location = S3Location.parse(url)
-    prefix = f"{location.prefix}/" if location.prefix else ""
-    client = location.client()
-    found = 0
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix):]
-            if not relative or relative.endswith("/") or ".." in relative.split("/"):
-                continue
-            (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(location.bucket, item["Key"], str(target / relative))
-            found += 1
-    if not found:
-        raise UserError("holds no files: is this the repository's URL?", url)
-    return target
 
 
 def upload_file(path: Path, url: str, relative: str) -> None:

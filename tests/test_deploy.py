@@ -26,6 +26,8 @@ from clients.triton import ClientError
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
+from .local_s3 import local_s3
+
 pytestmark = pytest.mark.server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,26 +54,10 @@ def local_answers(repository):
 @pytest.fixture(scope="module")
 def s3_repository(repository):
     """The repository uploaded file by file to a local S3 server; yields its s3:// URL."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    try:
-        boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket="models")
-        url = f"s3://{host}:{port}/models/repo"
+    with local_s3() as bucket:
+        url = f"{bucket}/repo"
         assert upload_repository(repository, url) > 0
         yield url
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_empty_version_directories_carry_a_marker(repository):
@@ -232,6 +218,23 @@ def test_container_python_serves_both_runtimes(repository, local_answers):
             assert [r["label"] for r in served] == [r["label"] for r in expected]
             for got, want in zip(served, expected):
                 assert abs(got["confidence"] - want["confidence"]) < 1e-4
+
+
+def test_container_checks_the_repository_before_triton_starts(repository, tmp_path):
+    """The Dockerfile's command runs `python3 -m builder check` from its copy of the project first:
+    here with the container's Python and package list, on the repository and on an altered copy."""
+    command = (DEPLOY / "Dockerfile").read_text().split("CMD", 1)[1]
+    assert command.index("python3 -m builder check") < command.index("exec tritonserver")
+    python = _container_python()
+    done = subprocess.run([str(python), "-m", "builder", "check", str(repository)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    altered = tmp_path / "repo"
+    shutil.copytree(repository, altered)
+    (altered / "intent_model" / "1" / "model.py").write_text("print('not the built step')\n")
+    done = subprocess.run([str(python), "-m", "builder", "check", str(altered)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 1 and "intent_model/1/model.py" in done.stderr
 
 
 def test_a_model_that_fails_to_load_does_not_take_the_others_down(repository, local_answers, tmp_path):

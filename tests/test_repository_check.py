@@ -5,7 +5,6 @@ disk fails a build as bad input and leaves the repository as it was."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from builder.check import check_location, check_repository
 from builder.options import BuildOptions
 from builder.repository import MANIFEST
 from serving_core.interface import Task
+
+from .local_s3 import local_s3
 
 pytestmark = pytest.mark.models
 
@@ -141,19 +142,10 @@ def test_the_start_up_deadline_ends_a_hang_with_the_log(repo):
 
 @pytest.mark.server
 def test_check_reads_an_s3_repository(built, tmp_path):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     from builder.object_store import upload_file, upload_repository
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    try:
-        host, port = server.get_host_and_port()
-        boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket="models")
-        url = f"s3://{host}:{port}/models/repo"
+    with local_s3() as bucket:
+        url = f"{bucket}/repo"
         upload_repository(built, url)
         assert check_location(url).ok
         assert _builder("check", url).returncode == 0
@@ -164,13 +156,6 @@ def test_check_reads_an_s3_repository(built, tmp_path):
         assert done.returncode == 1 and "intent_model/1/model.py" in done.stdout
         done = _builder("serve", url, "--grpc-port", "0")
         assert done.returncode == 2 and "intent_model/1/model.py" in done.stderr
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_a_full_disk_fails_the_build_as_bad_input_and_keeps_the_repository(example_model, built, tmp_path):
