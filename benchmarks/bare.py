@@ -14,7 +14,7 @@ from serving_core.interface import Task
 
 class BareEngine:
     def __init__(self, repository: Path, model: str, task: Task, num_threads: int):
-        from builder.repository import read_build
+        from builder.triton.repository import read_build
         from serving_core.model_step import create_step_runner
         from serving_core.tokenization import ErnieTokenizer
 
@@ -23,9 +23,9 @@ class BareEngine:
         step = spec.model_step()
         self.task = Task(task)
         self.window = spec.window
-        self.tokenizer = ErnieTokenizer.from_files(repository / spec.tokenizer_step / "1" / spec.tokenizer.vocab_file,
-                                                   spec.tokenizer)
-        self.runner = create_step_runner(step, repository / spec.model_step_name / "1", num_threads)
+        self.tokenizer = ErnieTokenizer.from_files(
+            spec.version_dir(repository, spec.tokenizer_step) / spec.tokenizer.vocab_file, spec.tokenizer)
+        self.runner = create_step_runner(step, spec.version_dir(repository, spec.model_step_name), num_threads)
         self.dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
         self.max_batch_tokens = step.max_batch_tokens
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from builder.build import build
     from builder.options import BuildOptions
-    from builder.server import ServerPorts
+    from builder.serving.triton_server import ServerPorts
     from clients.triton import bytes_input
     from serving_core.interface import Task
 

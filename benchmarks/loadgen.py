@@ -44,7 +44,7 @@ class Point:
     repository: str = ""  # bare engine: the Triton repository whose model step it runs
     num_threads: int = 2
     max_batch_size: int = 64
-    triton_models: list[str] = field(default_factory=list)
+    triton_models: dict[str, str] = field(default_factory=dict)  # role -> model (EnsembleSpec.step_roles)
 
 
 @dataclass
@@ -117,13 +117,13 @@ class TreeSampler:
         self._thread.join()
 
 
-def triton_statistics(url: str, models: list[str]) -> dict[str, dict[str, float]]:
-    """Cumulative counters of each model: requests, executions, and nanoseconds per stage."""
+def triton_statistics(url: str, models: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Cumulative counters of each model by its role: requests, executions, nanoseconds per stage."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
     counters = {}
-    for model in models:
+    for role, model in models.items():
         stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
         inference = stats.get("inference_stats", {})
         row = {"requests": float(inference.get("success", {}).get("count", 0)),
@@ -131,13 +131,13 @@ def triton_statistics(url: str, models: list[str]) -> dict[str, dict[str, float]
                "inferences": float(stats.get("inference_count", 0))}
         for stage in ("queue", "compute_input", "compute_infer", "compute_output", "success"):
             row[f"{stage}_ns"] = float(inference.get(stage, {}).get("ns", 0))
-        counters[model] = row
+        counters[role] = row
     client.close()
     return counters
 
 
 def step_profile(before: dict, after: dict) -> dict[str, dict[str, float]]:
-    """Per model over the window: mean ms per request in each stage, and the mean batch size."""
+    """Per step role over the window: mean ms per request in each stage, and the mean batch size."""
     profile = {}
     for model, end in after.items():
         start = before[model]

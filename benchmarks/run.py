@@ -49,8 +49,8 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
     """One Triton repository per (runtime, task); a Paddle Serving service and a SimpleServer model per task."""
     from builder.build import build
     from builder.options import BuildOptions
-    from builder.quantize import QuantizeOptions
-    from builder.repository import model_version_dir
+    from builder.engine.quantize import QuantizeOptions
+    from builder.triton.repository import model_version_dir
     from serving_core.interface import Task
     from serving_core.runtime import RuntimeKind
 
@@ -91,9 +91,9 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
 @contextmanager
 def serving(system: System, task: str, paths: dict):
     """Start the system's server for `task`; yields (url, pid, Triton model names)."""
-    from builder.pipeline_server import PipelineService
-    from builder.repository import read_build
-    from builder.server import ServerPorts, TritonServer
+    from builder.paddle_serving.server import PipelineService
+    from builder.triton.repository import read_build
+    from builder.serving.triton_server import ServerPorts, TritonServer
 
     from .simple_server import SimpleServerProcess
 
@@ -102,7 +102,7 @@ def serving(system: System, task: str, paths: dict):
     elif system.kind == TRITON:
         with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free()) as server:
             spec, _ = read_build(paths["triton"][(system.runtime, task)], task)
-            yield server.grpc_url, server.pid, [task, *spec.step_names]
+            yield server.grpc_url, server.pid, spec.step_roles
     elif system.kind == PADDLE_SERVING:
         with PipelineService(paths["paddle_serving"][task]) as service:
             yield service.url, service.pid, []

@@ -29,17 +29,17 @@ def main() -> None:
 
     from builder.build import build
     from builder.example.prune import prune_example
-    from builder.quantize import QuantizeOptions
+    from builder.engine.quantize import QuantizeOptions
     from builder.options import BuildOptions
     from builder.quiet import quiet_frameworks
-    from builder.repository import model_version_dir
-    from builder.server import ServerPorts, TritonServer
+    from builder.triton.repository import model_version_dir
+    from builder.serving.triton_server import ServerPorts, TritonServer
     from clients.seq_cls import SeqClsClient
     from serving_core.interface import Task
     from serving_core.program import find_program
-    from serving_core.runtime import RuntimeKind, create_runner
-    from serving_core.tokenization import ErnieTokenizer, settings_from_tokenizer_config
+    from serving_core.runtime import RuntimeKind
 
+    from .bare import BareEngine
     from .workloads import make_texts
 
     quiet_frameworks()
@@ -59,26 +59,18 @@ def main() -> None:
               show_progress=False)
         files = find_program(model_version_dir(repository, name))
         sizes[name] = sum(p.stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20
-    tokenizer = ErnieTokenizer.from_files(example / "vocab.txt", settings_from_tokenizer_config(example, 128))
     workloads = {
         "short x32": [make_texts(32, False, seed=i) for i in range(args.requests)],
         "long x32": [make_texts(32, True, seed=i) for i in range(max(args.requests // 2, 2))],
         "single x1": [make_texts(1, False, seed=i) for i in range(args.requests * 5)],
     }
     results: dict[str, list[Result]] = {w: [] for w in workloads}
-    for name in variants:
-        runner = create_runner(RuntimeKind.ONNXRUNTIME if name.endswith("int8") or name.startswith("ort")
-                               else RuntimeKind.PADDLE,
-                               find_program(model_version_dir(repository, name)), args.threads)
-        dtypes = {t.name: t.dtype for t in runner.signature.inputs}
+    for name in variants:  # the model step's own program, runtime and feeds (serving_core.encoder)
+        engine = BareEngine(repository, name, Task.SEQ_CLS, args.threads)
         for workload, batches in workloads.items():
-            feeds = []
-            for batch in batches:
-                encoded = tokenizer.encode(batch)
-                arrays = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids}
-                feeds.append({n: arrays[n].astype(d) for n, d in dtypes.items()})
-            runner.run(feeds[0])
-            latencies, wall = timed(runner.run, feeds)
+            feeds = [engine.feeds([(text,) for text in batch]) for batch in batches]
+            engine.run(feeds[0])
+            latencies, wall = timed(engine.run, feeds)
             results[workload].append(summarize(f"{name} bare", latencies, sum(map(len, batches)), wall))
     labels = {}
     with TritonServer(repository, ServerPorts.free()) as server:

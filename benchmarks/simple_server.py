@@ -10,8 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.process import ServerProcess
-from builder.server import ServerError
+from builder.serving.process import ServerProcess
+from serving_core.errors import ServerError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

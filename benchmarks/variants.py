@@ -56,10 +56,10 @@ def main() -> None:
     from builder.build import build
     from builder.example.prune import prune_example
     from builder.options import BuildOptions
-    from builder.quantize import QuantizeOptions
+    from builder.engine.quantize import QuantizeOptions
     from builder.quiet import quiet_frameworks
-    from builder.repository import model_version_dir
-    from builder.server import ServerPorts, TritonServer
+    from builder.triton.repository import model_version_dir
+    from builder.serving.triton_server import ServerPorts, TritonServer
     from serving_core.interface import Task
     from serving_core.program import find_program
     from serving_core.runtime import RuntimeKind

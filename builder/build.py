@@ -16,19 +16,22 @@ from serving_core.errors import UserError
 from serving_core.program import ProgramFormat, ProgramSignature, is_quantized, read_signature
 from serving_core.tensors import TensorSpec
 from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
-from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, feeds_from_ids, read_vocab,
+from serving_core.windows import WindowSettings
+from serving_core.encoder import FeedEncoder
+from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, read_vocab,
                                        settings_from_tokenizer_config)
 
-from .engine_proof import PROBE_TEXTS, SourceProbe, prove_onnx, prove_paddle
-from .export import convert_to_onnx, export_once
-from .quantize import calibration_rows, check_int8, quantize_dynamic_int8
-from .options import BuildOptions
-from .repository import write_repository
-from .wiring import check_wiring
-from .plans import PLANNERS, PlanInputs
-from .triton_target import repository_plan
-from .reference import SourceModel
-from .sources import ModelSource, check_task, checkpoint_weights, inspect_source
+from builder.engine.proof import PROBE_TEXTS, SourceProbe, prove_onnx, prove_paddle
+from builder.source.export import convert_to_onnx, export_once
+from builder.engine.quantize import calibration_rows, check_int8, quantize_dynamic_int8
+from builder.options import BuildOptions
+from builder.staging import CORE_DIR
+from builder.triton.repository import write_repository
+from builder.triton.wiring import check_wiring
+from builder.specs import PLANNERS, PlanInputs
+from builder.triton.target import repository_plan
+from builder.source.reference import SourceModel
+from builder.source.detect import ModelSource, check_task, checkpoint_weights, inspect_source
 
 log = logging.getLogger("builder")
 
@@ -92,8 +95,7 @@ def write_error(exc: OSError, model_dir: Path, output: Path) -> UserError:
     message = f"cannot write there ({exc.strerror})"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         model = sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file())
-        core = sum(p.stat().st_size for p in Path(__file__).resolve().parents[1].joinpath("serving_core").rglob("*")
-                   if p.is_file())
+        core = sum(p.stat().st_size for p in CORE_DIR.rglob("*") if p.is_file())
         probe = where if where.exists() else output.parent
         free = shutil.disk_usage(probe).free if probe.exists() else 0
         message += (f": the build needs about {(2 * model + 4 * core) / 2**20:.0f} MB there, "
@@ -160,39 +162,52 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
             stage("checking INT8 against FP32")
             calibration = calibrate(spec, source, program, serving_program, tokenizer, options).to_json()
         stage("writing repository")
-        record = {
-            "spec": spec.to_json(), "source": str(source.directory.resolve()), "source_kind": source.kind.name,
-            "inputs": {"tokenizer_dir": str(source.tokenizer_dir.resolve())  # None: beside the model
-                       if source.tokenizer_dir.resolve() != source.directory.resolve() else None,
-                       "labels_file": str(Path(options.labels_file).resolve()) if options.labels_file else None,
-                       "slot_labels_file": str(Path(options.slot_labels_file).resolve())
-                       if options.slot_labels_file else None,
-                       "program_file": source.program.model_file.name if source.program else
-                       source.mindspore_files[0].name if source.mindspore_files else None},
-            "labels_origin": source.labels_origin, "label_sets": {k: list(v) for k, v in source.label_sets.items()},
-            "program_inputs": [asdict(t) for t in signature.inputs],
-            "program_outputs": [asdict(t) for t in signature.outputs],
-            "quantize": options.quantize, "calibration": calibration,
-            "engine_proof": proof.to_json() if proof else None,
-            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        # Paddle Serving first: its writer has the step more likely to fail (the prototxt
-        # child process); the Triton swap that follows is renames only.
-        if options.target in ("paddle-serving", "all"):
-            from .paddle_serving import write_paddle_serving
-
-            service_root = Path(output) / "paddle_serving" if options.target == "all" else Path(output)
-            write_paddle_serving(spec, serving_program, signature, source.vocab_file, service_root / name,
-                                 options.pipeline, options.overwrite)
-        if options.target in ("triton", "all"):
-            write_repository(plan, Path(output) / "triton" if options.target == "all" else output, record,
-                             options.overwrite)
+        record = build_record(spec, source, options, signature, calibration, proof)
+        write_targets(spec, plan, record, serving_program, signature, source, options, Path(output))
         stages.update()
     stages.close()
     seconds = time.perf_counter() - started
     return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value,
                        spec_labels(spec), max_seq_len, options.runtime.value, seconds, calibration,
                        proof.note if proof else "")
+
+
+def build_record(spec, source: ModelSource, options: BuildOptions, signature: ProgramSignature,
+                 calibration: dict | None, proof) -> dict:
+    """What build.json holds besides the file record: the spec, where the source and its inputs
+    were (so that verify finds them), the program's signature, INT8 calibration, the engine proof."""
+    def resolved(path) -> str | None:
+        return str(Path(path).resolve()) if path else None
+
+    beside = source.tokenizer_dir.resolve() == source.directory.resolve()
+    program_file = (source.program.model_file.name if source.program else
+                    source.mindspore_files[0].name if source.mindspore_files else None)
+    return {
+        "spec": spec.to_json(), "source": str(source.directory.resolve()), "source_kind": source.kind.name,
+        "inputs": {"tokenizer_dir": None if beside else resolved(source.tokenizer_dir),
+                   "labels_file": resolved(options.labels_file), "slot_labels_file": resolved(options.slot_labels_file),
+                   "program_file": program_file},
+        "labels_origin": source.labels_origin, "label_sets": {k: list(v) for k, v in source.label_sets.items()},
+        "program_inputs": [asdict(t) for t in signature.inputs],
+        "program_outputs": [asdict(t) for t in signature.outputs],
+        "quantize": options.quantize, "calibration": calibration,
+        "engine_proof": proof.to_json() if proof else None,
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_targets(spec, plan, record: dict, serving_program, signature: ProgramSignature, source: ModelSource,
+                  options: BuildOptions, output: Path) -> None:
+    """Paddle Serving first: its writer has the step more likely to fail (the prototxt child
+    process); the Triton swap that follows is renames only."""
+    if options.target in ("paddle-serving", "all"):
+        from builder.paddle_serving.service import write_paddle_serving
+
+        service_root = output / "paddle_serving" if options.target == "all" else output
+        write_paddle_serving(spec, serving_program, signature, source.vocab_file, service_root / spec.name,
+                             options.pipeline, options.overwrite)
+    if options.target in ("triton", "all"):
+        write_repository(plan, output / "triton" if options.target == "all" else output, record, options.overwrite)
 
 
 def runtime_signature(source: ProgramSignature, served: ProgramSignature, program) -> ProgramSignature:
@@ -254,9 +269,8 @@ def prove_weights(program, tokenizer) -> None:
     kind = RuntimeKind.ONNXRUNTIME if program.format is ProgramFormat.ONNX else RuntimeKind.PADDLE
     try:
         runner = create_runner(kind, program)
-        encoded = tokenizer.encode(list(PROBE_TEXTS))
-        feeds = feeds_from_ids([t.name for t in runner.signature.inputs], encoded.input_ids,
-                               encoded.token_type_ids, tokenizer.pad_id)
+        names = [t.name for t in runner.signature.inputs]
+        feeds = FeedEncoder(tokenizer, WindowSettings(), names).encode([list(PROBE_TEXTS)]).feeds
         runner.run({t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs})
     except Exception as exc:
         raise UserError(f"the program cannot run with these weights ({type(exc).__name__}: "

@@ -20,12 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from serving_core.errors import UserError
+from serving_core.errors import EXIT_CODES, ServerError, UserError
 from serving_core.interface import Task
-from serving_core.runtime import RuntimeKind
-
-from .server import ServerError
-from .sources import inspect_source
 
 log = logging.getLogger("builder")
 
@@ -33,7 +29,7 @@ log = logging.getLogger("builder")
 def _cmd_make_example(args) -> int:
     from dataclasses import replace
 
-    from .example import ExampleSpec, make_example
+    from builder.example import ExampleSpec, make_example
 
     spec = None if args.train_steps is None else replace(ExampleSpec(), train_steps=args.train_steps)
     summary = make_example(Task(args.task), Path(args.output), spec)
@@ -42,30 +38,10 @@ def _cmd_make_example(args) -> int:
 
 
 def _cmd_build(args) -> int:
-    from .build import build
-    from .options import BuildOptions
-    from .paddle_serving import PipelineOptions
-    from .quantize import QuantizeOptions
-    from .triton_config import BatchingOptions
+    from builder.build import build
+    from builder.build_flags import build_options
 
-    options = BuildOptions(
-        task=Task(args.task), name=args.name, max_seq_len=args.max_seq_len, runtime=RuntimeKind(args.runtime),
-        num_threads=args.threads, max_batch_tokens=args.max_batch_tokens, text_pair=args.text_pair,
-        multi_label=args.multi_label, threshold=args.threshold, int_dtype="int32" if args.int32 else "int64",
-        model_batching=BatchingOptions(args.max_batch_size, args.instances, args.queue_delay_us),
-        step_batching=BatchingOptions(args.max_batch_size, 1, 0),
-        tag_scheme=args.tag_scheme, stride=args.stride, max_windows=args.max_windows,
-        max_question_len=args.max_question_len,
-        max_answer_len=args.max_answer_len, n_best=args.n_best, no_answer_threshold=args.no_answer_threshold,
-        tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None, program_file=args.program,
-        labels_file=Path(args.labels) if args.labels else None,
-        slot_labels_file=Path(args.slot_labels) if args.slot_labels else None, overwrite=args.overwrite,
-        precision=args.precision, quantize=args.quantize, gpu_onnxruntime=args.gpu_onnxruntime,
-        gpu_tensorrt=args.gpu_tensorrt, gpu_fp16=args.gpu_fp16,
-        quantize_options=QuantizeOptions(args.quantize_per_channel, args.quantize_embeddings, args.min_agreement,
-                                         Path(args.calibration_texts) if args.calibration_texts else None),
-        target=args.target, pipeline=PipelineOptions(batch_size=args.pipeline_batch_size,
-                                                     auto_batching_timeout_ms=args.pipeline_batch_timeout_ms))
+    options = build_options(args)
     report = build(Path(args.model), Path(args.output), options)
     summary = {"ensemble": report.ensemble, "output": str(report.output), "models": report.models,
                "source": report.source_kind, "labels": len(report.labels), "max_seq_len": report.max_seq_len,
@@ -79,9 +55,9 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from .pipeline_server import PipelineService, is_pipeline_service
-    from .server import ServerPorts, TritonServer, is_remote
-    from .supervisor import Supervisor, SupervisorOptions
+    from builder.paddle_serving.server import PipelineService, is_pipeline_service
+    from builder.serving.triton_server import ServerPorts, TritonServer, is_remote
+    from builder.serving.supervisor import Supervisor, SupervisorOptions
 
     log_file = Path(args.log_file) if args.log_file else None
     # SIGTERM (docker stop, kubectl) stops the server, during start-up too.
@@ -91,7 +67,7 @@ def _cmd_serve(args) -> int:
         banner = f"Paddle Serving pipeline {args.repository}: gRPC {server.url}, HTTP {server.http_url}"
         supervisor = None
     else:
-        from .check import require_whole
+        from builder.triton.check import require_whole
 
         report = require_whole(args.repository)
         log.info("%s", report.summary())
@@ -117,7 +93,7 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .check import check_location
+    from builder.triton.check import check_location
 
     report = check_location(args.repository, accept_edits=args.accept)
     (log.info if report.ok else log.error)("%s", report.summary())
@@ -126,7 +102,7 @@ def _cmd_check(args) -> int:
 
 
 def _single_ensemble(repository: Path) -> str:
-    from .repository import MANIFEST
+    from builder.triton.repository import MANIFEST
 
     names = sorted(p.parent.name for p in repository.glob(f"*/{MANIFEST}"))
     if len(names) != 1:
@@ -139,16 +115,17 @@ def _remote_records(url: str) -> Path:
     """The build.json of every ensemble in an object-store repository, in a local temp dir."""
     import tempfile
 
-    from .object_store import download_build_records
+    from builder.serving.object_store import download_build_records
 
     return download_build_records(url, Path(tempfile.mkdtemp(prefix="ernie-records-")))
 
 
 def _cmd_verify(args) -> int:
+    from builder.source.detect import inspect_source
     from clients.text_input import read_texts
 
-    from .server import ServerPorts, TritonServer, is_remote
-    from .verify import input_columns, read_build, verify
+    from builder.serving.triton_server import ServerPorts, TritonServer, is_remote
+    from builder.verify import input_columns, read_build, verify
 
     served = args.repository if is_remote(args.repository) else Path(args.repository)
     repository = Path(args.repository) if not is_remote(served) else _remote_records(served)
@@ -181,7 +158,8 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from .inspect_model import describe
+    from builder.inspect_model import describe
+    from builder.source.detect import inspect_source
 
     source = inspect_source(Path(args.model), Path(args.tokenizer) if args.tokenizer else None,
                             Path(args.labels) if args.labels else None, None, args.program)
@@ -190,28 +168,45 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from builder.demo import run_demo
 
     return run_demo(Path(args.workdir), args.texts)
 
 
+EXIT_HELP = """exit codes (every command):
+  0  done (verify: the answers agree; check: the repository is as built)
+  1  verify: the answers differ; check: problems found
+  2  bad input: the user's files, options or repository (UserError)
+  3  a server failed or did not answer (ServerError, ClientError)
+  4  an unexpected error (a traceback follows)
+  5  a builder bug: what it generated does not fit together (BuildBug); please report it"""
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="builder", description=__doc__,
+    parser = argparse.ArgumentParser(prog="builder", description=__doc__, epilog=EXIT_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    tasks = [t.value for t in Task]
+    for add in (_add_make_example, _add_build, _add_serve, _add_check, _add_verify, _add_demo, _add_inspect):
+        add(sub)
+    return parser
 
+
+def _add_make_example(sub) -> None:
     p = sub.add_parser("make-example", help="create a small offline example model (no download)",
                        description="Generate a vocabulary and a car voice-assistant intent data set, train a "
                                    "4-layer ERNIE on it for a fixed number of steps (seconds of CPU) and save a "
                                    "PaddleNLP checkpoint "
                                    "(config.json, model_state.pdparams, vocab.txt, label.txt, data.txt).")
-    p.add_argument("--task", choices=tasks, default=Task.SEQ_CLS.value)
+    p.add_argument("--task", choices=[t.value for t in Task], default=Task.SEQ_CLS.value)
     p.add_argument("--output", required=True, help="directory to write the checkpoint into")
     p.add_argument("--train-steps", type=int, help="optimizer steps, the same model on any machine under any load "
                    "(default: 80, qa: 40; fewer when dev accuracy reaches 0.99, qa 0.9)")
     p.set_defaults(func=_cmd_make_example)
+
+
+def _add_build(sub) -> None:
+    from builder.build_flags import add_build_flags
 
     p = sub.add_parser("build", help="compile a model directory into a Triton model repository",
                        description="Compile a finetuned ERNIE model into a Triton ensemble "
@@ -225,78 +220,13 @@ def make_parser() -> argparse.ArgumentParser:
                                    "sample texts before anything is written (paddle: oneDNN is turned off for a "
                                    "model it miscomputes, and the build says so). The build is atomic: a failure "
                                    "leaves OUTPUT as it was.")
-    p.add_argument("--task", choices=tasks, required=True)
     p.add_argument("--model", required=True, help="finetuned model directory")
     p.add_argument("--output", required=True, help="model repository to write into (created if missing)")
-    p.add_argument("--name", help="ensemble name (default: the model directory's name)")
-    p.add_argument("--tokenizer", help="directory with vocab.txt / tokenizer_config.json, if not beside the model")
-    p.add_argument("--program", help="the program file to build, when MODEL holds several (e.g. float32.pdmodel, "
-                   "or a MindSpore checkpoint's name)")
-    p.add_argument("--labels", help="label file, one label a line (default: label.txt or config id2label; "
-                   "intent_slot: intent_label.txt)")
-    p.add_argument("--slot-labels", help="intent_slot: slot tag file (default: slot_label.txt)")
-    p.add_argument("--max-seq-len", type=int, help="tokens per text incl. [CLS]/[SEP]; longer text is truncated "
-                   "and flagged (default: min(128, max_position_embeddings))")
-    p.add_argument("--runtime", choices=[r.value for r in RuntimeKind], default=RuntimeKind.PADDLE.value,
-                   help="engine of the model step (default: %(default)s)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="paddle runtime: bf16 uses oneDNN bfloat16 where the CPU has AMX/AVX512-BF16 "
-                        "(refused elsewhere) (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="math threads per model instance (default: %(default)s)")
-    p.add_argument("--instances", type=int, default=1, help="model step instances (default: %(default)s)")
-    p.add_argument("--max-batch-size", type=int, default=64, help="texts per batch (default: %(default)s)")
-    p.add_argument("--queue-delay-us", type=int, default=None,
-                   help="model step's dynamic batching: longest wait for more requests to fill a batch "
-                        "(default: 0 on CPU, where requests queued behind a busy instance batch anyway; "
-                        "1000 for the GPU step)")
-    p.add_argument("--max-batch-tokens", type=int, default=4096,
-                   help="the model step runs what the batcher joined in groups of at most this many padded "
-                        "tokens (texts or windows x longest); CPU throughput per text falls beyond a few "
-                        "thousand; 0: one batch (default: %(default)s)")
-    p.add_argument("--text-pair", action="store_true", help="sentence-pair model: adds the TEXT_PAIR input")
-    p.add_argument("--multi-label", action="store_true", help="sigmoid + threshold instead of softmax")
-    p.add_argument("--threshold", type=float, default=0.5, help="multi-label threshold (default: %(default)s)")
-    p.add_argument("--int32", action="store_true", help="export checkpoints with int32 id inputs")
-    group = p.add_argument_group("INT8 (ONNX Runtime)")
-    group.add_argument("--quantize", choices=["int8"], help="dynamic INT8 quantization of the ONNX model "
-                       "(needs --runtime onnxruntime); checked against FP32 before anything is written")
-    group.add_argument("--quantize-per-channel", action="store_true", help="per-channel weight scales")
-    group.add_argument("--quantize-embeddings", action="store_true", help="INT8 embedding tables too (Gather)")
-    group.add_argument("--calibration-texts", help="texts for the INT8 check (default: MODEL/dev.txt or data.txt)")
-    group.add_argument("--min-agreement", type=float, default=0.98,
-                       help="fail the build when INT8 keeps fewer argmax decisions of FP32 (default: %(default)s)")
-    group = p.add_argument_group("GPU containers (seq_cls; not loadable in the bundled CPU server)")
-    group.add_argument("--gpu-onnxruntime", action="store_true", help="model step = Triton's native "
-                       "onnxruntime backend on GPU with dynamic batching (needs --runtime onnxruntime)")
-    group.add_argument("--gpu-tensorrt", action="store_true", help="with the TensorRT execution accelerator")
-    group.add_argument("--gpu-fp16", action="store_true", help="TensorRT in FP16")
-    group = p.add_argument_group("token_cls, qa and intent_slot")
-    group.add_argument("--tag-scheme", choices=["bio", "bioes", "io"], help="tag scheme (default: from the labels)")
-    group.add_argument("--stride", type=int, help="step between window starts over long text (PaddleNLP's "
-                       "doc_stride; default: token_cls (max_seq_len-2)//2, qa max_seq_len//4)")
-    group.add_argument("--max-windows", type=int, default=32,
-                       help="token_cls and qa: windows per text; a longer text is cut (to a generous character "
-                            "bound before tokenizing, then to this many windows) and answered with "
-                            "truncated: true; 0: no bound (default: %(default)s)")
-    group.add_argument("--max-question-len", type=int, default=64,
-                       help="qa: question tokens kept (default: %(default)s)")
-    group.add_argument("--max-answer-len", type=int, default=30,
-                       help="qa: longest answer in tokens (default: %(default)s)")
-    group.add_argument("--n-best", type=int, default=20,
-                       help="qa: start/end candidates per window (default: %(default)s)")
-    group.add_argument("--no-answer-threshold", type=float,
-                       help="qa: answer \"\" when the best span's probability is below this")
-    p.add_argument("--overwrite", action="store_true", help="replace models of the same names in OUTPUT")
-    p.add_argument("--target", choices=["triton", "paddle-serving", "all"], default="triton",
-                   help="triton: OUTPUT is a Triton model repository; paddle-serving: OUTPUT/<name>/ is a Paddle "
-                        "Serving pipeline service; all: OUTPUT/triton/ and OUTPUT/paddle_serving/<name>/ "
-                        "(default: %(default)s)")
-    p.add_argument("--pipeline-batch-size", type=int, default=8,
-                   help="Paddle Serving: requests auto-batched together (default: %(default)s)")
-    p.add_argument("--pipeline-batch-timeout-ms", type=int, default=2,
-                   help="Paddle Serving: auto_batching_timeout (default: %(default)s)")
+    add_build_flags(p)
     p.set_defaults(func=_cmd_build)
 
+
+def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="run the bundled tritonserver (or a Paddle Serving pipeline)",
                        description="Start the tritonserver binary shipped in nvidia-pytriton on a model repository, "
                                    "or the Paddle Serving pipeline of a directory built with --target "
@@ -333,6 +263,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "site-packages are what the steps import; default: this one)")
     p.set_defaults(func=_cmd_serve)
 
+
+def _add_check(sub) -> None:
     p = sub.add_parser("check", help="check that a repository is whole and as built, before upload or start",
                        description="Check a Triton repository (a directory, or s3://[host:port/]bucket/path) as "
                                    "Triton will read it: every config.pbtxt parses against Triton's schema, every "
@@ -351,6 +283,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "cannot be accepted); the acceptance is logged in build.json")
     p.set_defaults(func=_cmd_check)
 
+
+def _add_verify(sub) -> None:
     p = sub.add_parser("verify", help="compare served answers with the source model in PaddleNLP",
                        description="Run TEXTS through the source model (PaddleNLP tokenizer + model) and through "
                                    "the server; report label agreement and the largest probability difference. "
@@ -369,6 +303,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="share of texts whose answer must be identical (default: %(default)s; INT8: e.g. 0.95)")
     p.set_defaults(func=_cmd_verify)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="make an example, build, serve, query and verify, then stop",
                        description="The whole round trip on an embedded default: train an example intent model, "
                                    "build a repository, start the bundled tritonserver, classify texts over gRPC, "
@@ -377,6 +313,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="demo", help="where the example and repository go (default: %(default)s)")
     p.set_defaults(func=_cmd_demo)
 
+
+def _add_inspect(sub) -> None:
     p = sub.add_parser("inspect", help="print what the builder sees in a model directory",
                        description="Format, inputs and outputs with dtypes, labels, vocabulary, size, and for "
                                    "exported programs the architecture read from the weights (layers, FFN "
@@ -386,26 +324,27 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="label file (as for build)")
     p.add_argument("--program", help="the program file, when MODEL holds several (as for build)")
     p.set_defaults(func=_cmd_inspect)
-    return parser
+
+
+# Commands that load Paddle or PaddleNLP (about 18 s to import): only they quiet them first.
+FRAMEWORK_COMMANDS = ("make-example", "build", "verify", "demo", "inspect")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from .quiet import quiet_frameworks
+    if args.command in FRAMEWORK_COMMANDS:
+        from builder.quiet import quiet_frameworks
 
-    quiet_frameworks()
+        quiet_frameworks()
     try:
         return args.func(args)
-    except UserError as exc:
+    except tuple(EXIT_CODES) as exc:
         log.error("%s", exc)
-        return 2
-    except ServerError as exc:
-        log.error("%s", exc)
-        return 3
+        return next(code for family, code in EXIT_CODES.items() if isinstance(exc, family))
     except Exception:  # a bug or an environment problem: never exit 1, which verify means "answers differ"
-        log.exception("%s failed unexpectedly", args.command if hasattr(args, "command") else "builder")
+        log.exception("%s failed unexpectedly", args.command)
         return 4
 
 

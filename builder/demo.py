@@ -17,12 +17,12 @@ ENSEMBLE = "intent"
 def run_demo(workdir: Path, texts: list[str]) -> int:
     from clients.seq_cls import SeqClsClient
 
-    from .build import build
-    from .example import intents
-    from .example.seq_cls_example import make_seq_cls_example
-    from .options import BuildOptions
-    from .server import ServerPorts, TritonServer
-    from .verify import verify
+    from builder.build import build
+    from builder.example import intents
+    from builder.example.seq_cls_example import make_seq_cls_example
+    from builder.options import BuildOptions
+    from builder.serving.triton_server import ServerPorts, TritonServer
+    from builder.verify import verify
 
     example, repository = workdir / "seq_cls_example", workdir / "model_repository"
     if (example / "model_state.pdparams").is_file():

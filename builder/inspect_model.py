@@ -12,7 +12,7 @@ from pathlib import Path
 
 from serving_core.program import ProgramFiles, ProgramFormat, is_quantized, read_signature
 
-from .sources import ModelSource
+from builder.source.detect import ModelSource
 
 
 def weight_shapes(files: ProgramFiles) -> list[tuple[int, ...]]:

@@ -7,10 +7,10 @@ from pathlib import Path
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
-from .paddle_serving import PipelineOptions
-from .quantize import QuantizeOptions
-from .triton_config import BatchingOptions
-from .triton_target import TritonOptions
+from builder.paddle_serving.service import PipelineOptions
+from builder.engine.quantize import QuantizeOptions
+from builder.triton.config import BatchingOptions
+from builder.triton.target import TritonOptions
 
 
 @dataclass(frozen=True)

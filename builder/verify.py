@@ -10,10 +10,10 @@ import numpy as np
 from serving_core.interface import Task
 from serving_core.spec import EnsembleSpec
 
-from .reference import (reference_answers, reference_entities, reference_intent_slot, reference_logits,
+from builder.source.reference import (reference_answers, reference_entities, reference_intent_slot, reference_logits,
                         reference_probabilities)
-from .repository import read_build
-from .sources import ModelSource, inspect_source
+from builder.triton.repository import read_build
+from builder.source.detect import ModelSource, inspect_source
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,12 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 
-from serving_core.interface import Task  # noqa: E402
+from serving_core.errors import ClientError  # noqa: E402
+from serving_core.interface import REQUEST_KEYS, Task  # noqa: E402
 
 from .text_input import read_texts  # noqa: E402
 
-_INPUT_KEYS = {Task.SEQ_CLS: ("text", "text_pair"), Task.TOKEN_CLS: ("text",), Task.INTENT_SLOT: ("text",),
-               Task.QA: ("question", "context")}
-
-
-class PaddleServingError(RuntimeError):
+class PaddleServingError(ClientError):
     """The service answered with an error (err_no != 0) or not at all."""
 
 
@@ -42,7 +39,7 @@ class PaddleServingClient:
 
     def predict(self, first: list[str], second: list[str] | None = None, top_k: int = 0) -> list[dict]:
         """One answer object per input (as the Triton clients print them)."""
-        keys = _INPUT_KEYS[self.task]
+        keys = REQUEST_KEYS[self.task]
         feed = {keys[0]: json.dumps(first, ensure_ascii=False)}
         if second is not None:
             feed[keys[1]] = json.dumps(second, ensure_ascii=False)

@@ -14,7 +14,9 @@ import sys
 from serving_core import answers, interface
 from serving_core.qa import Answer
 
-from .triton import ClientError, TaskClient, run_cli
+from serving_core.errors import ClientError
+
+from .triton import TaskClient, run_cli
 
 _OUTPUTS = [interface.ANSWER, interface.ANSWER_START, interface.ANSWER_END, interface.SCORE, interface.PROBABILITY]
 

@@ -21,7 +21,9 @@ import numpy as np
 
 from serving_core import answers, interface
 
-from .triton import ClientError, TaskClient, run_cli
+from serving_core.errors import ClientError
+
+from .triton import TaskClient, run_cli
 
 
 @dataclass

@@ -9,10 +9,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from serving_core import interface
-
-
-class ClientError(RuntimeError):
-    """The server refused a request or a model is not what the client expects."""
+from serving_core.errors import ClientError
 
 
 @dataclass(frozen=True)

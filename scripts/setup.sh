@@ -27,7 +27,7 @@ echo "setup: creating .venv with $($PYTHON --version) (first run downloads about
 .venv/bin/python -m pip install --quiet --progress-bar off -e ".[test]"
 # Paddle Serving 0.9 needs special handling on Python 3.11 (see the script's docstring).
 .venv/bin/python scripts/install_paddle_serving.py
-# The bundled tritonserver's Python stub links libpython3.X: builder/server.py puts the
+# The bundled tritonserver's Python stub links libpython3.X: builder/serving/triton_server.py puts the
 # interpreter's LIBDIR on its library path; a Python without a shared library needs the system's.
 if ! .venv/bin/python -c 'import sysconfig, sys; sys.exit(not sysconfig.get_config_var("Py_ENABLE_SHARED"))' \
    && ! ldconfig -p 2>/dev/null | grep -q 'libpython3.11.so.1.0'; then

@@ -1,7 +1,7 @@
 """Texts -> the model's feeds, for every tokenizer mode: the one place this is done.
 
-Used by the Triton tokenizer step, the Paddle Serving op, INT8 calibration and the
-benchmarks' bare engine, so they cannot disagree on what a model input holds.
+Used by the Triton tokenizer step, the Paddle Serving op, the build's engine proof, INT8
+calibration and the benchmarks' bare engine, so they cannot disagree on what a model input holds.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tokenization import ErnieTokenizer, feeds_from_ids
+from .tokenization import ErnieTokenizer, feeds_from_ids, pad_to_width, pad_value_for
 from .windows import TokenizerMode, WindowedBatch, WindowSettings, encode_windows
 
 
@@ -56,3 +56,10 @@ class FeedEncoder:
                                self.window.max_windows)
         feeds = feeds_from_ids(self.feed_names, batch.input_ids, batch.token_type_ids, pad_id)
         return EncodedTexts(feeds, batch.truncated, batch.lengths, batch)
+
+    def full_width(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`feeds` padded on their last axis to max_seq_len (each input with its own pad value):
+        native backends and Paddle Serving's auto-batching join requests only of equal shapes."""
+        width = self.tokenizer.settings.max_seq_len
+        return {name: pad_to_width(array, width, pad_value_for(name, self.tokenizer.pad_id))
+                for name, array in feeds.items()}

@@ -23,6 +23,11 @@ class Task(str, enum.Enum):
 
 
 # Ensemble inputs.
+# Paddle Serving request keys per task, in the order of the ensemble's text inputs (a seq_cls
+# model takes `text_pair` only when built with --text-pair).
+REQUEST_KEYS = {Task.SEQ_CLS: ("text", "text_pair"), Task.TOKEN_CLS: ("text",), Task.INTENT_SLOT: ("text",),
+                Task.QA: ("question", "context")}
+
 TEXT = "TEXT"
 TEXT_PAIR = "TEXT_PAIR"
 QUESTION = "QUESTION"

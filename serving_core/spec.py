@@ -25,6 +25,7 @@ from .tokenization import TokenizerSettings
 from .windows import WindowSettings
 
 SPEC_VERSION = 1
+MODEL_VERSION = "1"  # the version directory every generated model has (Triton's, and the file record's)
 DTYPES = ("string", "bool", "int32", "int64", "float32")
 POSTPROCESS_SETTINGS = {interface.Task.SEQ_CLS: SeqClsSettings, interface.Task.TOKEN_CLS: TokenClsSettings,
                         interface.Task.QA: QASettings, interface.Task.INTENT_SLOT: IntentSlotSettings}
@@ -104,6 +105,21 @@ class EnsembleSpec:
     @property
     def step_names(self) -> tuple[str, str, str]:
         return self.tokenizer_step, self.model_step_name, self.postprocess_step
+
+    @property
+    def step_roles(self) -> dict[str, str]:
+        """Each model of the ensemble by its role: ensemble, tokenizer, model, postprocess."""
+        return {"ensemble": self.name, "tokenizer": self.tokenizer_step, "model": self.model_step_name,
+                "postprocess": self.postprocess_step}
+
+    def version_dir(self, repository: Path, step: str) -> Path:
+        """The version directory of one of this ensemble's models (a step name) in `repository`."""
+        return Path(repository) / step / MODEL_VERSION
+
+    @property
+    def request_keys(self) -> tuple[str, ...]:
+        """The Paddle Serving service's request keys, one per text input (a JSON list of texts each)."""
+        return interface.REQUEST_KEYS[interface.Task(self.task)][: len(self.inputs)]
 
     @property
     def text_pair(self) -> bool:

@@ -12,7 +12,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 @pytest.fixture(scope="session", autouse=True)
 def _quiet(tmp_path_factory):
-    from builder.export import EXPORT_CACHE_ENV
+    from builder.source.export import EXPORT_CACHE_ENV
     from builder.quiet import quiet_frameworks
 
     quiet_frameworks(import_paddlenlp=False)  # the unit tier never imports paddlenlp
@@ -37,8 +37,8 @@ def example_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def static_export(example_model, tmp_path_factory) -> Path:
     """The example exported the way PaddleNLP's export_model.py does, tokenizer files beside it."""
-    from builder.export import export_checkpoint
-    from builder.sources import inspect_source
+    from builder.source.export import export_checkpoint
+    from builder.source.detect import inspect_source
     from serving_core.interface import Task
 
     directory = tmp_path_factory.mktemp("models") / "intent_static"

@@ -26,8 +26,7 @@ def test_benchmark_run_writes_every_output(example_model, tmp_path):
         assert row["measurement"]["errors"] == 0 and row["measurement"]["texts_per_s"] > 0
         assert row["measurement"]["rss_mb"] > 0
     triton = next(r for r in results["rows"] if r["system"] == "triton_paddle")
-    assert set(triton["measurement"]["steps"]) == {"seq_cls", "seq_cls_tokenizer", "seq_cls_model",
-                                                   "seq_cls_postprocess"}
+    assert set(triton["measurement"]["steps"]) == {"ensemble", "tokenizer", "model", "postprocess"}  # by role
     assert all(t["identical_ids"] for t in results["tokenizer"])
     assert "| triton_paddle |" in (output / "report.md").read_text(encoding="utf-8")
     assert (output / "plot.png").read_bytes()[:4] == b"\x89PNG"

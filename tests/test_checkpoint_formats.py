@@ -11,8 +11,8 @@ import pytest
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.server import ServerPorts, TritonServer
-from builder.sources import SourceKind, inspect_source
+from builder.serving.triton_server import ServerPorts, TritonServer
+from builder.source.detect import SourceKind, inspect_source
 from builder.verify import verify
 from serving_core.interface import Task
 

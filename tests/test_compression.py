@@ -7,11 +7,11 @@ import shutil
 import pytest
 
 from builder.build import build
-from builder.repository import read_build
+from builder.triton.repository import read_build
 from builder.example import intents
 from builder.options import BuildOptions
-from builder.quantize import QuantizeOptions
-from builder.server import ServerPorts, TritonServer
+from builder.engine.quantize import QuantizeOptions
+from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.verify import verify
 from serving_core.errors import UserError
 from serving_core.interface import Task

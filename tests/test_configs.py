@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from builder.triton_config import BatchingOptions, EnsembleStep, IOTensor, ensemble, parse, python_step, render
-from builder.wiring import check_wiring, wiring_problems
-from serving_core.errors import UserError
+from builder.triton.config import BatchingOptions, EnsembleStep, IOTensor, ensemble, parse, python_step, render
+from builder.triton.wiring import check_wiring, wiring_problems
+from serving_core.errors import BuildBug
 from serving_core.model_step import ModelStepSettings
 from serving_core.parameters import from_parameters, parameters_from_model_config, to_parameters
 from serving_core.seq_cls import SeqClsSettings
@@ -58,7 +58,7 @@ def test_dtype_mismatch_is_caught():
     ens, models = _pipeline(ids_type="int32")
     problems = wiring_problems(ens, models)
     assert any("TYPE_INT64" in p and "TYPE_INT32" in p for p in problems), problems
-    with pytest.raises(UserError):
+    with pytest.raises(BuildBug):  # the builder's own mistake, never the user's (exit 5)
         check_wiring(ens, models)
 
 
@@ -89,3 +89,28 @@ def test_parameters_round_trip_through_the_config(settings):
 
 def test_string_parameters_are_stored_plain():
     assert to_parameters(ModelStepSettings(model_file="inference.json"))["model_file"] == "inference.json"
+
+
+def test_build_flags_default_to_the_build_options_defaults():
+    """Flags are mapped to BuildOptions in one declared place (builder/build_flags.py): with none
+    given the options are BuildOptions' own defaults; given ones land in their (nested) fields."""
+    from pathlib import Path
+
+    from builder.build_flags import build_options
+    from builder.cli import make_parser
+    from builder.options import BuildOptions
+    from serving_core.interface import Task
+    from serving_core.runtime import RuntimeKind
+
+    def parsed(*flags):
+        return build_options(make_parser().parse_args(["build", "--model", "m", "--output", "o", *flags]))
+
+    assert parsed("--task", "seq_cls") == BuildOptions(task=Task.SEQ_CLS)
+    options = parsed("--task", "qa", "--runtime", "onnxruntime", "--quantize", "int8", "--quantize-per-channel",
+                     "--calibration-texts", "c.txt", "--max-batch-size", "8", "--instances", "2", "--int32",
+                     "--pipeline-batch-size", "4", "--stride", "16")
+    assert options.runtime is RuntimeKind.ONNXRUNTIME and options.quantize == "int8"
+    assert options.quantize_options.per_channel and options.quantize_options.calibration_file == Path("c.txt")
+    assert (options.model_batching.max_batch_size, options.model_batching.instances) == (8, 2)
+    assert options.step_batching.max_batch_size == 8 and options.step_batching.instances == 1
+    assert options.int_dtype == "int32" and options.pipeline.batch_size == 4 and options.stride == 16

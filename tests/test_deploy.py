@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from builder.build import build
-from builder.object_store import upload_repository
+from builder.serving.object_store import upload_repository
 from builder.options import BuildOptions
-from builder.repository import VERSION_MARKER
-from builder.server import ServerPorts, TritonServer
+from builder.triton.repository import VERSION_MARKER
+from builder.serving.triton_server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
-from clients.triton import ClientError
+from serving_core.errors import ClientError
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 

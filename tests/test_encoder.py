@@ -53,11 +53,11 @@ def test_a_program_taking_attention_mask_and_position_ids_builds_calibrates_serv
     import paddle
 
     from builder.build import build
-    from builder.export import load_dygraph_model
+    from builder.source.export import load_dygraph_model
     from builder.options import BuildOptions
-    from builder.quantize import QuantizeOptions
-    from builder.server import ServerPorts, TritonServer
-    from builder.sources import inspect_source
+    from builder.engine.quantize import QuantizeOptions
+    from builder.serving.triton_server import ServerPorts, TritonServer
+    from builder.source.detect import inspect_source
     from builder.verify import verify
     from serving_core.interface import Task
     from serving_core.program import find_program, read_signature

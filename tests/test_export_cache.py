@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from builder import export
-from builder.sources import inspect_source
+from builder.source import export
+from builder.source.detect import inspect_source
 from serving_core.interface import Task
 
 

@@ -7,8 +7,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.server import ServerPorts, TritonServer
-from builder.triton_config import parse
+from builder.serving.triton_server import ServerPorts, TritonServer
+from builder.triton.config import parse
 from clients.triton import bytes_input
 from serving_core.errors import UserError
 from serving_core.interface import Task

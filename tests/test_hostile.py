@@ -18,9 +18,9 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.server import ServerPorts, TritonServer
-from builder.supervisor import Supervisor
-from builder.triton_config import BatchingOptions
+from builder.serving.triton_server import ServerPorts, TritonServer
+from builder.serving.supervisor import Supervisor
+from builder.triton.config import BatchingOptions
 from clients.triton import bytes_input
 from serving_core.health import probe
 from serving_core.interface import Task

@@ -13,8 +13,8 @@ import pytest
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.quantize import QuantizeOptions
-from builder.server import ServerPorts, TritonServer
+from builder.engine.quantize import QuantizeOptions
+from builder.serving.triton_server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
 from clients.token_cls import TokenClsClient
 from serving_core.interface import Task

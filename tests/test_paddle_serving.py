@@ -13,9 +13,9 @@ import pytest
 from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
-from builder.paddle_serving import PipelineOptions
-from builder.pipeline_server import pipeline_services
-from builder.server import ServerPorts, TritonServer
+from builder.paddle_serving.service import PipelineOptions
+from builder.paddle_serving.server import pipeline_services
+from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.verify import verify
 from clients.intent_slot import IntentSlotClient
 from clients.qa import QAClient

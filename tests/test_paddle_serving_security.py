@@ -17,8 +17,8 @@ import pytest
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.pipeline_server import PipelineService
-from builder.process import port_in_use
+from builder.paddle_serving.server import PipelineService
+from builder.serving.process import port_in_use
 from serving_core.interface import Task
 
 from .pipeline_attack import Payload

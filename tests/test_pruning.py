@@ -9,10 +9,10 @@ from builder.example import intents
 from builder.example.prune import prune_example
 from builder.inspect_model import describe
 from builder.options import BuildOptions
-from builder.quantize import QuantizeOptions
-from builder.reference import reference_logits
-from builder.server import ServerPorts, TritonServer
-from builder.sources import inspect_source
+from builder.engine.quantize import QuantizeOptions
+from builder.source.reference import reference_logits
+from builder.serving.triton_server import ServerPorts, TritonServer
+from builder.source.detect import inspect_source
 from builder.verify import verify
 from serving_core.interface import Task
 from serving_core.program import find_program

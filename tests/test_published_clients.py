@@ -16,8 +16,8 @@ import pytest
 from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
-from builder.pipeline_server import PipelineService, pipeline_services
-from builder.server import ServerPorts, TritonServer
+from builder.paddle_serving.server import PipelineService, pipeline_services
+from builder.serving.triton_server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
 from clients.token_cls import TokenClsClient
 from serving_core.interface import Task

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from builder.build import build
-from builder.check import check_location, check_repository
+from builder.triton.check import check_location, check_repository
 from builder.options import BuildOptions
-from builder.repository import MANIFEST
+from builder.triton.repository import MANIFEST
 from serving_core.interface import Task
 
 from .local_s3 import local_s3
@@ -130,7 +130,8 @@ def test_a_repository_built_before_files_were_recorded_is_refused_until_accepted
 
 @pytest.mark.server
 def test_the_start_up_deadline_ends_a_hang_with_the_log(repo):
-    from builder.server import ServerError, ServerPorts, TritonServer
+    from builder.serving.triton_server import ServerPorts, TritonServer
+    from serving_core.errors import ServerError
 
     (repo / "intent_postprocess" / "1" / "model.py").unlink()  # what check refuses; here Triton gets it
     started = time.monotonic()
@@ -142,7 +143,7 @@ def test_the_start_up_deadline_ends_a_hang_with_the_log(repo):
 
 @pytest.mark.server
 def test_check_reads_an_s3_repository(built, tmp_path):
-    from builder.object_store import upload_file, upload_repository
+    from builder.serving.object_store import upload_file, upload_repository
 
     with local_s3() as bucket:
         url = f"{bucket}/repo"

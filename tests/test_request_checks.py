@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from builder.server import RESTRICTED_APIS, ServerError, TritonServer, check_private
+from builder.serving.triton_server import RESTRICTED_APIS, TritonServer, check_private
+from serving_core.errors import ServerError
 from serving_core.errors import InvalidRequest
 from serving_core.feed_checks import FeedLimits, check_feeds, check_finite, feed_limits
 from serving_core.health import probe_body
@@ -98,7 +99,7 @@ def test_backends_run_only_from_a_private_directory(tmp_path):
 
 
 def test_a_planted_backends_directory_is_refused(tmp_path, monkeypatch):
-    from builder.server import prepare_backends
+    from builder.serving.triton_server import prepare_backends
 
     root = tmp_path / "cache"
     planted = root / "backends-x" / "python"

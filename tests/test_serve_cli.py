@@ -14,7 +14,7 @@ import pytest
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.server import ServerPorts
+from builder.serving.triton_server import ServerPorts
 from clients.seq_cls import SeqClsClient
 from serving_core.interface import Task
 
@@ -34,7 +34,7 @@ def test_serve_answers_and_stops_on_ctrl_c(static_export, tmp_path):
     try:
         deadline = time.monotonic() + 120
         line = ""
-        while "serving" not in line and time.monotonic() < deadline:
+        while not line.startswith("serving ") and time.monotonic() < deadline:  # the banner
             line = process.stdout.readline()
             assert line or process.poll() is None, "builder serve exited early"
         assert f"127.0.0.1:{ports.grpc}" in line
@@ -151,7 +151,7 @@ def test_sigterm_during_start_up_stops_the_server(repo, tmp_path):
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=120)
-    assert "serving" not in output
+    assert "Ctrl-C stops" not in output  # the banner never came
     assert psutil.wait_procs([server], timeout=60)[1] == []
     assert _process_group(server.pid) == [], "backend stubs outlived the stopped server"
 
@@ -165,7 +165,7 @@ def test_busy_ports_are_refused_before_anything_claims_ready(repo):
                               "--http-port", str(ports.http), "--metrics-port", str(ports.metrics)],
                              capture_output=True, text=True, timeout=180)
     assert out.returncode == 3
-    assert "serving" not in out.stdout
+    assert "Ctrl-C stops" not in out.stdout
     assert f"port {ports.grpc} on 127.0.0.1 is in use" in out.stderr
 
 

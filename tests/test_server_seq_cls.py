@@ -13,11 +13,11 @@ from tritonclient.utils import InferenceServerException
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.server import ServerPorts, TritonServer
-from builder.triton_config import BatchingOptions
+from builder.serving.triton_server import ServerPorts, TritonServer
+from builder.triton.config import BatchingOptions
 from builder.verify import verify
 from clients.seq_cls import SeqClsClient
-from clients.triton import ClientError
+from serving_core.errors import ClientError
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 

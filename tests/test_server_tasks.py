@@ -13,8 +13,8 @@ from tritonclient.utils import InferenceServerException
 from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
-from builder.server import ServerPorts, TritonServer
-from builder.triton_config import BatchingOptions
+from builder.serving.triton_server import ServerPorts, TritonServer
+from builder.triton.config import BatchingOptions
 from builder.verify import verify
 from clients.intent_slot import IntentSlotClient
 from clients.qa import QAClient

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from builder.reference import ReferenceSpans, seqeval_entities
-from builder.triton_config import render
-from builder.triton_target import TritonOptions, client_parameters, repository_plan
+from builder.source.reference import ReferenceSpans, seqeval_entities
+from builder.triton.config import render
+from builder.triton.target import TritonOptions, client_parameters, repository_plan
 from builder.verify import same_decisions, same_labels
 from serving_core import interface
 from serving_core.model_step import ModelStepSettings

@@ -20,8 +20,8 @@ import pytest
 
 from builder.build import build
 from builder.options import BuildOptions
-from builder.quantize import QuantizeOptions
-from builder.repository import read_build
+from builder.engine.quantize import QuantizeOptions
+from builder.triton.repository import read_build
 from builder.verify import verify
 from serving_core.errors import UserError
 from serving_core.interface import Task
@@ -74,8 +74,8 @@ def tinybert(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tinybert_static(tinybert, tmp_path_factory) -> Path:
     """The same TinyBERT exported to a static program (paddle.jit.save), tokenizer files beside it."""
-    from builder.export import export_checkpoint
-    from builder.sources import inspect_source
+    from builder.source.export import export_checkpoint
+    from builder.source.detect import inspect_source
 
     directory = tmp_path_factory.mktemp("tinybert") / "static"
     export_checkpoint(inspect_source(tinybert), Task.SEQ_CLS, directory)
@@ -100,7 +100,7 @@ def built(tinybert, tinybert_static, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def triton(built):
-    from builder.server import ServerPorts, TritonServer
+    from builder.serving.triton_server import ServerPorts, TritonServer
 
     with TritonServer(built / "triton", ServerPorts.free()) as server:
         yield server
@@ -155,7 +155,7 @@ def test_student_answers_are_mindsporess_own(built, triton):
 
 @pytest.mark.server
 def test_paddle_serving_answers_as_triton(built, triton):
-    from builder.pipeline_server import pipeline_services
+    from builder.paddle_serving.server import pipeline_services
     from clients.seq_cls import SeqClsClient
 
     names = ("tinybert_paddle", "student_paddle")
@@ -174,7 +174,7 @@ def test_paddle_serving_answers_as_triton(built, triton):
 
 # Units: the MindSpore checkpoint read without MindSpore, and what the builder refuses.
 def test_checkpoint_is_read_as_mindspore_wrote_it_with_or_without_crc():
-    from builder.mindspore import read_checkpoint
+    from builder.source.mindspore import read_checkpoint
 
     plain = read_checkpoint(STUDENT / "tiny_bert_3_120.ckpt")
     checked = read_checkpoint(FIXTURES / "crc" / "eval_model.ckpt")
@@ -184,7 +184,7 @@ def test_checkpoint_is_read_as_mindspore_wrote_it_with_or_without_crc():
 
 
 def test_serving_tokenizer_feeds_the_students_ids():
-    from builder.sources import inspect_source
+    from builder.source.detect import inspect_source
     from serving_core.tokenization import ErnieTokenizer, settings_from_tokenizer_config
 
     source = inspect_source(STUDENT)
@@ -202,7 +202,7 @@ def _copy(tmp_path: Path, source: Path = STUDENT) -> Path:
 
 
 def test_a_corrupt_crc_is_refused(tmp_path):
-    from builder.mindspore import read_checkpoint
+    from builder.source.mindspore import read_checkpoint
 
     directory = _copy(tmp_path, FIXTURES / "crc")
     data = bytearray((directory / "eval_model.ckpt").read_bytes())
@@ -222,8 +222,8 @@ def test_a_corrupt_crc_is_refused(tmp_path):
     ("no_yaml", "needs the yaml of its task-distillation run"),
 ])
 def test_student_directories_the_builder_refuses(tmp_path, case, error):
-    from builder.mindspore import _checkpoint_class
-    from builder.sources import inspect_source
+    from builder.source.mindspore import _checkpoint_class
+    from builder.source.detect import inspect_source
 
     directory = _copy(tmp_path, FIXTURES / case if case in ("encrypted", "general") else STUDENT)
     yaml_file = directory / "td_config_tnews.yaml"

@@ -5,15 +5,15 @@ from pathlib import Path
 
 from serving_core.interface import Task
 
-from .training import ExampleSpec
+from builder.example.training import ExampleSpec
 
 
 def make_example(task: Task, output: Path, spec: ExampleSpec | None = None, show_progress: bool = True) -> dict:
     """Create the example model of `task` in `output` (no download)."""
-    from .intent_slot_example import make_intent_slot_example
-    from .qa_example import make_qa_example
-    from .seq_cls_example import make_seq_cls_example
-    from .token_cls_example import make_token_cls_example
+    from builder.example.intent_slot_example import make_intent_slot_example
+    from builder.example.qa_example import make_qa_example
+    from builder.example.seq_cls_example import make_seq_cls_example
+    from builder.example.token_cls_example import make_token_cls_example
 
     makers = {Task.SEQ_CLS: make_seq_cls_example, Task.TOKEN_CLS: make_token_cls_example,
               Task.QA: make_qa_example, Task.INTENT_SLOT: make_intent_slot_example}

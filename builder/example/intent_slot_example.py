@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import intents
-from .training import ExampleSpec, finish, pad, prepare, token_tags, train, write_lines
+import builder.example.intents as intents
+from builder.example.training import ExampleSpec, finish, pad, prepare, token_tags, train, write_lines
 
 
 def joint_ernie_class():

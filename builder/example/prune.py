@@ -48,9 +48,9 @@ def prune_example(model_dir: Path, task: Task, width: float, output: Path) -> Pa
     """Load an example model (checkpoint, or the intent_slot example's weights), prune, export."""
     import paddle
 
-    from ..export import load_dygraph_model
-    from ..sources import inspect_source
-    from .intent_slot_example import load_joint_ernie
+    from builder.source.export import load_dygraph_model
+    from builder.source.detect import inspect_source
+    from builder.example.intent_slot_example import load_joint_ernie
 
     if task is Task.INTENT_SLOT:
         model, specs = load_joint_ernie(model_dir), [paddle.static.InputSpec([None, None], "int32", "input_ids")]

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import intents
-from .training import ExampleSpec, finish, pad, prepare, train, write_lines
+import builder.example.intents as intents
+from builder.example.training import ExampleSpec, finish, pad, prepare, train, write_lines
 
 
 def _features(tokenizer, rows, max_length: int = 96):

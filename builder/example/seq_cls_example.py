@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import intents
-from .training import ExampleSpec, finish, pad, prepare, train, write_lines
+import builder.example.intents as intents
+from builder.example.training import ExampleSpec, finish, pad, prepare, train, write_lines
 
 __all__ = ["ExampleSpec", "make_seq_cls_example"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import intents
-from .training import ExampleSpec, finish, pad, prepare, token_tags, train, write_lines
+import builder.example.intents as intents
+from builder.example.training import ExampleSpec, finish, pad, prepare, token_tags, train, write_lines
 
 TOKEN_CLS_DEMO = ["播放周杰伦的稻香", "导航到北京西站", "给妈妈打个电话然后查一下上海的天气", "play Love Story"]
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from .vocab import generate_vocab
+from builder.example.vocab import generate_vocab
 
 log = logging.getLogger(__name__)
 

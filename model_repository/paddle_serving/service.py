@@ -40,15 +40,13 @@ from serving_core.published import PADDLE_SERVING_KEYS, read_array_repr, seq_cls
 from serving_core.token_cls import (TokenClsSettings, decode_entities, token_entities,  # noqa: E402
                                     token_probabilities)
 from serving_core.encoder import FeedEncoder  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, is_blank, pad_to_width  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, is_blank  # noqa: E402
 
 BAD_REQUEST = 400
 SERVICE = json.loads((HERE / "service.json").read_text(encoding="utf-8"))
 SPEC = EnsembleSpec.from_json(SERVICE["spec"])
 TASK = SPEC.task
-INPUTS = {"seq_cls": ["text"], "token_cls": ["text"], "intent_slot": ["text"], "qa": ["question", "context"]}[TASK]
-if SPEC.text_pair:
-    INPUTS = ["text", "text_pair"]
+INPUTS = list(SPEC.request_keys)
 MAX_TEXTS = int(SERVICE["max_texts"])  # texts a request; each text's length is bounded by the tokenizer
 PUBLISHED_KEY = PADDLE_SERVING_KEYS.get(TASK)  # what PaddleNLP's published clients send instead
 
@@ -118,9 +116,7 @@ class ErnieOp(Op):
             _, feeds = self._encode(_columns(request))
         except InvalidRequest as exc:
             return None, False, BAD_REQUEST, str(exc)
-        width = self.tokenizer.settings.max_seq_len
-        return {name: pad_to_width(array, width, self.tokenizer.pad_id if name == "input_ids" else 0)
-                for name, array in feeds.items()}, False, None, ""
+        return self.encoder.full_width(feeds), False, None, ""
 
     def postprocess(self, input_dicts, fetch_dict, data_id=0, log_id=0):
         ((_, request),) = input_dicts.items()

@@ -19,7 +19,7 @@ from triton_helpers import StepModel, decode_texts, input_array, output_tensor  
 from serving_core import interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.encoder import FeedEncoder  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings, pad_to_width, pad_value_for  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings  # noqa: E402
 from serving_core.windows import WindowSettings  # noqa: E402
 
 
@@ -58,10 +58,8 @@ class TritonPythonModel(StepModel):
             self.metrics.tokens.increment(int((ids != self.tokenizer.pad_id).sum()))
         if batch is None:
             if self.windows.pad_to_max:
-                width = self.tokenizer.settings.max_seq_len
-                arrays = {name: pad_to_width(a, width, pad_value_for(name, self.tokenizer.pad_id))
-                          if name in self.feed_names else a for name, a in arrays.items()}
-                return arrays, {"tokens": np.full(len(encoded.lengths), width)}
+                arrays.update(self.encoder.full_width(encoded.feeds))
+                return arrays, {"tokens": np.full(len(encoded.lengths), self.tokenizer.settings.max_seq_len)}
             return arrays, {"tokens": encoded.lengths}
         arrays[interface.TOKEN_INDEX] = batch.token_index
         arrays[interface.OFFSETS] = batch.offsets

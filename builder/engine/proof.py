@@ -21,9 +21,11 @@ import numpy as np
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles
 from serving_core.runtime import OnnxRunner, PaddleRunner, Runner
-from serving_core.tokenization import ErnieTokenizer, feeds_from_ids
+from serving_core.encoder import FeedEncoder
+from serving_core.tokenization import KNOWN_MODEL_INPUTS, ErnieTokenizer
+from serving_core.windows import WindowSettings
 
-from .reference import SourceModel
+from builder.source.reference import SourceModel
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +73,11 @@ class SourceProbe:
     """The source model's outputs on PROBE_TEXTS; engines are measured against them."""
 
     def __init__(self, source, task, tokenizer: ErnieTokenizer, weights_file: Path):
-        self.tokenizer = tokenizer
-        encoded = tokenizer.encode(list(PROBE_TEXTS))
-        self.ids, self.types = encoded.input_ids, encoded.token_type_ids
+        encoder = FeedEncoder(tokenizer, WindowSettings(), list(KNOWN_MODEL_INPUTS))
+        self.feeds = encoder.encode([list(PROBE_TEXTS)]).feeds  # every input a program may take
         try:
             self.model = SourceModel(source, task)
-            self.expected = [o.astype(np.float32) for o in self._run(self.model.run, self.model.input_names)]
+            self.expected = [o.astype(np.float32) for o in self.model.run(self.feeds)]
         except UserError:
             raise
         except Exception as exc:
@@ -89,16 +90,10 @@ class SourceProbe:
     def reference(self) -> str:
         return self.model.description
 
-    def _run(self, run, names: list[str]) -> list[np.ndarray]:
-        return run(feeds_from_ids(names, self.ids, self.types, self.tokenizer.pad_id))
-
     def measure(self, runner: Runner, engine: str) -> EngineFigures:
         """Run the probe batch through `runner` (outputs compared in program order)."""
-        names = [t.name for t in runner.signature.inputs]
-        dtypes = {t.name: t.dtype for t in runner.signature.inputs}
+        feeds = {t.name: self.feeds[t.name].astype(t.dtype) for t in runner.signature.inputs}
         order = [t.name for t in runner.signature.outputs]
-        feeds = {name: value.astype(dtypes[name]) for name, value in
-                 feeds_from_ids(names, self.ids, self.types, self.tokenizer.pad_id).items()}
         seconds, outputs = [], None
         for _ in range(TIMED_RUNS):
             started = time.perf_counter()

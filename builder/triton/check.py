@@ -24,9 +24,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from serving_core.spec import EnsembleSpec
 
-from .repository import MANIFEST, digest, file_records, model_files
-from .triton_config import parse
-from .wiring import wiring_problems
+from builder.triton.repository import MANIFEST, digest, file_records, model_files
+from builder.triton.config import parse
+from builder.triton.wiring import wiring_problems
 
 CONFIG = "config.pbtxt"
 
@@ -198,8 +198,8 @@ def check_location(repository: str | Path, accept_edits: bool = False) -> CheckR
 
     from serving_core.errors import UserError
 
-    from .object_store import download_repository, upload_file
-    from .server import is_remote
+    from builder.serving.object_store import download_repository, upload_file
+    from builder.serving.triton_server import is_remote
 
     if not is_remote(repository):
         root = Path(repository)

@@ -14,7 +14,7 @@ from serving_core.tensors import TensorSpec
 from serving_core.tokenization import KNOWN_MODEL_INPUTS, TokenizerSettings, pad_value_for
 from serving_core.windows import WindowSettings
 
-from ..options import BuildOptions
+from builder.options import BuildOptions
 
 
 @dataclass(frozen=True)

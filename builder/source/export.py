@@ -12,8 +12,8 @@ from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.program import ProgramFiles, ProgramFormat
 
-from .mindspore import load_student
-from .sources import ModelSource, SourceKind, checkpoint_weights
+from builder.source.mindspore import load_student
+from builder.source.detect import ModelSource, SourceKind, checkpoint_weights
 
 log = logging.getLogger(__name__)
 

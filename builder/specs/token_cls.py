@@ -6,7 +6,7 @@ from serving_core.spec import EnsembleSpec, IOTensor
 from serving_core.token_cls import TokenClsSettings, detect_scheme
 from serving_core.windows import TokenizerMode, WindowSettings
 
-from .common import PlanInputs, class_count, ensemble_spec, outputs_by_rank, span_outputs
+from builder.specs.common import PlanInputs, class_count, ensemble_spec, outputs_by_rank, span_outputs
 
 
 def plan(inputs: PlanInputs) -> EnsembleSpec:

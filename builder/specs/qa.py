@@ -13,7 +13,7 @@ from serving_core.qa import QASettings
 from serving_core.spec import EnsembleSpec, IOTensor
 from serving_core.windows import TokenizerMode, WindowSettings
 
-from .common import PlanInputs, ensemble_spec, outputs_by_rank
+from builder.specs.common import PlanInputs, ensemble_spec, outputs_by_rank
 
 
 def plan(inputs: PlanInputs) -> EnsembleSpec:

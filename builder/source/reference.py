@@ -25,8 +25,8 @@ from serving_core.token_cls import Entity, TokenClsSettings, decode_entities
 from serving_core.tokenization import feeds_from_ids
 from serving_core.windows import merge_windows, window_starts
 
-from .export import load_dygraph_model
-from .sources import ModelSource, SourceKind
+from builder.source.export import load_dygraph_model
+from builder.source.detect import ModelSource, SourceKind
 
 
 def paddlenlp_tokenizer(source: ModelSource):

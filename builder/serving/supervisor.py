@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from serving_core.health import probe, ready_ensembles
 
-from .server import ServerError, TritonServer
+from builder.serving.triton_server import TritonServer
+from serving_core.errors import ServerError
 
 log = logging.getLogger(__name__)
 

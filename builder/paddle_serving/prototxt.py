@@ -1,6 +1,6 @@
 """Write serving_server / serving_client prototxt through Paddle Serving's own messages.
 
-Runs as its own process (`python -m builder.paddle_serving_prototxt SPEC.json`): Paddle
+Runs as its own process (`python -m builder.paddle_serving.prototxt SPEC.json`): Paddle
 Serving's generated general_model_config_pb2 only loads with protobuf's pure-Python
 implementation, which cannot be switched on in a process (the builder) that has already
 loaded tritonclient's protobuf. SPEC.json: {"feeds": [...], "fetches": [...], "server_dir": ...,

@@ -17,8 +17,8 @@ from serving_core.errors import UserError
 from serving_core.program import ProgramFiles
 from serving_core.spec import EnsembleSpec
 
-from .plan import ModelDirPlan, RepositoryPlan
-from .triton_config import BatchingOptions, EnsembleStep, ensemble, native_onnxruntime_step, python_step
+from builder.triton.plan import ModelDirPlan, RepositoryPlan
+from builder.triton.config import BatchingOptions, EnsembleStep, ensemble, native_onnxruntime_step, python_step
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, find_program, find_programs
 
-from .mindspore import find_student, student_config
+from builder.source.mindspore import find_student, student_config
 
 CONFIG_NAMES = ("config.json", "model_config.json")
 # What PaddleNLP's save_pretrained writes, in the order preferred when several are present:
@@ -28,7 +28,7 @@ LABEL_FILE = "label.txt"
 class SourceKind(str, enum.Enum):
     CHECKPOINT = "PaddleNLP checkpoint"  # config + weights (WEIGHT_FILES): the builder exports it
     STATIC = "static export"  # *.json (PIR) / *.pdmodel + *.pdiparams, or *.onnx
-    MINDSPORE = "MindSpore TinyBERT student"  # task-distilled *.ckpt + the run's yaml (builder/mindspore.py)
+    MINDSPORE = "MindSpore TinyBERT student"  # task-distilled *.ckpt + the run's yaml (builder/source/mindspore.py)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
 
     Labels: `label.txt` (seq_cls, token_cls; or id2label in the config), or the seed's
     `intent_label.txt` + `slot_label.txt` for joint intent/slot models. A MindSpore student's
-    config is made from its yaml and checked against its weights (builder/mindspore.py).
+    config is made from its yaml and checked against its weights (builder/source/mindspore.py).
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():

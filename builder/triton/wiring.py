@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from serving_core.errors import UserError
+from serving_core.errors import BuildBug
 
 
 class _Declared:
@@ -71,5 +71,5 @@ def wiring_problems(ensemble: mc.ModelConfig, models: dict[str, mc.ModelConfig])
 def check_wiring(ensemble: mc.ModelConfig, models: dict[str, mc.ModelConfig]) -> None:
     problems = wiring_problems(ensemble, models)
     if problems:
-        raise UserError("the generated ensemble does not fit together (a builder bug, please report):\n  "
+        raise BuildBug("the generated ensemble does not fit together (a builder bug, please report):\n  "
                         + "\n  ".join(problems))

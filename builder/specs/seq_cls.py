@@ -6,7 +6,7 @@ from serving_core.seq_cls import SeqClsSettings
 from serving_core.spec import EnsembleSpec, IOTensor
 from serving_core.windows import WindowSettings
 
-from .common import PlanInputs, class_count, ensemble_spec, outputs_by_rank
+from builder.specs.common import PlanInputs, class_count, ensemble_spec, outputs_by_rank
 
 
 def plan(inputs: PlanInputs) -> EnsembleSpec:

@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving_core.errors import ServerError
 from serving_core.health import ADMIN_HEADER
 
-from .process import ServerProcess, connect_host, require_free_ports
+from builder.serving.process import ServerProcess, connect_host, require_free_ports
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,6 @@ class ServerPorts:
         finally:
             for s in sockets:
                 s.close()
-
-
-class ServerError(RuntimeError):
-    """The server did not start or a model did not load; the message has the log's tail."""
 
 
 def _pytriton_dirs() -> tuple[Path, Path]:

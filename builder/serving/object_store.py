@@ -13,7 +13,7 @@ from pathlib import Path
 
 from serving_core.errors import UserError
 
-from .repository import MANIFEST
+from builder.triton.repository import MANIFEST
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import model_repository
-import serving_core
 from serving_core.errors import UserError
-from serving_core.spec import EnsembleSpec
+from serving_core.spec import MODEL_VERSION, EnsembleSpec
 
-from .plan import RepositoryPlan
-from .triton_config import render
-from .wiring import check_wiring
+from builder.triton.plan import RepositoryPlan
+from builder.staging import BACKEND_DIR, CORE_DIR, COPY_IGNORE, swap_in
+from builder.triton.config import render
+from builder.triton.wiring import check_wiring
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +28,6 @@ MANIFEST = "build.json"  # in the ensemble's directory: how it was built
 # Object stores keep no empty folders: an ensemble's version directory holds this file, so that
 # the repository survives `aws s3 sync` or a file-by-file upload (Triton needs the `1/`).
 VERSION_MARKER = ".keep"
-BACKEND_DIR = Path(model_repository.__file__).parent
-CORE_DIR = Path(serving_core.__file__).parent
-COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 NOT_RECORDED = ("__pycache__", ".pyc")  # what Python writes beside a step's code when it imports it
 
 
@@ -57,7 +53,7 @@ def file_records(root: Path, models: list[str]) -> dict[str, dict]:
 
 
 def _write_model(plan_model, directory: Path) -> None:
-    version = directory / "1"
+    version = directory / MODEL_VERSION
     version.mkdir(parents=True)
     (directory / "config.pbtxt").write_text(render(plan_model.config), encoding="utf-8")
     for name, text in plan_model.model_files.items():
@@ -98,29 +94,6 @@ def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwri
     return [output / m.name for m in plan.models]
 
 
-def swap_in(staging: Path, output: Path, names: dict[str, str]) -> None:
-    """Move `staging/<key>` to `output/<value>` for every entry; existing targets are moved
-    aside first and put back if any move fails, so `output` ends complete, old or new."""
-    retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=staging))
-    moved_old, moved_new = [], []
-    try:
-        for final in names.values():
-            if (output / final).exists():
-                (output / final).rename(retired / final)
-                moved_old.append(final)
-        for staged, final in names.items():
-            (staging / staged).rename(output / final)
-            moved_new.append((staged, final))
-    except OSError:
-        for staged, final in moved_new:
-            (output / final).rename(staging / staged)
-        for final in moved_old:
-            (retired / final).rename(output / final)
-        raise
-    log.info("wrote %s into %s%s", ", ".join(names.values()), output,
-             f" (replaced {len(moved_old)})" if moved_old else "")
-
-
 def read_build(repository: Path, model: str) -> tuple[EnsembleSpec, dict]:
     """(the spec, the whole record) from an ensemble's build.json."""
     path = Path(repository) / model / MANIFEST
@@ -135,4 +108,4 @@ def read_build(repository: Path, model: str) -> tuple[EnsembleSpec, dict]:
 def model_version_dir(repository: Path, model: str) -> Path:
     """The model step's version directory (its program files) of a built ensemble."""
     spec, _ = read_build(repository, model)
-    return Path(repository) / spec.model_step_name / "1"
+    return spec.version_dir(repository, spec.model_step_name)

@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 
+from serving_core.errors import ServerError
+
 log = logging.getLogger(__name__)
 
 
@@ -42,8 +44,6 @@ def connect_host(host: str) -> str:
 
 def require_free_ports(host: str, ports: dict[str, int]) -> None:
     """Refuse to start when one of the named ports on `host` is taken (before anything says ready)."""
-    from .server import ServerError
-
     for name, port in ports.items():
         if port_in_use(host, port):
             raise ServerError(f"{name} port {port} on {host} is in use (another server?); "

@@ -25,7 +25,7 @@ from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramSignature
 from serving_core.spec import EnsembleSpec
 
-from .repository import BACKEND_DIR, CORE_DIR, COPY_IGNORE, swap_in
+from builder.staging import BACKEND_DIR, CORE_DIR, COPY_IGNORE, swap_in
 
 @dataclass(frozen=True)
 class PipelineOptions:
@@ -95,7 +95,7 @@ def _write_prototxt(signature: ProgramSignature, server_dir: Path, client_dir: P
     spec_file.write_text(json.dumps({"feeds": [tensor(t) for t in signature.inputs],
                                      "fetches": [tensor(t) for t in signature.outputs],
                                      "server_dir": str(server_dir), "client_dir": str(client_dir)}), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "builder.paddle_serving_prototxt", str(spec_file)],
+    done = subprocess.run([sys.executable, "-m", "builder.paddle_serving.prototxt", str(spec_file)],
                           capture_output=True, text=True)
     spec_file.unlink()
     if done.returncode != 0:

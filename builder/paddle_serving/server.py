@@ -12,8 +12,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .process import ServerProcess, connect_host, require_free_ports
-from .server import ServerError
+from builder.serving.process import ServerProcess, connect_host, require_free_ports
+from serving_core.errors import ServerError
 
 log = logging.getLogger(__name__)
 
