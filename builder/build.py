@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from serving_core.errors import UserError
-from serving_core.program import ProgramFormat, ProgramSignature, is_quantized, read_signature
+from serving_core.program import ProgramFormat, ProgramSignature, is_quantized, position_rows, read_signature
 from serving_core.tensors import TensorSpec
 from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
 from serving_core.windows import WindowSettings
@@ -57,14 +57,24 @@ def ensemble_name_for(directory: Path) -> str:
 
 
 def resolve_max_seq_len(source: ModelSource, requested: int | None) -> int:
-    limit = int(source.config.get("max_position_embeddings", 0)) or None
+    """--max-seq-len, or min(DEFAULT_MAX_SEQ_LEN, what the model takes): the config's
+    max_position_embeddings and, for a program, the rows of its position table as its weights
+    have them (the seed's compression recipe cuts the table to max_seq_length, 16, while the
+    config may still say 2048; a longer text would read past the table)."""
+    limits = {"the config's max_position_embeddings": int(source.config.get("max_position_embeddings", 0)) or None,
+              "the program's position table": position_rows(source.program) if source.program else None}
+    known = {what: rows for what, rows in limits.items() if rows}
+    limit = min(known.values()) if known else None
     if requested is None:
+        if limit and limit < DEFAULT_MAX_SEQ_LEN:
+            log.info("max_seq_len %d: %s", limit, ", ".join(f"{what} has {rows}" for what, rows in known.items()))
         return min(DEFAULT_MAX_SEQ_LEN, limit) if limit else DEFAULT_MAX_SEQ_LEN
     if requested < 3:
         raise UserError(f"--max-seq-len {requested} leaves no room for text ([CLS] and [SEP] take 2)")
     if limit and requested > limit:
-        raise UserError(f"--max-seq-len {requested} exceeds the model's max_position_embeddings {limit}",
-                        str(source.directory))
+        what = min(known, key=known.get)
+        raise UserError(f"--max-seq-len {requested} exceeds {what} ({limit} positions); use at most {limit}",
+                        str(source.program.model_file if what.startswith("the program") else source.directory))
     return requested
 
 

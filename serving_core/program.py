@@ -194,3 +194,95 @@ def is_quantized(files: ProgramFiles) -> bool:
 
     model = onnx.load(str(files.model_file), load_external_data=False)
     return any(node.op_type in _ONNX_QUANT_OPS for node in model.graph.node)
+
+
+def position_rows(files: ProgramFiles) -> int | None:
+    """Rows of the program's position embedding table: the longest sequence it can take (a
+    pruned recipe cuts the table to its max_seq_length, e.g. 16). The table is the embedding
+    weight looked up by positions: ids the program counts itself (cumsum or arange of the input's
+    shape), or a `position_ids` input. None when the program has no such lookup."""
+    readers = {ProgramFormat.PIR: _pir_graph, ProgramFormat.LEGACY: _legacy_graph, ProgramFormat.ONNX: _onnx_graph}
+    try:
+        lookups, producers = readers[files.format](files.model_file)
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError):  # an unusual graph: no bound read
+        return None
+    rows = [table_rows for ids, table_rows in lookups if _counts_positions(ids, producers)]
+    return min(rows) if rows else None
+
+
+_POSITION_OPS = ("cumsum", "arange", "range")
+
+
+def _counts_positions(value: str, producers: dict[str, tuple[str, list[str]]]) -> bool:
+    """Whether `value` is the position_ids input or is computed from a cumsum/arange."""
+    seen, todo = set(), [value]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        kind, inputs = producers.get(current, ("", []))
+        if kind == "feed:position_ids" or kind.lower() in _POSITION_OPS:
+            return True
+        todo.extend(inputs)
+    return False
+
+
+def _pir_graph(path: Path):
+    """([(ids value, table rows)] of every embedding lookup, {value: (op kind, input values)})."""
+    ops = list(_pir_ops(json.loads(path.read_text(encoding="utf-8"))["program"]))
+    producers, tables, lookups = {}, {}, []
+    for op in ops:
+        kind = op.get("#", "").rsplit(".", 1)[-1]
+        outs = op.get("O") if isinstance(op.get("O"), list) else [op.get("O")]
+        inputs = [str(i["%"]) for i in op.get("I", []) if isinstance(i, dict) and "%" in i]
+        for out in outs:
+            if isinstance(out, dict) and "%" in out:
+                producers[str(out["%"])] = (f"feed:{_pir_attr(op, 'name')}" if kind == "data" else kind, inputs)
+                if op.get("#") == "p":
+                    tables[str(out["%"])] = int(out["TT"]["D"][1][0])
+    for op in ops:
+        if op.get("#", "").rsplit(".", 1)[-1] == "embedding":
+            ids, weight = (str(i["%"]) for i in op["I"][:2])
+            if weight in tables:
+                lookups.append((ids, tables[weight]))
+    return lookups, producers
+
+
+def _legacy_graph(path: Path):
+    from paddle.base.proto import framework_pb2
+
+    program = framework_pb2.ProgramDesc()
+    program.ParseFromString(path.read_bytes())
+    block = program.blocks[0]
+    variables = {v.name: v for v in block.vars}
+    producers, lookups = {}, []
+    for op in block.ops:
+        inputs = [a for slot in op.inputs for a in slot.arguments]
+        for slot in op.outputs:
+            for name in slot.arguments:
+                producers[name] = (f"feed:{name}" if op.type == "feed" else op.type, inputs)
+        if op.type in ("lookup_table_v2", "lookup_table"):
+            slots = {slot.parameter: list(slot.arguments) for slot in op.inputs}
+            var_type = variables[slots["W"][0]].type
+            tensor = getattr(var_type, "dense_tensor", None) or var_type.lod_tensor
+            lookups.append((slots["Ids"][0], int(tensor.tensor.dims[0])))
+    return lookups, producers
+
+
+def _onnx_graph(path: Path):
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    tables = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    producers = {v.name: (f"feed:{v.name}", []) for v in model.graph.input}
+    for node in model.graph.node:
+        if node.op_type == "Constant":  # paddle2onnx keeps weights as Constant nodes
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if value is not None:
+                tables[node.output[0]] = tuple(value.dims)
+        for out in node.output:
+            producers[out] = (node.op_type, list(node.input))
+    lookups = [(node.input[1], tables[node.input[0]][0]) for node in model.graph.node
+               if node.op_type == "Gather" and len(tables.get(node.input[0], ())) == 2]
+    return lookups, producers

@@ -171,5 +171,39 @@ def test_model_config_init_args_bound_max_seq_len(static_export, tmp_path):
         "init_class": "ErnieForSequenceClassification", "num_classes": 8,
         "init_args": [{"init_class": "ErnieModel", "init_args": [], "vocab_size": 40000,
                        "max_position_embeddings": 512}]}), encoding="utf-8")
-    with pytest.raises(UserError, match="--max-seq-len 600 exceeds the model's max_position_embeddings 512"):
+    with pytest.raises(UserError, match=r"--max-seq-len 600 exceeds the config's max_position_embeddings \(512 "):
         build(model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, max_seq_len=600), show_progress=False)
+
+
+@pytest.mark.models  # exports a model with PaddleNLP
+def test_the_position_table_of_the_weights_bounds_max_seq_len(tmp_path):
+    """The seed's compression recipe prunes the position table to max_seq_length (16) while the
+    config keeps its 2048: the build reads the table's rows from the program and serves at most
+    that many tokens, by default and against --max-seq-len."""
+    import json
+
+    import paddle
+    from paddlenlp.transformers import ErnieConfig, ErnieForSequenceClassification, ErnieTokenizer
+
+    from builder.example.vocab import generate_vocab
+    from builder.triton.repository import read_build
+    from serving_core.program import find_program, position_rows
+
+    source = tmp_path / "pruned_positions"
+    source.mkdir()
+    (source / "vocab.txt").write_text("\n".join(generate_vocab(["打开空调"])) + "\n", encoding="utf-8")
+    config = ErnieConfig(vocab_size=3200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=16, type_vocab_size=4, num_labels=3,
+                         use_task_id=True, task_type_vocab_size=3)
+    model = ErnieForSequenceClassification(config)
+    model.eval()
+    specs = [paddle.static.InputSpec([None, None], "int64", name) for name in ("input_ids", "token_type_ids")]
+    paddle.jit.save(paddle.jit.to_static(model, input_spec=specs, full_graph=True), str(source / "inference"))
+    ErnieTokenizer(str(source / "vocab.txt")).save_pretrained(str(source))
+    (source / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))  # what the recipe leaves
+    assert position_rows(find_program(source)) == 16  # not the task-type table (3 rows, computed ids too)
+    build(source, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, name="short"), show_progress=False)
+    spec, _ = read_build(tmp_path / "repo", "short")
+    assert spec.tokenizer.max_seq_len == 16
+    with pytest.raises(UserError, match=r"exceeds the program's position table \(16 positions\); use at most 16"):
+        build(source, tmp_path / "repo2", BuildOptions(task=Task.SEQ_CLS, max_seq_len=64), show_progress=False)

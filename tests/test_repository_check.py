@@ -178,3 +178,19 @@ def test_a_full_disk_fails_the_build_as_bad_input_and_keeps_the_repository(examp
         assert {p: p.read_bytes() for p in (mount / "repo").rglob("*") if p.is_file()} == before
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_read_only_output_fails_the_build_as_bad_input(example_model, tmp_path):
+    mount = tmp_path / "read_only"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        done = _builder("build", "--task", "seq_cls", "--model", str(example_model), "--output",
+                        str(mount / "repo"), "--max-seq-len", "64", timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "Read-only file system" in done.stderr and "choose an --output you can write" in done.stderr
+        assert not any(mount.iterdir())
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
