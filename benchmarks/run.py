@@ -56,7 +56,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
 
     from .common import ensure_example
 
-    runtime_options = {"paddle": {}, "onnxruntime": {"runtime": RuntimeKind.ONNXRUNTIME},
+    runtime_options = {"paddle": {"runtime": RuntimeKind.PADDLE}, "onnxruntime": {"runtime": RuntimeKind.ONNXRUNTIME},
                        "int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8",
                                 "quantize_options": QuantizeOptions(min_agreement=0.5)}}  # measuring, not gating
     runtimes = sorted({s.runtime for s in systems if s.kind in (BARE, TRITON)}
@@ -76,7 +76,8 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
             if any(s.kind == PADDLE_SERVING for s in systems):
                 service = work / "repositories" / "paddle_serving"
                 build(example, service, BuildOptions(task=Task(task), name=task, overwrite=True, num_threads=threads,
-                                                     target="paddle-serving"), show_progress=False)
+                                                     runtime=RuntimeKind.PADDLE, target="paddle-serving"),
+                      show_progress=False)
                 paths["paddle_serving"][task] = service / task
             if any(s.kind == SIMPLE_SERVER for s in systems):  # the same program file, alone in its folder
                 model_dir = work / "repositories" / "simple_server" / task

@@ -48,9 +48,10 @@ def main() -> None:
     repository = work / "bench_runtimes"
     pruned = prune_example(example, Task.SEQ_CLS, 0.5, work / "seq_cls_width_mult_0.5")
     loose = QuantizeOptions(min_agreement=0.5)  # measuring, not gating
-    variants = {"paddle_fp32": {}, "ort_fp32": {"runtime": RuntimeKind.ONNXRUNTIME},
+    variants = {"paddle_fp32": {"runtime": RuntimeKind.PADDLE}, "ort_fp32": {"runtime": RuntimeKind.ONNXRUNTIME},
                 "ort_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8", "quantize_options": loose},
-                "pruned_fp32": {}, "pruned_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8",
+                "pruned_fp32": {"runtime": RuntimeKind.PADDLE},
+                "pruned_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8",
                                                    "quantize_options": loose}}
     sizes = {}
     for name, extra in variants.items():

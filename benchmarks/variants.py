@@ -76,7 +76,7 @@ def main() -> None:
         pruned = prune_example(example, Task(task), 0.5, work / f"{task}_width_mult_0.5")
         for variant in VARIANTS:
             int8 = {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8", "quantize_options": loose}
-            extra = int8 if variant.endswith("int8") else {}
+            extra = int8 if variant.endswith("int8") else {"runtime": RuntimeKind.PADDLE}
             name = f"{task}_{variant}"
             build(pruned if variant.startswith("pruned") else example, repository,
                   BuildOptions(task=Task(task), name=name, overwrite=True, num_threads=args.threads, **extra),

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import datetime
 import errno
+import functools
 import logging
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -21,7 +22,8 @@ from serving_core.encoder import FeedEncoder
 from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, read_vocab,
                                        settings_from_tokenizer_config)
 
-from builder.engine.proof import PROBE_TEXTS, SourceProbe, prove_onnx, prove_paddle
+from builder.engine.choice import choose_engine, expect_from_file
+from builder.engine.proof import PROBE_TEXTS, SourceProbe, prove_converted, prove_paddle
 from builder.source.export import convert_to_onnx, export_once
 from builder.engine.quantize import calibration_rows, check_int8, quantize_dynamic_int8
 from builder.options import BuildOptions
@@ -152,9 +154,10 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
                  [(t.name, t.dtype) for t in signature.inputs], [(t.name, list(t.shape)) for t in signature.outputs])
         stages.update()
 
-        stage(f"preparing {options.runtime} model")
+        stage(f"preparing {options.runtime or 'the fastest correct'} engine")
         check_runtime_options(options, program)
-        serving_program, signature, proof = prepare_engine(source, options, program, signature, tokenizer, work)
+        engine = prepare_engine(source, options, program, signature, tokenizer, work)
+        options, serving_program, signature, proof = engine.options, engine.files, engine.signature, engine.proof
         stages.update()
 
         stage("planning ensemble")
@@ -172,18 +175,19 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
             stage("checking INT8 against FP32")
             calibration = calibrate(spec, source, program, serving_program, tokenizer, options).to_json()
         stage("writing repository")
-        record = build_record(spec, source, options, signature, calibration, proof)
+        record = build_record(spec, source, options, signature, calibration, proof, engine.choice)
         write_targets(spec, plan, record, serving_program, signature, source, options, Path(output))
         stages.update()
     stages.close()
     seconds = time.perf_counter() - started
+    notes = [engine.choice.describe() if engine.choice else "", proof.note if proof else ""]
     return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value,
                        spec_labels(spec), max_seq_len, options.runtime.value, seconds, calibration,
-                       proof.note if proof else "")
+                       "; ".join(n for n in notes if n))
 
 
 def build_record(spec, source: ModelSource, options: BuildOptions, signature: ProgramSignature,
-                 calibration: dict | None, proof) -> dict:
+                 calibration: dict | None, proof, choice) -> dict:
     """What build.json holds besides the file record: the spec, where the source and its inputs
     were (so that verify finds them), the program's signature, INT8 calibration, the engine proof."""
     def resolved(path) -> str | None:
@@ -202,6 +206,7 @@ def build_record(spec, source: ModelSource, options: BuildOptions, signature: Pr
         "program_outputs": [asdict(t) for t in signature.outputs],
         "quantize": options.quantize, "calibration": calibration,
         "engine_proof": proof.to_json() if proof else None,
+        "engine_choice": choice.to_json() if choice else None,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -239,27 +244,60 @@ def runtime_signature(source: ProgramSignature, served: ProgramSignature, progra
                             tuple(merged(a, b) for a, b in zip(source.outputs, served.outputs)))
 
 
-def prepare_engine(source, options: BuildOptions, program, signature: ProgramSignature, tokenizer, work: Path):
-    """(the files the model step serves, their signature as that runtime exposes it, the proof
-    that the engine computes what the source model does: None for INT8 Paddle programs, which
-    have no independent reference and are only run once with their weights)."""
+@dataclass(frozen=True)
+class PreparedEngine:
+    """The engine a build serves: the options with the runtime settled, the files the model step
+    runs and their signature as that runtime exposes them, the proof that it computes what the
+    source model does (None for INT8 Paddle programs, which have no independent reference and
+    are only run once with their weights), and what --runtime auto measured (None otherwise)."""
+
+    options: BuildOptions
+    files: object
+    signature: ProgramSignature
+    proof: object
+    choice: object = None
+
+
+def _settled_runtime(options: BuildOptions, program) -> RuntimeKind | None:
+    """The runtime --runtime auto has no choice about: INT8 and the GPU step run on ONNX Runtime,
+    an INT8 Paddle program on Paddle Inference."""
+    if options.runtime is not None:
+        return options.runtime
+    if options.quantize == "int8" or options.gpu_onnxruntime:
+        return RuntimeKind.ONNXRUNTIME
+    if program.format is not ProgramFormat.ONNX and is_quantized(program):
+        return RuntimeKind.PADDLE
+    return None
+
+
+def prepare_engine(source, options: BuildOptions, program, signature: ProgramSignature, tokenizer,
+                   work: Path) -> PreparedEngine:
+    runtime = _settled_runtime(options, program)
+    options = replace(options, runtime=runtime) if runtime else options
     if is_quantized(program) and program.format is not ProgramFormat.ONNX:
         prove_weights(program, tokenizer)
-        return program, signature, None
+        return PreparedEngine(options, program, signature, None)
     weights = (program.params_file or program.model_file if source.program else
                source.mindspore_files[0] if source.mindspore_files else checkpoint_weights(source.directory))
     probe = SourceProbe(source, options.task, tokenizer, weights or source.directory)
-    serving_program = program
-    if options.runtime is RuntimeKind.ONNXRUNTIME:
-        serving_program = convert_to_onnx(program, work / "model.onnx")
-        signature = runtime_signature(signature, read_signature(serving_program), program)
-        proof = prove_onnx(probe, serving_program, program, options.num_threads)
+    convert = functools.lru_cache(maxsize=1)(lambda p: _try_convert(p, work / "model.onnx"))
+    choice = None
+    if options.runtime is None:
+        expect = expect_from_file(Path(options.expect), tokenizer) if Path(options.expect).is_file() \
+            else options.expect
+        kind, files, proof, choice = choose_engine(probe, program, tokenizer, convert, options.num_threads,
+                                                   options.precision, expect)
+        options = replace(options, runtime=kind)
+    elif options.runtime in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
+        files = convert_to_onnx(program, work / "model.onnx")
+        proof = prove_converted(probe, options.runtime, files, program, options.num_threads, options.precision)
     else:
-        proof = prove_paddle(probe, program, options.precision, options.num_threads,
-                             convert=lambda p: _try_convert(p, work / "check.onnx"))
+        files, proof = program, prove_paddle(probe, program, options.precision, options.num_threads, convert)
+    if files is not program:
+        signature = runtime_signature(signature, read_signature(files), program)
     if options.quantize == "int8":
-        serving_program = quantize_dynamic_int8(serving_program, work / "model.int8.onnx", options.quantize_options)
-    return serving_program, signature, proof
+        files = quantize_dynamic_int8(files, work / "model.int8.onnx", options.quantize_options)
+    return PreparedEngine(options, files, signature, proof, choice)
 
 
 def _try_convert(program, output: Path):
@@ -292,11 +330,11 @@ def check_runtime_options(options: BuildOptions, program) -> None:
     """Refuse runtime choices that cannot work here, with what to do instead."""
     if options.gpu_onnxruntime and options.target != "triton":
         raise UserError("--gpu-onnxruntime is a Triton model step; build it with --target triton")
-    if options.quantize == "int8" and options.runtime is not RuntimeKind.ONNXRUNTIME:
+    if options.quantize == "int8" and options.runtime not in (None, RuntimeKind.ONNXRUNTIME):
         raise UserError("--quantize int8 runs on ONNX Runtime: add --runtime onnxruntime")
     if options.precision == "bf16":
-        if options.runtime is not RuntimeKind.PADDLE:
-            raise UserError("--precision bf16 is for the paddle runtime (oneDNN bfloat16)")
+        if options.runtime not in (None, RuntimeKind.PADDLE, RuntimeKind.OPENVINO):
+            raise UserError("--precision bf16 is for the paddle (oneDNN bfloat16) and openvino runtimes")
         if not cpu_has_bf16():
             raise UserError("--precision bf16 needs a CPU with AMX or AVX512-BF16 (no amx_bf16/avx512_bf16 in "
                             "/proc/cpuinfo); serve fp32 or use --runtime onnxruntime --quantize int8")

@@ -47,8 +47,13 @@ FLAGS = (
     Flag("--slot-labels", "slot_labels_file", "intent_slot: slot tag file (default: slot_label.txt)", convert=_path),
     Flag("--max-seq-len", "max_seq_len", "tokens per text incl. [CLS]/[SEP]; longer text is truncated and flagged "
          "(default: min(128, max_position_embeddings))", argparse={"type": int}),
-    Flag("--runtime", "runtime", "engine of the model step (default: %(default)s)", convert=RuntimeKind,
-         argparse={"choices": [r.value for r in RuntimeKind], "default": RuntimeKind.PADDLE.value}),
+    Flag("--runtime", "runtime", "engine of the model step; auto: every engine that can run the program is "
+         "proven against the source model and timed on it, and the fastest correct one is kept (default: "
+         "%(default)s)", convert=lambda value: None if value == "auto" else RuntimeKind(value),
+         argparse={"choices": ["auto", *(r.value for r in RuntimeKind)], "default": "auto"}),
+    Flag("--expect", "expect", "auto: the traffic to be fast for: short (single short texts, latency), long (full "
+         "batches of max_seq_len texts, throughput), mixed, or a file of typical texts (default: %(default)s)",
+         argparse={"default": "mixed"}),
     Flag("--precision", "precision", "paddle runtime: bf16 uses oneDNN bfloat16 where the CPU has "
          "AMX/AVX512-BF16 (refused elsewhere) (default: %(default)s)",
          argparse={"choices": ["fp32", "bf16"], "default": "fp32"}),

@@ -18,7 +18,8 @@ class BuildOptions:
     task: Task
     name: str | None = None  # ensemble name; default: from the model directory
     max_seq_len: int | None = None  # default: min(128, the model's max_position_embeddings)
-    runtime: RuntimeKind = RuntimeKind.PADDLE
+    runtime: RuntimeKind | None = None  # None: auto, the fastest engine whose answers equal the source model's
+    expect: str = "mixed"  # auto: the traffic to be fast for: short, long, mixed, or a texts file
     num_threads: int = 2  # math threads per model instance
     max_batch_tokens: int = 4096  # model step: run larger batches in groups of at most this many tokens (0: off)
     precision: str = "fp32"  # paddle runtime: "bf16" where the CPU has it

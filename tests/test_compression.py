@@ -80,14 +80,16 @@ def test_int8_needs_onnxruntime_and_calibration_texts(example_model, tmp_path):
 @pytest.mark.skipif(cpu_has_bf16(), reason="this CPU has bf16: the refusal cannot be shown here")
 def test_bf16_is_refused_where_the_cpu_lacks_it(example_model, tmp_path):
     with pytest.raises(UserError, match="AMX or AVX512-BF16"):
-        build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16"), show_progress=False)
+        build(example_model, tmp_path / "r",
+              BuildOptions(task=Task.SEQ_CLS, precision="bf16", runtime=RuntimeKind.PADDLE), show_progress=False)
 
 
 def test_bf16_reaches_the_model_step_of_both_targets(example_model, tmp_path, monkeypatch):
     """Drift bug: `--precision bf16 --target paddle-serving` used to serve FP32 silently."""
     if not cpu_has_bf16():  # the spec and both renderings can be checked on any CPU
         monkeypatch.setattr("builder.build.cpu_has_bf16", lambda: True)
-    report = build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16", target="all"),
+    report = build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, precision="bf16", target="all",
+                                                                   runtime=RuntimeKind.PADDLE),
                    show_progress=False)
     triton = tmp_path / "r" / "triton"
     assert '"bf16"' in (triton / f"{report.ensemble}_model" / "config.pbtxt").read_text()

@@ -41,6 +41,8 @@ def repository(example_model, tmp_path_factory) -> Path:
     build(example_model, output, BuildOptions(task=Task.SEQ_CLS, name="intent"), show_progress=False)
     build(example_model, output, BuildOptions(task=Task.SEQ_CLS, name="intent_ort", runtime=RuntimeKind.ONNXRUNTIME),
           show_progress=False)
+    build(example_model, output, BuildOptions(task=Task.SEQ_CLS, name="intent_openvino", runtime=RuntimeKind.OPENVINO),
+          show_progress=False)
     return output
 
 
@@ -48,7 +50,7 @@ def repository(example_model, tmp_path_factory) -> Path:
 def local_answers(repository):
     with TritonServer(repository, ServerPorts.free()) as server:
         return {model: [r.to_json() for r in SeqClsClient(server.grpc_url, model).classify(TEXTS)]
-                for model in ("intent", "intent_ort")}
+                for model in ("intent", "intent_ort", "intent_openvino")}
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +205,7 @@ def _container_python() -> Path:
 
 def test_dockerfile_installs_what_the_steps_import():
     packages = {p.split("==")[0] for p in dockerfile_packages()}
-    assert {"paddlepaddle", "onnxruntime", "onnx", "tokenizers", "numpy"} <= packages
+    assert {"paddlepaddle", "onnxruntime", "onnx", "openvino", "tokenizers", "numpy"} <= packages
     text = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"tritonserver:25\.\d\d-py3", text) and "USER 10001" in text and "HEALTHCHECK" in text
     assert ".venv" in (ROOT / ".dockerignore").read_text().split()

@@ -18,6 +18,7 @@ from builder.triton.check import check_location, check_repository
 from builder.options import BuildOptions
 from builder.triton.repository import MANIFEST
 from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
 
 from .local_s3 import local_s3
 
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.models
 @pytest.fixture(scope="module")
 def built(example_model, tmp_path_factory) -> Path:
     repository = tmp_path_factory.mktemp("check") / "repo"
-    build(example_model, repository, BuildOptions(task=Task.SEQ_CLS, name="intent", max_seq_len=64),
-          show_progress=False)
+    build(example_model, repository, BuildOptions(task=Task.SEQ_CLS, name="intent", max_seq_len=64,
+                                                  runtime=RuntimeKind.PADDLE), show_progress=False)
     return repository
 
 
@@ -170,8 +171,8 @@ def test_a_full_disk_fails_the_build_as_bad_input_and_keeps_the_repository(examp
     try:
         shutil.copytree(built, mount / "repo")
         before = {p: p.read_bytes() for p in (mount / "repo").rglob("*") if p.is_file()}
-        done = _builder("build", "--task", "seq_cls", "--model", str(example_model), "--output",
-                        str(mount / "repo"), "--name", "intent", "--max-seq-len", "64", "--overwrite", timeout=300)
+        done = _builder("build", "--task", "seq_cls", "--model", str(example_model), "--output", str(mount / "repo"),
+                        "--name", "intent", "--max-seq-len", "64", "--runtime", "paddle", "--overwrite", timeout=300)
         assert done.returncode == 2, done.stderr[-2000:]
         assert "No space left on device" in done.stderr and "the build needs about" in done.stderr
         assert str(mount) in done.stderr

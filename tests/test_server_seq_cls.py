@@ -35,6 +35,7 @@ def repository(example_model, static_export, tmp_path_factory):
     variants = {
         "intent": (example_model, {}),
         "intent_ort": (example_model, {"runtime": RuntimeKind.ONNXRUNTIME}),
+        "intent_openvino": (example_model, {"runtime": RuntimeKind.OPENVINO}),
         "intent_static": (static_export, {}),
         "intent_pair": (example_model, {"text_pair": True}),
         "intent_multi": (example_model, {"multi_label": True, "threshold": 0.2}),
@@ -53,7 +54,8 @@ def server(repository):
         yield running
 
 
-@pytest.mark.parametrize("name", ["intent", "intent_ort", "intent_static", "intent_multi", "intent_short"])
+@pytest.mark.parametrize("name", ["intent", "intent_ort", "intent_openvino", "intent_static", "intent_multi",
+                                  "intent_short"])
 def test_served_answers_equal_paddlenlp(server, repository, name):
     report = verify(repository, name, server.grpc_url, [(t,) for t in TEXTS])
     assert report.passed, report.to_json()

@@ -43,12 +43,15 @@ def repository(token_cls_model, qa_model, intent_slot_model, tmp_path_factory):
         "ner_windows": (token_cls_model, Task.TOKEN_CLS, {"max_seq_len": 16, "stride": 4,
                                                            "max_windows": 0}),
         "ner_ort": (token_cls_model, Task.TOKEN_CLS, {"runtime": RuntimeKind.ONNXRUNTIME}),
+        "ner_openvino": (token_cls_model, Task.TOKEN_CLS, {"runtime": RuntimeKind.OPENVINO}),
         "qa": (qa_model, Task.QA, {}),
+        "qa_openvino": (qa_model, Task.QA, {"runtime": RuntimeKind.OPENVINO}),
         # A 20 ms batching window, so that the batching test does not depend on timing luck.
         "qa_windows": (qa_model, Task.QA, {"max_seq_len": 32, "stride": 8,
                                            "model_batching": BatchingOptions(max_queue_delay_us=20_000)}),
         "slots": (intent_slot_model, Task.INTENT_SLOT, {"max_seq_len": 16}),
         "slots_ort": (intent_slot_model, Task.INTENT_SLOT, {"runtime": RuntimeKind.ONNXRUNTIME}),
+        "slots_openvino": (intent_slot_model, Task.INTENT_SLOT, {"runtime": RuntimeKind.OPENVINO, "max_seq_len": 16}),
     }
     for name, (model, task, extra) in variants.items():
         build(model, repo, BuildOptions(task=task, name=name, **extra), show_progress=False)
@@ -61,19 +64,19 @@ def server(repository):
         yield running
 
 
-@pytest.mark.parametrize("name", ["ner", "ner_windows", "ner_ort"])
+@pytest.mark.parametrize("name", ["ner", "ner_windows", "ner_ort", "ner_openvino"])
 def test_entities_equal_paddlenlp(server, repository, name):
     report = verify(repository, name, server.grpc_url, [(t,) for t in NER_TEXTS])
     assert report.passed, report.to_json()
 
 
-@pytest.mark.parametrize("name", ["qa", "qa_windows"])
+@pytest.mark.parametrize("name", ["qa", "qa_windows", "qa_openvino"])
 def test_answers_equal_paddlenlp_compute_prediction(server, repository, name):
     report = verify(repository, name, server.grpc_url, QA_ROWS)
     assert report.passed, report.to_json()
 
 
-@pytest.mark.parametrize("name", ["slots", "slots_ort"])
+@pytest.mark.parametrize("name", ["slots", "slots_ort", "slots_openvino"])
 def test_intents_and_slots_equal_the_source_program(server, repository, name):
     report = verify(repository, name, server.grpc_url, [(t,) for t in COMMANDS + LONG[:2] + intents.DEMO_TEXTS])
     assert report.passed, report.to_json()

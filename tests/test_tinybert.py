@@ -33,7 +33,8 @@ STUDENT = FIXTURES / "student"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 TEXTS = ["打开空调", "播放周杰伦的花心", "导航到北京西站", "今天天气怎么样", "给妈妈打电话", "调低音量",
          "明天早上七点叫我起床", "查一下航班", "play love story", "关闭车窗"]
-RUNTIMES = {"paddle": {}, "ort": {"runtime": RuntimeKind.ONNXRUNTIME},
+RUNTIMES = {"paddle": {"runtime": RuntimeKind.PADDLE}, "ort": {"runtime": RuntimeKind.ONNXRUNTIME},
+            "openvino": {"runtime": RuntimeKind.OPENVINO},
             "int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8"}}
 
 
@@ -93,8 +94,10 @@ def built(tinybert, tinybert_static, tmp_path_factory) -> Path:
             build(model, output if everywhere else output / "triton",
                   BuildOptions(task=Task.SEQ_CLS, name=f"{name}_{runtime_name}", max_seq_len=64,
                                target="all" if everywhere else "triton", **runtime), show_progress=False)
-    build(tinybert_static, output / "triton", BuildOptions(task=Task.SEQ_CLS, name="static_paddle", max_seq_len=64),
-          show_progress=False)
+    build(tinybert_static, output / "triton", BuildOptions(task=Task.SEQ_CLS, name="static_paddle", max_seq_len=64,
+                                                          runtime=RuntimeKind.PADDLE), show_progress=False)
+    build(tinybert, output / "triton", BuildOptions(task=Task.SEQ_CLS, name="tinybert_auto", max_seq_len=64),
+          show_progress=False)  # no --runtime: auto
     return output
 
 
@@ -123,12 +126,36 @@ def test_the_build_runs_tinybert_on_native_kernels_and_says_why(built):
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("name", ["tinybert_paddle", "tinybert_ort", "static_paddle", "student_paddle",
-                                  "student_ort"])
+@pytest.mark.parametrize("name", ["tinybert_paddle", "tinybert_ort", "tinybert_openvino", "tinybert_auto",
+                                  "static_paddle", "student_paddle", "student_ort", "student_openvino"])
 def test_verify_passes_on_every_fp32_engine(built, triton, name):
     rows = [(text,) for text in TEXTS]
     report = verify(built / "triton", name, triton.grpc_url, rows)
     assert report.passed, report.to_json()
+
+
+@pytest.mark.server
+def test_auto_keeps_the_fastest_correct_engine_and_says_so(built):
+    spec, record = read_build(built / "triton", "tinybert_auto")
+    choice = record["engine_choice"]
+    timed = {t["engine"]: t for t in choice["timings"]}
+    assert set(timed) == {"paddle", "onnxruntime", "openvino"} and not choice["refused"], choice
+    assert spec.model.runtime == choice["runtime"] and choice["expect"] == "mixed"
+    best = {shape: min(t[shape] for t in timed.values()) for shape in ("short_ms", "long_ms")}
+    score = {e: (t["short_ms"] / best["short_ms"] * t["long_ms"] / best["long_ms"]) for e, t in timed.items()}
+    assert choice["runtime"] == min(score, key=score.get)
+    assert record["engine_proof"]["checked"][-1]["difference"] <= 1e-4  # the chosen engine's own proof
+
+
+def test_expect_is_short_long_mixed_or_a_file(tmp_path):
+    from builder.engine.choice import expect_from_file
+    from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
+
+    tokenizer = ErnieTokenizer.from_files(STUDENT / "vocab.txt", TokenizerSettings(max_seq_len=16))
+    (tmp_path / "short.txt").write_text("打开空调\n关闭车窗\n", encoding="utf-8")
+    (tmp_path / "long.txt").write_text("导航到北京西站然后播放周杰伦的花心\n" * 3, encoding="utf-8")
+    assert expect_from_file(tmp_path / "short.txt", tokenizer) == "short"
+    assert expect_from_file(tmp_path / "long.txt", tokenizer) == "long"
 
 
 @pytest.mark.server
@@ -146,7 +173,7 @@ def test_student_answers_are_mindsporess_own(built, triton):
     from clients.seq_cls import SeqClsClient
 
     expected = softmax(np.array(EXPECTED["logits"], dtype=np.float32))
-    for name in ("student_paddle", "student_ort"):
+    for name in ("student_paddle", "student_ort", "student_openvino"):
         served = SeqClsClient(triton.grpc_url, name).probabilities(EXPECTED["texts"])
         assert np.abs(served - expected).max() <= 1e-4, name
     int8 = SeqClsClient(triton.grpc_url, "student_int8").probabilities(EXPECTED["texts"])

@@ -20,7 +20,7 @@ import numpy as np
 
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles
-from serving_core.runtime import OnnxRunner, PaddleRunner, Runner
+from serving_core.runtime import OnnxRunner, PaddleRunner, Runner, RuntimeKind, create_runner
 from serving_core.encoder import FeedEncoder
 from serving_core.tokenization import KNOWN_MODEL_INPUTS, ErnieTokenizer
 from serving_core.windows import WindowSettings
@@ -136,11 +136,12 @@ def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, thre
     return EngineProof(probe.reference, checked, onednn=False, note=note)
 
 
-def prove_onnx(probe: SourceProbe, converted: ProgramFiles, program: ProgramFiles, threads: int) -> EngineProof:
-    """The ONNX conversion must compute what the source model does (paddle2onnx has lost weights
-    of some Paddle 2.x programs silently)."""
-    figures = probe.measure(OnnxRunner(converted, threads), "onnxruntime")
-    if figures.agrees():
+def prove_converted(probe: SourceProbe, kind: RuntimeKind, converted: ProgramFiles, program: ProgramFiles,
+                    threads: int, precision: str = "fp32") -> EngineProof:
+    """An engine that runs the ONNX conversion (ONNX Runtime, OpenVINO) must compute what the
+    source model does (paddle2onnx has lost weights of some Paddle 2.x programs silently)."""
+    figures = probe.measure(create_runner(kind, converted, threads, precision), kind.value)
+    if figures.agrees(precision):
         return EngineProof(probe.reference, (figures,))
     advice = "export the model again or report the program to paddle2onnx"
     try:
@@ -148,6 +149,6 @@ def prove_onnx(probe: SourceProbe, converted: ProgramFiles, program: ProgramFile
             advice = "serve it with --runtime paddle, which agrees"
     except UserError:
         pass
-    raise UserError(f"the ONNX conversion does not compute what the source model ({probe.reference}) does: "
-                    f"{figures.describe()} on sample texts (tolerance {TOLERANCE['fp32']:g}); {advice}",
-                    str(program.model_file))
+    raise UserError(f"{kind.value} on the ONNX conversion does not compute what the source model "
+                    f"({probe.reference}) does: {figures.describe()} on sample texts (tolerance "
+                    f"{TOLERANCE[precision]:g}); {advice}", str(program.model_file))

@@ -1,0 +1,132 @@
+"""`--runtime auto` (the default): the fastest engine whose answers equal the source model's,
+measured at build time on the user's own model.
+
+Every engine that can run the program (Paddle Inference, ONNX Runtime and OpenVINO on the ONNX
+conversion) is proven against the source model first (builder.engine.proof); those that differ
+are set aside with their figures. The others run a short shape (one 16-token text) and a long
+one (eight texts of max_seq_len tokens) for a moment each, and the build keeps the fastest for
+the traffic it expects: `short` (latency of single texts), `long` (throughput of full batches)
+or `mixed` (both, each relative to the fastest engine at that shape).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from serving_core.encoder import FeedEncoder
+from serving_core.errors import UserError
+from serving_core.program import ProgramFiles, ProgramFormat
+from serving_core.runtime import PaddleRunner, RuntimeKind, create_runner
+from serving_core.windows import WindowSettings
+
+from builder.engine.proof import EngineProof, SourceProbe, prove_converted, prove_paddle
+
+log = logging.getLogger(__name__)
+
+EXPECT = ("short", "long", "mixed")
+SHORT_TEXT = "明天早上七点提醒我给妈妈打"  # 13 characters: 16 tokens with [CLS] and [SEP] (CJK: one a character)
+LONG_TEXT = "导航到北京西站然后播放周杰伦的歌" * 64  # cut to max_seq_len
+BUDGET_S = {"short": 0.5, "long": 1.0}  # timing per engine and shape: a moment, not a benchmark
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    engine: str
+    short_ms: float  # median of one 16-token text
+    long_ms: float  # median of eight max_seq_len texts
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    runtime: str
+    expect: str
+    timings: tuple[EngineTiming, ...]
+    refused: dict[str, str]  # engine -> why (its answers differ, or it cannot run the program)
+
+    def to_json(self) -> dict:
+        return {"runtime": self.runtime, "expect": self.expect, "timings": [asdict(t) for t in self.timings],
+                "refused": self.refused}
+
+    def describe(self) -> str:
+        shown = "; ".join(f"{t.engine} {t.short_ms:.1f} ms (1 x 16) / {t.long_ms:.0f} ms (8 x max_seq_len)"
+                          for t in self.timings)
+        refused = f"; not correct here: {', '.join(self.refused)}" if self.refused else ""
+        return f"--runtime auto chose {self.runtime} for {self.expect} traffic: {shown}{refused}"
+
+
+def _median_ms(runner, feeds: dict, budget_s: float) -> float:
+    runner.run(feeds)  # warm-up (allocations, caches)
+    seconds, started = [], time.perf_counter()
+    while len(seconds) < 3 or (time.perf_counter() - started < budget_s and len(seconds) < 50):
+        begin = time.perf_counter()
+        runner.run(feeds)
+        seconds.append(time.perf_counter() - begin)
+    return 1000 * statistics.median(seconds)
+
+
+def _shapes(tokenizer, names: list[str]) -> dict[str, dict]:
+    encoder = FeedEncoder(tokenizer, WindowSettings(), names)
+    return {"short": encoder.encode([[SHORT_TEXT]]).feeds, "long": encoder.encode([[LONG_TEXT] * 8]).feeds}
+
+
+def _time(runner, shapes: dict[str, dict]) -> tuple[float, float]:
+    typed = {shape: {t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs}
+             for shape, feeds in shapes.items()}
+    return _median_ms(runner, typed["short"], BUDGET_S["short"]), _median_ms(runner, typed["long"], BUDGET_S["long"])
+
+
+def _score(timings: list[EngineTiming], expect: str) -> dict[str, float]:
+    best_short = min(t.short_ms for t in timings)
+    best_long = min(t.long_ms for t in timings)
+    return {t.engine: {"short": t.short_ms / best_short, "long": t.long_ms / best_long,
+                       "mixed": math.sqrt(t.short_ms / best_short * t.long_ms / best_long)}[expect] for t in timings}
+
+
+def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert, threads: int, precision: str,
+                  expect: str) -> tuple[RuntimeKind, ProgramFiles, EngineProof, EngineChoice]:
+    """(the engine, the files it serves, its proof, what was measured). `convert(program)` gives
+    the ONNX conversion, or None where paddle2onnx cannot convert the program."""
+    if expect not in EXPECT:
+        raise UserError(f"--expect {expect!r}: use short, long, mixed or a file of typical texts")
+    candidates, refused = {}, {}
+    if program.format is not ProgramFormat.ONNX:
+        try:
+            proof = prove_paddle(probe, program, precision, threads, convert)
+            candidates[RuntimeKind.PADDLE] = (program, proof, PaddleRunner(program, threads, precision, proof.onednn))
+        except UserError as exc:
+            refused[RuntimeKind.PADDLE.value] = str(exc).split(": ", 1)[-1][:300]
+    converted = program if program.format is ProgramFormat.ONNX else convert(program)
+    for kind in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
+        if converted is None or (precision == "bf16" and kind is RuntimeKind.ONNXRUNTIME):
+            continue
+        try:
+            proof = prove_converted(probe, kind, converted, program, threads, precision)
+            candidates[kind] = (converted, proof, create_runner(kind, converted, threads, precision))
+        except UserError as exc:
+            refused[kind.value] = str(exc).split(": ", 1)[-1][:300]
+    if not candidates:
+        raise UserError("no engine computes what the source model does: " + "; ".join(
+            f"{engine}: {why}" for engine, why in refused.items()), str(program.model_file))
+    shapes = _shapes(tokenizer, sorted({t.name for _, _, r in candidates.values() for t in r.signature.inputs}))
+    timings = [EngineTiming(kind.value, *_time(runner, shapes)) for kind, (_, _, runner) in candidates.items()]
+    scores = _score(timings, expect)
+    chosen = min(candidates, key=lambda kind: scores[kind.value])
+    choice = EngineChoice(chosen.value, expect, tuple(timings), refused)
+    log.info("%s", choice.describe())
+    files, proof, _ = candidates[chosen]
+    return chosen, files, proof, choice
+
+
+def expect_from_file(path: Path, tokenizer) -> str:
+    """`--expect FILE`: long when half the texts fill max_seq_len, short when most fit in 32 tokens."""
+    texts = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise UserError("holds no texts to tell the expected traffic from", str(path))
+    lengths = tokenizer.encode(texts[:1000]).lengths
+    short = sum(int(n) <= 32 for n in lengths) / len(lengths)
+    full = sum(int(n) >= tokenizer.settings.max_seq_len for n in lengths) / len(lengths)
+    return "long" if full >= 0.5 else "short" if short >= 0.8 else "mixed"
