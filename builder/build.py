@@ -118,6 +118,52 @@ def write_error(exc: OSError, model_dir: Path, output: Path) -> UserError:
     return UserError(message + ". Nothing was changed in the output", str(where))
 
 
+@dataclass(frozen=True)
+class ModelToBuild:
+    """The user's model as the build reads it: the source, the ensemble's name, the tokenizer."""
+
+    source: ModelSource
+    name: str
+    max_seq_len: int
+    tokenizer: ErnieTokenizer
+    vocab_size: int  # ids the model's embedding table takes (the tokenizer writes no larger one)
+
+
+def read_model(model_dir: Path, options: BuildOptions) -> ModelToBuild:
+    source = inspect_source(model_dir, options.tokenizer_dir, options.labels_file, options.slot_labels_file,
+                            options.program_file)
+    check_task(source, options.task.value)
+    name = options.name or ensemble_name_for(source.directory)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
+    max_seq_len = resolve_max_seq_len(source, options.max_seq_len)
+    vocab = read_vocab(source.vocab_file)
+    tokenizer = ErnieTokenizer(vocab, settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len),
+                               str(source.vocab_file))
+    vocab_size = max(vocab.values()) + 1
+    if source.config.get("vocab_size"):
+        vocab_size = min(vocab_size, int(source.config["vocab_size"]))
+    log.info("%s: %s, labels from %s (%s), max_seq_len %d", source.directory, source.kind.value,
+             source.labels_origin, ", ".join(f"{k}: {len(v)}" for k, v in source.label_sets.items()) or "none",
+             max_seq_len)
+    return ModelToBuild(source, name, max_seq_len, tokenizer, vocab_size)
+
+
+def compare_engines(model_dir: Path, options: BuildOptions):
+    """What `--runtime auto` would measure and choose for this model, nothing written (`builder bench`)."""
+    model = read_model(model_dir, options)
+    with tempfile.TemporaryDirectory(prefix="ernie-bench-") as work:
+        program = model.source.program or export_once(model.source, options.task, Path(work) / "program",
+                                                      options.int_dtype)
+        check_runtime_options(replace(options, runtime=None), program)
+        engine = prepare_engine(model.source, replace(options, runtime=None, quantize=None), program,
+                                read_signature(program), model.tokenizer, Path(work))
+    if engine.choice is None:
+        raise UserError("this program runs on one engine only (an INT8 Paddle program): nothing to compare",
+                        str(model_dir))
+    return engine.choice
+
+
 def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: bool = True) -> BuildReport:
     started = time.perf_counter()
     stages = tqdm(total=5, desc="build", unit="step", disable=not show_progress, leave=False)
@@ -127,22 +173,9 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
         log.info(text)
 
     stage("reading model directory")
-    source = inspect_source(model_dir, options.tokenizer_dir, options.labels_file, options.slot_labels_file,
-                            options.program_file)
-    check_task(source, options.task.value)
-    name = options.name or ensemble_name_for(source.directory)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise UserError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
-    max_seq_len = resolve_max_seq_len(source, options.max_seq_len)
-    tokenizer_settings = settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len)
-    vocab = read_vocab(source.vocab_file)
-    tokenizer = ErnieTokenizer(vocab, tokenizer_settings, str(source.vocab_file))
-    vocab_size = max(vocab.values()) + 1
-    if source.config.get("vocab_size"):
-        vocab_size = min(vocab_size, int(source.config["vocab_size"]))
-    log.info("%s: %s, labels from %s (%s), max_seq_len %d", source.directory, source.kind.value,
-             source.labels_origin, ", ".join(f"{k}: {len(v)}" for k, v in source.label_sets.items()) or "none",
-             max_seq_len)
+    model = read_model(model_dir, options)
+    source, name, max_seq_len, tokenizer = model.source, model.name, model.max_seq_len, model.tokenizer
+    tokenizer_settings, vocab_size = tokenizer.settings, model.vocab_size
     stages.update()
 
     with tempfile.TemporaryDirectory(prefix="ernie-build-") as work:

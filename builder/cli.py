@@ -54,6 +54,16 @@ def _cmd_build(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from builder.build import compare_engines
+    from builder.build_flags import build_options
+
+    choice = compare_engines(Path(args.model), build_options(args))
+    log.info("%s", choice.describe())
+    print(json.dumps(choice.to_json(), ensure_ascii=False))  # one line, the last, as build prints its summary
+    return 0
+
+
 def _cmd_serve(args) -> int:
     from builder.paddle_serving.server import PipelineService, is_pipeline_service
     from builder.serving.triton_server import ServerPorts, TritonServer, is_remote
@@ -187,7 +197,8 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_make_example, _add_build, _add_serve, _add_check, _add_verify, _add_demo, _add_inspect):
+    for add in (_add_make_example, _add_build, _add_bench, _add_serve, _add_check, _add_verify, _add_demo,
+                _add_inspect):
         add(sub)
     return parser
 
@@ -224,6 +235,20 @@ def _add_build(sub) -> None:
     p.add_argument("--output", required=True, help="model repository to write into (created if missing)")
     add_build_flags(p)
     p.set_defaults(func=_cmd_build)
+
+
+def _add_bench(sub) -> None:
+    from builder.build_flags import add_build_flags
+
+    p = sub.add_parser("bench", help="compare the engines on a model before building it",
+                       description="What `builder build --runtime auto` does first, alone: every engine that can "
+                                   "run MODEL (Paddle Inference, ONNX Runtime, OpenVINO) is proven against the "
+                                   "source model on sample texts and timed on one 16-token text and on eight "
+                                   "max_seq_len texts; prints each engine's figures, those set aside and why, and "
+                                   "the engine --expect would pick. Writes nothing. Takes build's flags.")
+    p.add_argument("--model", required=True, help="finetuned model directory")
+    add_build_flags(p)
+    p.set_defaults(func=_cmd_bench)
 
 
 def _add_serve(sub) -> None:
@@ -327,7 +352,7 @@ def _add_inspect(sub) -> None:
 
 
 # Commands that load Paddle or PaddleNLP (about 18 s to import): only they quiet them first.
-FRAMEWORK_COMMANDS = ("make-example", "build", "verify", "demo", "inspect")
+FRAMEWORK_COMMANDS = ("make-example", "build", "bench", "verify", "demo", "inspect")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -276,3 +276,14 @@ def test_a_student_is_built_for_seq_cls_only(tmp_path):
     with pytest.raises(UserError, match="build it with --task seq_cls"):
         build(STUDENT, tmp_path / "out", BuildOptions(task=Task.TOKEN_CLS), show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.models  # PaddleNLP's TinyBERT holds the converted student
+def test_bench_compares_the_engines_and_writes_nothing(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "builder", "bench", "--task", "seq_cls", "--model", str(STUDENT),
+                           "--expect", "short"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    choice = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {t["engine"] for t in choice["timings"]} == {"paddle", "onnxruntime", "openvino"}
+    assert choice["runtime"] == min(choice["timings"], key=lambda t: t["short_ms"])["engine"]
+    assert list(tmp_path.iterdir()) == []

@@ -48,8 +48,9 @@ class EngineChoice:
     refused: dict[str, str]  # engine -> why (its answers differ, or it cannot run the program)
 
     def to_json(self) -> dict:
-        return {"runtime": self.runtime, "expect": self.expect, "timings": [asdict(t) for t in self.timings],
-                "refused": self.refused}
+        return {"runtime": self.runtime, "expect": self.expect, "refused": self.refused,
+                "timings": [{k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(t).items()}
+                            for t in self.timings]}
 
     def describe(self) -> str:
         shown = "; ".join(f"{t.engine} {t.short_ms:.1f} ms (1 x 16) / {t.long_ms:.0f} ms (8 x max_seq_len)"
