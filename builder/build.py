@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from serving_core.errors import UserError
+from serving_core.interface import Task
 from serving_core.program import ProgramFormat, ProgramSignature, is_quantized, position_rows, read_signature
 from serving_core.tensors import TensorSpec
 from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
@@ -25,7 +26,7 @@ from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, read
 from builder.engine.choice import choose_engine, expect_from_file
 from builder.engine.proof import PROBE_TEXTS, SourceProbe, prove_converted, prove_paddle
 from builder.source.export import convert_to_onnx, export_once
-from builder.engine.quantize import calibration_rows, check_int8, quantize_dynamic_int8
+from builder.engine.quantize import calibration_rows, check_int8, quantize_dynamic_int8, quantize_static_openvino
 from builder.options import BuildOptions
 from builder.staging import CORE_DIR
 from builder.triton.repository import write_repository
@@ -329,8 +330,21 @@ def prepare_engine(source, options: BuildOptions, program, signature: ProgramSig
     if files is not program:
         signature = runtime_signature(signature, read_signature(files), program)
     if options.quantize == "int8":
-        files = quantize_dynamic_int8(files, work / "model.int8.onnx", options.quantize_options)
+        files = _quantize(files, options, source, tokenizer, signature, work / "model.int8.onnx")
     return PreparedEngine(options, files, signature, proof, choice)
+
+
+def _quantize(files, options: BuildOptions, source, tokenizer, signature: ProgramSignature, output: Path):
+    """INT8 of the ONNX conversion: dynamic for ONNX Runtime; static for OpenVINO, its ranges
+    measured on (up to 300 of) the calibration texts."""
+    if options.runtime is not RuntimeKind.OPENVINO:
+        return quantize_dynamic_int8(files, output, options.quantize_options)
+    rows = calibration_rows(options.quantize_options, source.directory, options.task is Task.QA or options.text_pair)
+    encoder = FeedEncoder(tokenizer, WindowSettings(), [t.name for t in signature.inputs])
+    dtypes = {t.name: t.dtype for t in signature.inputs}
+    feeds = [{name: array.astype(dtypes[name]) for name, array in encoder.encode([[c] for c in row]).feeds.items()}
+             for row in rows[:300]]
+    return quantize_static_openvino(files, output, feeds)
 
 
 def _try_convert(program, output: Path):
@@ -363,8 +377,9 @@ def check_runtime_options(options: BuildOptions, program) -> None:
     """Refuse runtime choices that cannot work here, with what to do instead."""
     if options.gpu_onnxruntime and options.target != "triton":
         raise UserError("--gpu-onnxruntime is a Triton model step; build it with --target triton")
-    if options.quantize == "int8" and options.runtime not in (None, RuntimeKind.ONNXRUNTIME):
-        raise UserError("--quantize int8 runs on ONNX Runtime: add --runtime onnxruntime")
+    if options.quantize == "int8" and options.runtime not in (None, RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
+        raise UserError("--quantize int8 runs on ONNX Runtime (dynamic) or OpenVINO (NNCF, static): add "
+                        "--runtime onnxruntime or --runtime openvino")
     if options.precision == "bf16":
         if options.runtime not in (None, RuntimeKind.PADDLE, RuntimeKind.OPENVINO):
             raise UserError("--precision bf16 is for the paddle (oneDNN bfloat16) and openvino runtimes")
@@ -374,7 +389,8 @@ def check_runtime_options(options: BuildOptions, program) -> None:
     if options.runtime is RuntimeKind.PADDLE and program.format is ProgramFormat.ONNX:
         raise UserError("an ONNX program runs on ONNX Runtime: build it with --runtime onnxruntime",
                         str(program.model_file))
-    if options.runtime is RuntimeKind.PADDLE and is_quantized(program):
+    if options.runtime in (None, RuntimeKind.PADDLE) and program.format is not ProgramFormat.ONNX \
+            and is_quantized(program):  # auto serves an INT8 Paddle program on Paddle Inference
         _check_paddle_int8_runs(program)
 
 
@@ -401,5 +417,5 @@ def calibrate(spec, source, program, serving_program, tokenizer, options: BuildO
     """INT8 against the FP32 source model on calibration texts, with the spec's own windows."""
     pairs = spec.window.mode == "qa" or spec.text_pair
     rows = calibration_rows(options.quantize_options, source.directory, pairs)
-    return check_int8(SourceModel(source, options.task), program, serving_program, tokenizer, spec.window, rows,
-                      options.quantize_options)
+    return check_int8(SourceModel(source, options.task), program, serving_program, options.runtime, tokenizer,
+                      spec.window, rows, options.quantize_options)

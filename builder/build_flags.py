@@ -31,7 +31,7 @@ def _path(value):
 
 
 TOKEN_TASKS = "token_cls, qa and intent_slot"
-INT8 = "INT8 (ONNX Runtime)"
+INT8 = "INT8 (ONNX Runtime or OpenVINO)"
 GPU = "GPU containers (seq_cls; not loadable in the bundled CPU server)"
 PADDLE_SERVING = "Paddle Serving target"
 FLAGS = (
@@ -80,8 +80,9 @@ FLAGS = (
     Flag("--target", "target", "triton: OUTPUT is a Triton model repository; paddle-serving: OUTPUT/<name>/ is a "
          "Paddle Serving pipeline service; all: OUTPUT/triton/ and OUTPUT/paddle_serving/<name>/ "
          "(default: %(default)s)", argparse={"choices": ["triton", "paddle-serving", "all"], "default": "triton"}),
-    Flag("--quantize", "quantize", "dynamic INT8 quantization of the ONNX model (needs --runtime onnxruntime); "
-         "checked against the source model before anything is written", INT8, argparse={"choices": ["int8"]}),
+    Flag("--quantize", "quantize", "INT8 of the ONNX model: dynamic on ONNX Runtime (the choice of auto), static "
+         "through NNCF with --runtime openvino; checked against the source model on the calibration texts before "
+         "anything is written", INT8, argparse={"choices": ["int8"]}),
     Flag("--quantize-per-channel", "quantize_options.per_channel", "per-channel weight scales", INT8,
          argparse={"action": "store_true"}),
     Flag("--quantize-embeddings", "quantize_options.embeddings", "INT8 embedding tables too (Gather)", INT8,
@@ -91,7 +92,7 @@ FLAGS = (
     Flag("--min-agreement", "quantize_options.min_agreement", "fail the build when INT8 keeps fewer argmax "
          "decisions of the source model (default: %(default)s)", INT8, argparse={"type": float, "default": 0.98}),
     Flag("--gpu-onnxruntime", "gpu_onnxruntime", "model step = Triton's native onnxruntime backend on GPU with "
-         "dynamic batching (needs --runtime onnxruntime)", GPU, argparse={"action": "store_true"}),
+         "dynamic batching (runs on ONNX Runtime; auto picks it)", GPU, argparse={"action": "store_true"}),
     Flag("--gpu-tensorrt", "gpu_tensorrt", "with the TensorRT execution accelerator", GPU,
          argparse={"action": "store_true"}),
     Flag("--gpu-fp16", "gpu_fp16", "TensorRT in FP16", GPU, argparse={"action": "store_true"}),

@@ -49,8 +49,8 @@ def test_native_step_is_refused_where_it_cannot_work(example_model, token_cls_mo
     with pytest.raises(UserError, match="available for seq_cls"):
         build(token_cls_model, tmp_path / "r", BuildOptions(task=Task.TOKEN_CLS, **GPU), show_progress=False)
     with pytest.raises(UserError, match="--runtime onnxruntime"):
-        build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, gpu_onnxruntime=True),
-              show_progress=False)
+        build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, gpu_onnxruntime=True,
+                                                          runtime=RuntimeKind.PADDLE), show_progress=False)
     with pytest.raises(UserError, match="--target triton"):
         build(example_model, tmp_path / "r", BuildOptions(task=Task.SEQ_CLS, target="all", **GPU),
               show_progress=False)

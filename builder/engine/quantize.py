@@ -1,8 +1,11 @@
-"""INT8 for the ONNX Runtime model step: dynamic quantization, then a calibration check.
+"""INT8 model steps: ONNX Runtime's dynamic quantization or OpenVINO's static (NNCF), then a
+calibration check against the source model.
 
 ONNX Runtime's `quantize_dynamic` stores MatMul weights as INT8 (per tensor, or per channel
 as an option) and, as an option, the embedding tables (Gather), like seed 000's
-`embeddings` strategy. Before anything is written, the quantized model and the FP32 program
+`embeddings` strategy. For OpenVINO, NNCF's post-training quantization measures activation
+ranges on the calibration texts and writes an ONNX model with QuantizeLinear/DequantizeLinear
+pairs, which OpenVINO runs on its INT8 kernels. Before anything is written, the quantized model and the FP32 program
 run the same calibration texts; if INT8 changes more than `1 - min_agreement` of the
 decisions FP32 makes with a margin (near ties flip under any noise and do not count), the
 build fails with the numbers instead of shipping a broken model
@@ -18,7 +21,7 @@ import numpy as np
 
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat, is_quantized
-from serving_core.runtime import OnnxRunner
+from serving_core.runtime import RuntimeKind, create_runner
 from serving_core.seq_cls import softmax
 from serving_core.tokenization import ErnieTokenizer
 from serving_core.encoder import FeedEncoder
@@ -75,6 +78,21 @@ def quantize_dynamic_int8(onnx_model: ProgramFiles, output_file: Path, options: 
     return result
 
 
+def quantize_static_openvino(onnx_model: ProgramFiles, output_file: Path, feeds: list[dict[str, np.ndarray]]
+                             ) -> ProgramFiles:
+    """NNCF post-training quantization (transformer preset) of the ONNX conversion, its ranges
+    measured on `feeds` (the calibration texts, one text a batch)."""
+    import nncf
+    import onnx
+
+    log.info("quantizing %s to INT8 for OpenVINO (NNCF, %d calibration texts)", onnx_model.model_file.name,
+             len(feeds))
+    quantized = nncf.quantize(onnx.load(str(onnx_model.model_file)), nncf.Dataset(feeds),
+                              model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+    onnx.save(quantized, str(output_file))
+    return ProgramFiles(ProgramFormat.ONNX, output_file, None)
+
+
 def calibration_rows(options: QuantizeOptions, model_dir: Path, pairs: bool) -> list[tuple[str, ...]]:
     """Calibration inputs: --calibration-texts, else the model's dev.txt / data.txt."""
     candidates = [options.calibration_file] if options.calibration_file else [model_dir / "dev.txt",
@@ -92,12 +110,12 @@ def calibration_rows(options: QuantizeOptions, model_dir: Path, pairs: bool) -> 
                     "--calibration-texts FILE (one text a line; qa: question<TAB>context)", str(model_dir))
 
 
-def check_int8(reference, fp32: ProgramFiles, int8: ProgramFiles, tokenizer: ErnieTokenizer,
+def check_int8(reference, fp32: ProgramFiles, int8: ProgramFiles, runtime: RuntimeKind, tokenizer: ErnieTokenizer,
                window: WindowSettings, rows: list[tuple[str, ...]], options: QuantizeOptions) -> CalibrationReport:
     """Run the FP32 source model (`builder.reference.SourceModel`) and the INT8 model on the same
     windows (laid out as `window` says, by the serving encoder); compare the argmax of every
     output at real positions. `fp32` is the program INT8 was made from (its size is reported)."""
-    quantized = OnnxRunner(int8, num_threads=2)
+    quantized = create_runner(runtime, int8, num_threads=2)
     encoder = FeedEncoder(tokenizer, window, sorted({*reference.input_names,
                                                      *(t.name for t in quantized.signature.inputs)}))
     agree, total, confident_agree, confident_total, worst = 0, 0, 0, 0, 0.0
