@@ -1,5 +1,6 @@
 """A local S3 server (moto's, from PyPI) for the object-storage tests, with the AWS variables
-Triton and boto3 read set while it runs."""
+Triton and boto3 read set while it runs. Moto keeps its buckets in the test process, shared by
+every server it starts: each use gets a bucket of its own."""
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +8,10 @@ import os
 
 
 @contextlib.contextmanager
-def local_s3(bucket: str = "models"):
-    """Yields the `s3://host:port/<bucket>` prefix of a fresh local server holding `bucket`."""
+def local_s3():
+    """Yields the `s3://host:port/<bucket>` prefix of a fresh local server and a new bucket."""
+    import secrets
+
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -18,6 +21,7 @@ def local_s3(bucket: str = "models"):
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     try:
         host, port = server.get_host_and_port()
+        bucket = f"models-{secrets.token_hex(4)}"
         boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket=bucket)
         yield f"s3://{host}:{port}/{bucket}"
     finally:
