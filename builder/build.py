@@ -293,11 +293,11 @@ class PreparedEngine:
 
 
 def _settled_runtime(options: BuildOptions, program) -> RuntimeKind | None:
-    """The runtime --runtime auto has no choice about: INT8 and the GPU step run on ONNX Runtime,
-    an INT8 Paddle program on Paddle Inference."""
+    """The runtime --runtime auto has no choice about: the GPU step runs on ONNX Runtime, an INT8
+    Paddle program on Paddle Inference."""
     if options.runtime is not None:
         return options.runtime
-    if options.quantize == "int8" or options.gpu_onnxruntime:
+    if options.gpu_onnxruntime:
         return RuntimeKind.ONNXRUNTIME
     if program.format is not ProgramFormat.ONNX and is_quantized(program):
         return RuntimeKind.PADDLE
@@ -317,21 +317,32 @@ def prepare_engine(source, options: BuildOptions, program, signature: ProgramSig
     convert = functools.lru_cache(maxsize=1)(lambda p: _try_convert(p, work / "model.onnx"))
     choice = None
     if options.runtime is None:
-        expect = expect_from_file(Path(options.expect), tokenizer) if Path(options.expect).is_file() \
-            else options.expect
-        kind, files, proof, choice = choose_engine(probe, program, tokenizer, convert, options.num_threads,
-                                                   options.precision, expect)
+        kind, files, proof, choice = _auto_engine(probe, program, convert, options, source, tokenizer, signature, work)
         options = replace(options, runtime=kind)
-    elif options.runtime in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
-        files = convert_to_onnx(program, work / "model.onnx")
-        proof = prove_converted(probe, options.runtime, files, program, options.num_threads, options.precision)
     else:
-        files, proof = program, prove_paddle(probe, program, options.precision, options.num_threads, convert)
+        if options.runtime in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
+            files = convert_to_onnx(program, work / "model.onnx")
+            proof = prove_converted(probe, options.runtime, files, program, options.num_threads, options.precision)
+        else:
+            files, proof = program, prove_paddle(probe, program, options.precision, options.num_threads, convert)
+        if options.quantize == "int8":
+            files = _quantize(files, options, source, tokenizer, signature, work / "model.int8.onnx")
     if files is not program:
         signature = runtime_signature(signature, read_signature(files), program)
-    if options.quantize == "int8":
-        files = _quantize(files, options, source, tokenizer, signature, work / "model.int8.onnx")
     return PreparedEngine(options, files, signature, proof, choice)
+
+
+def _auto_engine(probe, program, convert, options: BuildOptions, source, tokenizer, signature, work: Path):
+    """--runtime auto: choose_engine over the FP32 engines, or over the INT8 models of the engines
+    that quantize when --quantize int8 is asked for."""
+    expect = expect_from_file(Path(options.expect), tokenizer) if Path(options.expect).is_file() else options.expect
+
+    def quantize(kind, onnx_files):
+        output = work / f"model.int8.{kind.value}.onnx"
+        return _quantize(onnx_files, replace(options, runtime=kind), source, tokenizer, signature, output)
+
+    return choose_engine(probe, program, tokenizer, convert, options.num_threads, options.precision, expect,
+                         quantize if options.quantize == "int8" else None)
 
 
 def _quantize(files, options: BuildOptions, source, tokenizer, signature: ProgramSignature, output: Path):

@@ -98,6 +98,8 @@ def built(tinybert, tinybert_static, tmp_path_factory) -> Path:
                                                           runtime=RuntimeKind.PADDLE), show_progress=False)
     build(tinybert, output / "triton", BuildOptions(task=Task.SEQ_CLS, name="tinybert_auto", max_seq_len=64),
           show_progress=False)  # no --runtime: auto
+    build(STUDENT, output / "triton", BuildOptions(task=Task.SEQ_CLS, name="student_auto_int8", quantize="int8"),
+          show_progress=False)
     return output
 
 
@@ -145,6 +147,17 @@ def test_auto_keeps_the_fastest_correct_engine_and_says_so(built):
     score = {e: (t["short_ms"] / best["short_ms"] * t["long_ms"] / best["long_ms"]) for e, t in timed.items()}
     assert choice["runtime"] == min(score, key=score.get)
     assert record["engine_proof"]["checked"][-1]["difference"] <= 1e-4  # the chosen engine's own proof
+
+
+@pytest.mark.server
+def test_auto_int8_compares_the_engines_int8_models(built, triton):
+    spec, record = read_build(built / "triton", "student_auto_int8")
+    choice = record["engine_choice"]
+    assert choice["precision"] == "int8" and {t["engine"] for t in choice["timings"]} == {"onnxruntime", "openvino"}
+    assert spec.model.runtime == choice["runtime"] and record["calibration"]["confident_agreement"] >= 0.98
+    report = verify(built / "triton", "student_auto_int8", triton.grpc_url, [(t,) for t in EXPECTED["texts"]],
+                    tolerance=0.15, min_agreement=0.9)
+    assert report.passed, report.to_json()
 
 
 def test_expect_is_short_long_mixed_or_a_file(tmp_path):

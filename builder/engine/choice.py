@@ -46,9 +46,10 @@ class EngineChoice:
     expect: str
     timings: tuple[EngineTiming, ...]
     refused: dict[str, str]  # engine -> why (its answers differ, or it cannot run the program)
+    precision: str = "fp32"  # "int8": the candidates were the engines' INT8 models
 
     def to_json(self) -> dict:
-        return {"runtime": self.runtime, "expect": self.expect, "refused": self.refused,
+        return {"runtime": self.runtime, "expect": self.expect, "precision": self.precision, "refused": self.refused,
                 "timings": [{k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(t).items()}
                             for t in self.timings]}
 
@@ -56,7 +57,8 @@ class EngineChoice:
         shown = "; ".join(f"{t.engine} {t.short_ms:.1f} ms (1 x 16) / {t.long_ms:.0f} ms (8 x max_seq_len)"
                           for t in self.timings)
         refused = f"; not correct here: {', '.join(self.refused)}" if self.refused else ""
-        return f"--runtime auto chose {self.runtime} for {self.expect} traffic: {shown}{refused}"
+        what = f"{self.runtime} ({self.precision})" if self.precision != "fp32" else self.runtime
+        return f"--runtime auto chose {what} for {self.expect} traffic: {shown}{refused}"
 
 
 def _median_ms(runner, feeds: dict, budget_s: float) -> float:
@@ -88,13 +90,16 @@ def _score(timings: list[EngineTiming], expect: str) -> dict[str, float]:
 
 
 def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert, threads: int, precision: str,
-                  expect: str) -> tuple[RuntimeKind, ProgramFiles, EngineProof, EngineChoice]:
+                  expect: str, quantize=None) -> tuple[RuntimeKind, ProgramFiles, EngineProof, EngineChoice]:
     """(the engine, the files it serves, its proof, what was measured). `convert(program)` gives
-    the ONNX conversion, or None where paddle2onnx cannot convert the program."""
+    the ONNX conversion, or None where paddle2onnx cannot convert the program. With
+    `quantize(kind, onnx files) -> INT8 files` the candidates are the INT8 models of the engines
+    that quantize (ONNX Runtime dynamic, OpenVINO static), each after its FP32 conversion proved
+    right; the calibration gate then judges the one kept."""
     if expect not in EXPECT:
         raise UserError(f"--expect {expect!r}: use short, long, mixed or a file of typical texts")
     candidates, refused = {}, {}
-    if program.format is not ProgramFormat.ONNX:
+    if program.format is not ProgramFormat.ONNX and quantize is None:
         try:
             proof = prove_paddle(probe, program, precision, threads, convert)
             candidates[RuntimeKind.PADDLE] = (program, proof, PaddleRunner(program, threads, precision, proof.onednn))
@@ -106,7 +111,8 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
             continue
         try:
             proof = prove_converted(probe, kind, converted, program, threads, precision)
-            candidates[kind] = (converted, proof, create_runner(kind, converted, threads, precision))
+            files = quantize(kind, converted) if quantize else converted
+            candidates[kind] = (files, proof, create_runner(kind, files, threads, precision))
         except UserError as exc:
             refused[kind.value] = str(exc).split(": ", 1)[-1][:300]
     if not candidates:
@@ -116,7 +122,7 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
     timings = [EngineTiming(kind.value, *_time(runner, shapes)) for kind, (_, _, runner) in candidates.items()]
     scores = _score(timings, expect)
     chosen = min(candidates, key=lambda kind: scores[kind.value])
-    choice = EngineChoice(chosen.value, expect, tuple(timings), refused)
+    choice = EngineChoice(chosen.value, expect, tuple(timings), refused, "int8" if quantize else "fp32")
     log.info("%s", choice.describe())
     files, proof, _ = candidates[chosen]
     return chosen, files, proof, choice
