@@ -10,8 +10,11 @@ Systems (--systems; names are <kind>_<runtime>):
                                              our generated Triton ensemble, per runtime
                                              (int8 = ONNX Runtime INT8 from --quantize int8)
   paddle_serving_paddle                      our generated Paddle Serving pipeline
+  bare_/triton_ openvino, ovint8, auto        by name only: OpenVINO FP32 and INT8 (NNCF), --runtime auto
   simple_server_paddle                       PaddleNLP's SimpleServer (`paddlenlp server`),
                                              set up as its docs say
+--size medium|nano|base|tinybert runs the seq_cls workloads on a model of that size made from
+PaddleNLP's own configuration (benchmarks/sizes.py) instead of the example model.
 Workloads (--workloads): seq_cls_short (one 16-token text a request), seq_cls_long (32 x 128
 tokens a request), token_cls (8 x 64 tokens), qa (one question, a ~370-character context).
 Each point is a closed loop of --concurrency clients in a separate process; warm-up is
@@ -45,7 +48,8 @@ from .workloads import WORKLOAD_NAMES, Workload, standard_workloads
 log = logging.getLogger("benchmarks.run")
 
 
-def build_repositories(work: Path, tasks: list[str], systems: list[System], threads: int) -> dict:
+def build_repositories(work: Path, tasks: list[str], systems: list[System], threads: int,
+                       size: str | None = None) -> dict:
     """One Triton repository per (runtime, task); a Paddle Serving service and a SimpleServer model per task."""
     from builder.build import build
     from builder.options import BuildOptions
@@ -55,17 +59,22 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
     from serving_core.runtime import RuntimeKind
 
     from .common import ensure_example
+    from .sizes import ensure_model
 
+    measuring = QuantizeOptions(min_agreement=0.0)  # measuring, not gating (random-weight sizes decide nothing)
     runtime_options = {"paddle": {"runtime": RuntimeKind.PADDLE}, "onnxruntime": {"runtime": RuntimeKind.ONNXRUNTIME},
-                       "int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8",
-                                "quantize_options": QuantizeOptions(min_agreement=0.5)}}  # measuring, not gating
+                       "int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8", "quantize_options": measuring},
+                       "openvino": {"runtime": RuntimeKind.OPENVINO},
+                       "ovint8": {"runtime": RuntimeKind.OPENVINO, "quantize": "int8", "quantize_options": measuring},
+                       "auto": {"runtime": None}}
     runtimes = sorted({s.runtime for s in systems if s.kind in (BARE, TRITON)}
                       | ({"paddle"} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
     paths: dict = {"examples": {}, "triton": {}, "paddle_serving": {}, "simple_server": {}}
     jobs = [(task, runtime) for task in tasks for runtime in runtimes]
     with tqdm(total=len(jobs) + len(tasks), desc="build", unit="model") as progress:
         for task in tasks:
-            example = paths["examples"][task] = ensure_example(work, task)
+            example = paths["examples"][task] = (ensure_model(size, work / f"{size}_seq_cls") if size
+                                                 else ensure_example(work, task))
             for runtime in runtimes:
                 repository = work / "repositories" / runtime / task
                 build(example, repository, BuildOptions(task=Task(task), name=task, overwrite=True,
@@ -133,7 +142,9 @@ def run(args) -> Report:
     workloads: dict[str, Workload] = {name: w for name, w in standard_workloads(args.requests).items()
                                       if name in args.workloads}
     tasks = list(dict.fromkeys(w.task.value for w in workloads.values()))
-    paths = build_repositories(work, tasks, systems, args.threads)
+    if args.size and tasks != ["seq_cls"]:
+        raise SystemExit(f"--size {args.size} makes seq_cls models: run it with seq_cls workloads only")
+    paths = build_repositories(work, tasks, systems, args.threads, args.size)
     files = {}
     for name, workload in workloads.items():
         files[name] = work / "workloads" / f"{name}.json"
@@ -190,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="math threads of the model step and the bare engine")
     parser.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                         help="skip the tokenizer comparison with PaddleNLP")
+    parser.add_argument("--size", choices=["medium", "nano", "base", "tinybert"],
+                        help="seq_cls workloads on a model of this size from PaddleNLP's configuration "
+                             "(benchmarks/sizes.py) instead of the example model")
     parser.add_argument("--workdir", default="demo", help="example models (reused) and the repositories built")
     parser.add_argument("--output", default=None, help="results directory (default: WORKDIR/results-<time>)")
     args = parser.parse_args(argv)

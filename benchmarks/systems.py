@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from serving_core.interface import Task
 
 BARE, TRITON, PADDLE_SERVING, SIMPLE_SERVER = "bare", "triton", "paddle_serving", "simple_server"
-RUNTIMES = ("paddle", "onnxruntime", "int8")
+RUNTIMES = ("paddle", "onnxruntime", "int8", "openvino", "ovint8", "auto")  # ovint8: OpenVINO INT8 (NNCF)
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,15 @@ ALL_SYSTEMS = (
 )
 
 
+# Asked for by name only (not in the default run): the other engines and --runtime auto.
+MORE_SYSTEMS = tuple(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto") for kind in (BARE, TRITON))
+
+
 def system_named(name: str) -> System:
-    for system in ALL_SYSTEMS:
+    for system in (*ALL_SYSTEMS, *MORE_SYSTEMS):
         if system.name == name:
             return system
-    raise ValueError(f"unknown system {name!r}; known: {', '.join(s.name for s in ALL_SYSTEMS)}")
+    raise ValueError(f"unknown system {name!r}; known: {', '.join(s.name for s in (*ALL_SYSTEMS, *MORE_SYSTEMS))}")
 
 
 def _columns(rows):
