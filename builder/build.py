@@ -292,25 +292,14 @@ class PreparedEngine:
     choice: object = None
 
 
-def _settled_runtime(options: BuildOptions, program) -> RuntimeKind | None:
-    """The runtime --runtime auto has no choice about: the GPU step runs on ONNX Runtime, an INT8
-    Paddle program on Paddle Inference."""
-    if options.runtime is not None:
-        return options.runtime
-    if options.gpu_onnxruntime:
-        return RuntimeKind.ONNXRUNTIME
-    if program.format is not ProgramFormat.ONNX and is_quantized(program):
-        return RuntimeKind.PADDLE
-    return None
-
-
 def prepare_engine(source, options: BuildOptions, program, signature: ProgramSignature, tokenizer,
                    work: Path) -> PreparedEngine:
-    runtime = _settled_runtime(options, program)
-    options = replace(options, runtime=runtime) if runtime else options
-    if is_quantized(program) and program.format is not ProgramFormat.ONNX:
+    if options.runtime in (None, RuntimeKind.PADDLE) and program.format is not ProgramFormat.ONNX \
+            and is_quantized(program):  # an INT8 Paddle program: on Paddle Inference, whatever auto would say
         prove_weights(program, tokenizer)
-        return PreparedEngine(options, program, signature, None)
+        return PreparedEngine(replace(options, runtime=RuntimeKind.PADDLE), program, signature, None)
+    if options.runtime is None and options.gpu_onnxruntime:  # the GPU step runs on ONNX Runtime
+        options = replace(options, runtime=RuntimeKind.ONNXRUNTIME)
     weights = (program.params_file or program.model_file if source.program else
                source.mindspore_files[0] if source.mindspore_files else checkpoint_weights(source.directory))
     probe = SourceProbe(source, options.task, tokenizer, weights or source.directory)
@@ -370,11 +359,8 @@ def _try_convert(program, output: Path):
 def prove_weights(program, tokenizer) -> None:
     """Load an INT8 Paddle program with its weights and run the probe texts through it, before
     anything is written: a truncated, corrupt or mismatched weights file fails here, naming it."""
-    from serving_core.runtime import create_runner
-
-    kind = RuntimeKind.ONNXRUNTIME if program.format is ProgramFormat.ONNX else RuntimeKind.PADDLE
     try:
-        runner = create_runner(kind, program)
+        runner = PaddleRunner(program)
         names = [t.name for t in runner.signature.inputs]
         feeds = FeedEncoder(tokenizer, WindowSettings(), names).encode([list(PROBE_TEXTS)]).feeds
         runner.run({t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs})

@@ -1,3 +1,3 @@
 """The engines a model step runs: each proven against the source model before a build writes
-anything (proof.py), and INT8 quantization with its calibration check (quantize.py). A next
-engine (OpenVINO) goes here."""
+anything (proof.py), the fastest correct one chosen by `--runtime auto` (choice.py), and INT8
+quantization with its calibration check (quantize.py)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from serving_core.encoder import FeedEncoder
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat
-from serving_core.runtime import PaddleRunner, RuntimeKind, create_runner
+from serving_core.runtime import RuntimeKind, create_runner
 from serving_core.windows import WindowSettings
 
 from builder.engine.proof import EngineProof, SourceProbe, prove_converted, prove_paddle
@@ -102,7 +102,7 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
     if program.format is not ProgramFormat.ONNX and quantize is None:
         try:
             proof = prove_paddle(probe, program, precision, threads, convert)
-            candidates[RuntimeKind.PADDLE] = (program, proof, PaddleRunner(program, threads, precision, proof.onednn))
+            candidates[RuntimeKind.PADDLE] = (program, proof, proof.runner)
         except UserError as exc:
             refused[RuntimeKind.PADDLE.value] = str(exc).split(": ", 1)[-1][:300]
     converted = program if program.format is ProgramFormat.ONNX else convert(program)
@@ -111,8 +111,11 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
             continue
         try:
             proof = prove_converted(probe, kind, converted, program, threads, precision)
-            files = quantize(kind, converted) if quantize else converted
-            candidates[kind] = (files, proof, create_runner(kind, files, threads, precision))
+            if quantize:
+                files = quantize(kind, converted)
+                candidates[kind] = (files, proof, create_runner(kind, files, threads, precision))
+            else:
+                candidates[kind] = (converted, proof, proof.runner)
         except UserError as exc:
             refused[kind.value] = str(exc).split(": ", 1)[-1][:300]
     if not candidates:

@@ -1,6 +1,6 @@
 """Every engine a build serves is proven against the source model before anything is written.
 
-The source model is `builder.reference.SourceModel`: PaddleNLP's dygraph model for a checkpoint,
+The source model is `builder.source.reference.SourceModel`: PaddleNLP's dygraph model for a checkpoint,
 the program on Paddle Inference's native CPU kernels for a static export. No engine is judged
 against itself or against another engine: Paddle Inference's default CPU path (oneDNN)
 miscomputes some graphs (PaddleNLP's TinyBERT head, 0.27 in probabilities), so an ONNX
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,7 @@ class EngineProof:
     checked: tuple[EngineFigures, ...]
     onednn: bool = True  # paddle runtime: oneDNN kernels (False: Paddle's native CPU kernels)
     note: str = ""
+    runner: object = field(default=None, repr=False, compare=False)  # the engine as proven (auto times it)
 
     def to_json(self) -> dict:
         return {"reference": self.reference, "onednn": self.onednn, "note": self.note,
@@ -114,10 +115,12 @@ def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, thre
     """Paddle Inference with oneDNN (its default); with native kernels when oneDNN differs from
     the source model. `convert(program) -> ONNX files or None` then gives ONNX Runtime's figures,
     which also confirm the native kernels where they are the reference themselves (a static export)."""
-    onednn = probe.measure(PaddleRunner(program, threads, precision), "paddle (oneDNN)")
+    default_runner = PaddleRunner(program, threads, precision)
+    onednn = probe.measure(default_runner, "paddle (oneDNN)")
     if onednn.agrees(precision):
-        return EngineProof(probe.reference, (onednn,))
-    native = probe.measure(PaddleRunner(program, threads, onednn=False), "paddle (native kernels)")
+        return EngineProof(probe.reference, (onednn,), runner=default_runner)
+    native_runner = PaddleRunner(program, threads, onednn=False)
+    native = probe.measure(native_runner, "paddle (native kernels)")
     converted = convert(program) if convert is not None else None
     onnx = probe.measure(OnnxRunner(converted, threads), "onnxruntime") if converted is not None else None
     checked = tuple(f for f in (onednn, native, onnx) if f is not None)
@@ -133,16 +136,17 @@ def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, thre
     if onnx is not None and onnx.agrees():
         note += f"; --runtime onnxruntime agrees too ({onnx.difference:.2g}) at {onnx.ms_per_batch:.1f} ms"
     log.warning(note)
-    return EngineProof(probe.reference, checked, onednn=False, note=note)
+    return EngineProof(probe.reference, checked, onednn=False, note=note, runner=native_runner)
 
 
 def prove_converted(probe: SourceProbe, kind: RuntimeKind, converted: ProgramFiles, program: ProgramFiles,
                     threads: int, precision: str = "fp32") -> EngineProof:
     """An engine that runs the ONNX conversion (ONNX Runtime, OpenVINO) must compute what the
     source model does (paddle2onnx has lost weights of some Paddle 2.x programs silently)."""
-    figures = probe.measure(create_runner(kind, converted, threads, precision), kind.value)
+    runner = create_runner(kind, converted, threads, precision)
+    figures = probe.measure(runner, kind.value)
     if figures.agrees(precision):
-        return EngineProof(probe.reference, (figures,))
+        return EngineProof(probe.reference, (figures,), runner=runner)
     advice = "export the model again or report the program to paddle2onnx"
     try:
         if prove_paddle(probe, program, "fp32", threads):
