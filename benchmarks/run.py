@@ -18,7 +18,10 @@ PaddleNLP's own configuration (benchmarks/sizes.py) instead of the example model
 Workloads (--workloads): seq_cls_short (one 16-token text a request), seq_cls_long (32 x 128
 tokens a request), token_cls (8 x 64 tokens), qa (one question, a ~370-character context).
 Each point is a closed loop of --concurrency clients in a separate process; warm-up is
-excluded; the served process tree is sampled for RSS and CPU.
+excluded; the served process tree is sampled for RSS and CPU. On the Triton systems, Triton's
+own perf_analyzer then drives the same server at the same concurrency (benchmarks/perf_analyzer.py;
+--no-perf-analyzer skips it). --rounds N measures every system N times in turn and reports the
+median round, so that a burst of other load on the machine hits every system alike.
 
 Writes results.json, report.md (ratios to the bare engine, the targets, the ensemble's
 per-step profile, the tokenizer comparison) and plot.png into --output.
@@ -100,7 +103,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
 
 @contextmanager
 def serving(system: System, task: str, paths: dict):
-    """Start the system's server for `task`; yields (url, pid, Triton model names)."""
+    """Start the system's server for `task`; yields (url, pid, the Triton ensemble's spec or None)."""
     from builder.paddle_serving.server import PipelineService
     from builder.triton.repository import read_build
     from builder.serving.triton_server import ServerPorts, TritonServer
@@ -108,18 +111,18 @@ def serving(system: System, task: str, paths: dict):
     from .simple_server import SimpleServerProcess
 
     if system.kind == BARE:
-        yield "", 0, []
+        yield "", 0, None
     elif system.kind == TRITON:
         with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free()) as server:
             spec, _ = read_build(paths["triton"][(system.runtime, task)], task)
-            yield server.grpc_url, server.pid, spec.step_roles
+            yield server.grpc_url, server.pid, spec
     elif system.kind == PADDLE_SERVING:
         with PipelineService(paths["paddle_serving"][task]) as service:
-            yield service.url, service.pid, []
+            yield service.url, service.pid, None
     else:
         with SimpleServerProcess(task, paths["simple_server"][task], paths["examples"][task],
                                  ServerPorts.free().http) as server:
-            yield server.url, server.pid, []
+            yield server.url, server.pid, None
 
 
 def measure(point: Point, work: Path) -> dict:
@@ -131,6 +134,47 @@ def measure(point: Point, work: Path) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{spec.name}: loadgen failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure_system(system: System, task: str, paths: dict, workloads: dict, files: dict, args, work: Path,
+                    analyzer, progress) -> list[Row]:
+    """Every point of one system on `task`'s workloads, its server started once; perf_analyzer
+    after ours on the Triton systems."""
+    rows = []
+    with serving(system, task, paths) as (url, pid, spec):
+        for name, workload in workloads.items():
+            if workload.task.value != task:
+                continue
+            for concurrency in args.concurrency:
+                point = Point(system=system.name, kind=system.kind, task=task, workload=name,
+                              workload_file=str(files[name].resolve()), concurrency=concurrency,
+                              seconds=args.seconds, warmup_s=args.warmup, server_pid=pid, url=url, model=task,
+                              repository=str(paths["triton"].get((system.runtime, task), "")),
+                              num_threads=args.threads, triton_models=spec.step_roles if spec else {})
+                result = measure(point, work)
+                row = Row(name, system.name, system.kind, system.runtime, concurrency, result)
+                if analyzer and spec:
+                    from .perf_analyzer import measure as perf_measure
+
+                    try:
+                        row.perf_analyzer = asdict(perf_measure(analyzer, url, task, workload.requests,
+                                                                [t.name for t in spec.inputs], concurrency,
+                                                                args.seconds))
+                    except RuntimeError as exc:  # e.g. no stable window on a busy machine: ours still counts
+                        log.warning("%s c%d: %s", system.name, concurrency, exc)
+                rows.append(row)
+                progress.set_postfix_str(f"{name} {system.name} c{concurrency}: "
+                                         f"{result['texts_per_s']:.0f}/s p99 {result['p99_ms']:.0f} ms")
+                progress.update()
+    return rows
+
+
+def _median_round(rows: list[Row]) -> Row:
+    """The round with the median throughput; every round's texts/s kept beside it."""
+    ordered = sorted(rows, key=lambda r: r.measurement["texts_per_s"])
+    row = ordered[(len(ordered) - 1) // 2]
+    row.round_texts_per_s = [r.measurement["texts_per_s"] for r in rows]
+    return row
 
 
 def run(args) -> Report:
@@ -155,26 +199,20 @@ def run(args) -> Report:
                     machine={"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                              "python": platform.python_version()},
                     workloads={name: w.description for name, w in workloads.items()})
-    total = len(systems) * len(workloads) * len(args.concurrency)
-    with tqdm(total=total, desc="measure", unit="point") as progress:
-        for task in tasks:
-            for system in systems:
-                with serving(system, task, paths) as (url, pid, triton_models):
-                    for name, workload in workloads.items():
-                        if workload.task.value != task:
-                            continue
-                        for concurrency in args.concurrency:
-                            point = Point(system=system.name, kind=system.kind, task=task, workload=name,
-                                          workload_file=str(files[name].resolve()), concurrency=concurrency,
-                                          seconds=args.seconds, warmup_s=args.warmup, server_pid=pid, url=url,
-                                          model=task, repository=str(paths["triton"].get((system.runtime, task), "")),
-                                          num_threads=args.threads, triton_models=triton_models)
-                            result = measure(point, work)
-                            report.rows.append(Row(name, system.name, system.kind, system.runtime, concurrency,
-                                                   result))
-                            progress.set_postfix_str(f"{name} {system.name} c{concurrency}: "
-                                                     f"{result['texts_per_s']:.0f}/s p99 {result['p99_ms']:.0f} ms")
-                            progress.update()
+    analyzer = None
+    if args.perf_analyzer and any(s.kind == TRITON for s in systems):
+        from .perf_analyzer import ensure_perf_analyzer
+
+        analyzer = ensure_perf_analyzer()
+    rounds: dict[tuple, list[Row]] = {}
+    with tqdm(total=args.rounds * len(systems) * len(workloads) * len(args.concurrency), desc="measure",
+              unit="point") as progress:
+        for _ in range(args.rounds):  # every system once a round, so a burst of other load hits them all
+            for task in tasks:
+                for system in systems:
+                    for row in _measure_system(system, task, paths, workloads, files, args, work, analyzer, progress):
+                        rounds.setdefault((row.workload, row.system, row.concurrency), []).append(row)
+    report.rows = [_median_round(rows) for rows in rounds.values()]
     report.fill_ratios()
     if args.tokenizer and "seq_cls" in tasks:
         from .tokenizer_speed import compare
@@ -196,9 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 16, 64],
                         help="concurrent clients per point (default: 1 4 16 64)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per point, at least")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every system this many times, in turn; the median round is reported")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per point, excluded")
     parser.add_argument("--requests", type=int, default=64, help="distinct requests per workload, sent in a loop")
     parser.add_argument("--threads", type=int, default=2, help="math threads of the model step and the bare engine")
+    parser.add_argument("--no-perf-analyzer", dest="perf_analyzer", action="store_false",
+                        help="skip Triton's perf_analyzer beside our load generator on the Triton systems "
+                             "(fetched on first use: benchmarks/perf_analyzer.py)")
     parser.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                         help="skip the tokenizer comparison with PaddleNLP")
     parser.add_argument("--size", choices=["medium", "nano", "base", "tinybert"],

@@ -47,6 +47,15 @@ if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     echo "setup: install nginx (Debian/Ubuntu: apt-get install nginx-light)" >&2; exit 1
   fi
 fi
+# Debian's libb64: a library Triton's perf_analyzer links (benchmarks/perf_analyzer.py; the tests run it).
+if ! ldconfig -p 2>/dev/null | grep -q 'libb64.so.0d'; then
+  echo "setup: installing libb64-0d for Triton's perf_analyzer" >&2
+  if command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq libb64-0d) >/dev/null || { echo "setup: apt-get install libb64-0d failed" >&2; exit 1; }
+  else
+    echo "setup: install libb64 (Debian/Ubuntu: apt-get install libb64-0d)" >&2; exit 1
+  fi
+fi
 rm -f .venv/.installed-*
 touch "$stamp"
 echo "setup: done" >&2

@@ -27,6 +27,9 @@ def test_benchmark_run_writes_every_output(example_model, tmp_path):
         assert row["measurement"]["rss_mb"] > 0
     triton = next(r for r in results["rows"] if r["system"] == "triton_paddle")
     assert set(triton["measurement"]["steps"]) == {"ensemble", "tokenizer", "model", "postprocess"}  # by role
+    # Triton's perf_analyzer drove the same server beside our load generator.
+    assert triton["perf_analyzer"]["texts_per_s"] > 0 and triton["perf_analyzer"]["held_ratio"] > 0
+    assert "perf_analyzer" in (output / "report.md").read_text(encoding="utf-8")
     assert all(t["identical_ids"] for t in results["tokenizer"])
     assert "| triton_paddle |" in (output / "report.md").read_text(encoding="utf-8")
     assert (output / "plot.png").read_bytes()[:4] == b"\x89PNG"

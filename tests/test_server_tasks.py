@@ -151,3 +151,19 @@ def test_cli_clients(server, module, model, argument, key):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert key in json.loads(out.stdout.splitlines()[0])
+
+
+@pytest.mark.parametrize("name,rows", [("ner", [(t,) for t in NER_TEXTS[:8]]), ("qa", QA_ROWS[:4]),
+                                       ("slots", [(t,) for t in COMMANDS[:8]])])
+def test_perf_analyzer_drives_the_ensemble(server, repository, name, rows):
+    """Triton's own load generator runs against each task's ensemble (texts as BYTES [B, 1],
+    `-b 1`, --input-data): it completes and counts answers; nothing about speed is asserted."""
+    from benchmarks.perf_analyzer import ensure_perf_analyzer, measure
+    from builder.triton.repository import read_build
+
+    spec, _ = read_build(repository, name)
+    requests = [rows[i:i + 2] for i in range(0, len(rows), 2)]
+    figures = measure(ensure_perf_analyzer(), server.grpc_url, name, requests, [t.name for t in spec.inputs],
+                      concurrency=2, seconds=1.0)
+    assert figures.requests_per_s > 0 and figures.texts_per_s == pytest.approx(2 * figures.requests_per_s)
+    assert 0 < figures.p50_ms <= figures.p99_ms

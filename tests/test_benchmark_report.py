@@ -1,0 +1,45 @@
+"""The benchmark's arithmetic and documents (no server): held ratios, median rounds, perf_analyzer input."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.perf_analyzer import input_data
+from benchmarks.report import Report, Row, held_ratio
+from benchmarks.run import _median_round
+
+
+def _row(system: str, texts_per_s: float, client: float = 0.0, concurrency: int = 16) -> Row:
+    kind, runtime = system.split("_", 1)
+    return Row("seq_cls_short", system, kind, runtime, concurrency,
+               {"texts_per_s": texts_per_s, "client_cpu_cores": client, "p50_ms": 1.0})
+
+
+def test_held_ratio_gives_the_load_generator_its_share():
+    assert held_ratio(90.0, 100.0, 0.0, 2) == pytest.approx(0.9)
+    assert held_ratio(90.0, 100.0, 0.2, 2) == pytest.approx(1.0)  # 10% of the machine went to the client
+
+
+def test_fill_ratios_sets_plain_and_held_ratios_and_perf_analyzers():
+    report = Report(settings={}, machine={"cpus": 2}, workloads={"seq_cls_short": ""},
+                    rows=[_row("bare_paddle", 200.0), _row("triton_paddle", 150.0, client=0.1)])
+    report.rows[1].perf_analyzer = {"texts_per_s": 170.0, "client_cpu_cores": 0.02}
+    report.fill_ratios()
+    served = report.rows[1]
+    assert served.ratio_to_bare == pytest.approx(0.75)
+    assert served.held_ratio == pytest.approx(150.0 / (200.0 * 0.95))
+    assert served.perf_analyzer["held_ratio"] == pytest.approx(170.0 / (200.0 * 0.99))
+
+
+def test_the_median_round_is_reported_with_every_round_beside_it():
+    rows = [_row("triton_paddle", value) for value in (120.0, 180.0, 150.0)]
+    median = _median_round(rows)
+    assert median.measurement["texts_per_s"] == 150.0
+    assert median.round_texts_per_s == [120.0, 180.0, 150.0]
+
+
+def test_perf_analyzer_input_data_is_one_entry_per_request_with_each_input_as_rows_by_one():
+    document = input_data([[("q1", "c1"), ("q2", "c2")], [("q3", "c3")]], ["QUESTION", "CONTEXT"])
+    assert document == {"data": [
+        {"QUESTION": {"content": ["q1", "q2"], "shape": [2, 1]}, "CONTEXT": {"content": ["c1", "c2"], "shape": [2, 1]}},
+        {"QUESTION": {"content": ["q3"], "shape": [1, 1]}, "CONTEXT": {"content": ["c3"], "shape": [1, 1]}},
+    ]}
