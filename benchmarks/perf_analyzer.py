@@ -121,19 +121,27 @@ def ensure_perf_analyzer(root: Path | None = None) -> PerfAnalyzer:
     return PerfAnalyzer(binary, (libraries,))
 
 
-def input_data(requests: list[list[tuple[str, ...]]], input_names: list[str]) -> dict:
-    """perf_analyzer's --input-data document: one entry per request, each input [rows, 1]."""
+def input_data(requests: list[list[tuple[str, ...]]], input_names: list[str], batched: bool = False) -> dict:
+    """perf_analyzer's --input-data document: one entry per request, each input [rows, 1] (an
+    ensemble's, the batch axis spelled out), or, for a batched model (`-b rows`), one row's [1]."""
+    if batched:
+        return {"data": [{name: {"content": [row[column]], "shape": [1]} for column, name in enumerate(input_names)}
+                         for request in requests for row in request]}
     return {"data": [{name: {"content": [row[column] for row in request], "shape": [len(request), 1]}
                       for column, name in enumerate(input_names)} for request in requests]}
 
 
 def measure(tool: PerfAnalyzer, url: str, model: str, requests: list[list[tuple[str, ...]]],
-            input_names: list[str], concurrency: int, seconds: float) -> PerfFigures:
-    """One perf_analyzer run at `concurrency` over gRPC; texts/s counts the rows of its requests."""
+            input_names: list[str], concurrency: int, seconds: float, batched: bool = False) -> PerfFigures:
+    """One perf_analyzer run at `concurrency` over gRPC; texts/s counts the rows of its requests.
+    `batched`: the model batches (`<name>_direct`): requests of one row each, sent as [1]."""
     texts_per_request = sum(map(len, requests)) / len(requests)
+    if batched and texts_per_request != 1:
+        raise RuntimeError("perf_analyzer drives a batched model here with one-text requests only")
     with tempfile.TemporaryDirectory() as scratch:
         data, table = Path(scratch) / "input.json", Path(scratch) / "result.csv"
-        data.write_text(json.dumps(input_data(requests, input_names), ensure_ascii=False), encoding="utf-8")
+        data.write_text(json.dumps(input_data(requests, input_names, batched), ensure_ascii=False),
+                        encoding="utf-8")
         command = [str(tool.binary), "-m", model, "-u", url, "-i", "grpc", "-b", "1",
                    "--concurrency-range", f"{concurrency}:{concurrency}", "--input-data", str(data),
                    "--measurement-interval", str(int(seconds * 1000)), "--max-trials", "6",

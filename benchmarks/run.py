@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from .loadgen import Point
 from .report import Report, Row, evaluate_targets, write
-from .systems import ALL_SYSTEMS, BARE, PADDLE_SERVING, SIMPLE_SERVER, TRITON, System, system_named
+from .systems import ALL_SYSTEMS, BARE, DIRECT, PADDLE_SERVING, SIMPLE_SERVER, TRITON, System, system_named
 from .workloads import WORKLOAD_NAMES, Workload, standard_workloads
 
 log = logging.getLogger("benchmarks.run")
@@ -70,7 +70,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                        "openvino": {"runtime": RuntimeKind.OPENVINO},
                        "ovint8": {"runtime": RuntimeKind.OPENVINO, "quantize": "int8", "quantize_options": measuring},
                        "auto": {"runtime": None}}
-    runtimes = sorted({s.runtime for s in systems if s.kind in (BARE, TRITON)}
+    runtimes = sorted({s.runtime for s in systems if s.kind in (BARE, TRITON, DIRECT)}
                       | ({"paddle"} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
     paths: dict = {"examples": {}, "triton": {}, "paddle_serving": {}, "simple_server": {}}
     jobs = [(task, runtime) for task in tasks for runtime in runtimes]
@@ -80,7 +80,8 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                                                  else ensure_example(work, task))
             for runtime in runtimes:
                 repository = work / "repositories" / runtime / task
-                build(example, repository, BuildOptions(task=Task(task), name=task, overwrite=True,
+                direct = task == "seq_cls" and any(s.kind == DIRECT for s in systems)
+                build(example, repository, BuildOptions(task=Task(task), name=task, overwrite=True, direct=direct,
                                                         num_threads=threads, **runtime_options[runtime]),
                       show_progress=False)
                 paths["triton"][(runtime, task)] = repository
@@ -112,7 +113,7 @@ def serving(system: System, task: str, paths: dict):
 
     if system.kind == BARE:
         yield "", 0, None
-    elif system.kind == TRITON:
+    elif system.kind in (TRITON, DIRECT):
         with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free()) as server:
             spec, _ = read_build(paths["triton"][(system.runtime, task)], task)
             yield server.grpc_url, server.pid, spec
@@ -136,6 +137,12 @@ def measure(point: Point, work: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def direct_model_name(task: str) -> str:
+    from builder.triton.target import direct_model_name as name
+
+    return name(task)
+
+
 def _measure_system(system: System, task: str, paths: dict, workloads: dict, files: dict, args, work: Path,
                     analyzer, progress) -> list[Row]:
     """Every point of one system on `task`'s workloads, its server started once; perf_analyzer
@@ -146,20 +153,22 @@ def _measure_system(system: System, task: str, paths: dict, workloads: dict, fil
             if workload.task.value != task:
                 continue
             for concurrency in args.concurrency:
+                model = direct_model_name(task) if system.kind == DIRECT else task
+                roles = {"direct": model} if system.kind == DIRECT else spec.step_roles if spec else {}
                 point = Point(system=system.name, kind=system.kind, task=task, workload=name,
                               workload_file=str(files[name].resolve()), concurrency=concurrency,
-                              seconds=args.seconds, warmup_s=args.warmup, server_pid=pid, url=url, model=task,
+                              seconds=args.seconds, warmup_s=args.warmup, server_pid=pid, url=url, model=model,
                               repository=str(paths["triton"].get((system.runtime, task), "")),
-                              num_threads=args.threads, triton_models=spec.step_roles if spec else {})
+                              num_threads=args.threads, triton_models=roles)
                 result = measure(point, work)
                 row = Row(name, system.name, system.kind, system.runtime, concurrency, result)
                 if analyzer and spec:
                     from .perf_analyzer import measure as perf_measure
 
                     try:
-                        row.perf_analyzer = asdict(perf_measure(analyzer, url, task, workload.requests,
+                        row.perf_analyzer = asdict(perf_measure(analyzer, url, model, workload.requests,
                                                                 [t.name for t in spec.inputs], concurrency,
-                                                                args.seconds))
+                                                                args.seconds, batched=system.kind == DIRECT))
                     except RuntimeError as exc:  # e.g. no stable window on a busy machine: ours still counts
                         log.warning("%s c%d: %s", system.name, concurrency, exc)
                 rows.append(row)
@@ -200,7 +209,7 @@ def run(args) -> Report:
                              "python": platform.python_version()},
                     workloads={name: w.description for name, w in workloads.items()})
     analyzer = None
-    if args.perf_analyzer and any(s.kind == TRITON for s in systems):
+    if args.perf_analyzer and any(s.kind in (TRITON, DIRECT) for s in systems):
         from .perf_analyzer import ensure_perf_analyzer
 
         analyzer = ensure_perf_analyzer()

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from serving_core.interface import Task
 
 BARE, TRITON, PADDLE_SERVING, SIMPLE_SERVER = "bare", "triton", "paddle_serving", "simple_server"
+DIRECT = "direct"  # the <name>_direct model of a Triton repository built with --direct (seq_cls)
 RUNTIMES = ("paddle", "onnxruntime", "int8", "openvino", "ovint8", "auto")  # ovint8: OpenVINO INT8 (NNCF)
 
 
 @dataclass(frozen=True)
 class System:
-    kind: str  # BARE, TRITON, PADDLE_SERVING or SIMPLE_SERVER
+    kind: str  # BARE, TRITON, DIRECT, PADDLE_SERVING or SIMPLE_SERVER
     runtime: str  # one of RUNTIMES
 
     @property
@@ -36,8 +37,10 @@ ALL_SYSTEMS = (
 )
 
 
-# Asked for by name only (not in the default run): the other engines and --runtime auto.
-MORE_SYSTEMS = tuple(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto") for kind in (BARE, TRITON))
+# Asked for by name only (not in the default run): the other engines, --runtime auto, and the
+# direct model of every runtime.
+MORE_SYSTEMS = (*(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto") for kind in (BARE, TRITON)),
+                *(System(DIRECT, runtime) for runtime in RUNTIMES))
 
 
 def system_named(name: str) -> System:
@@ -54,7 +57,7 @@ def _columns(rows):
 def make_caller(kind: str, task: Task, url: str, model: str, timeout_s: float = 600.0):
     """A function(rows) that sends one request to the server at `url` and parses its answer."""
     task = Task(task)
-    if kind == TRITON:
+    if kind in (TRITON, DIRECT):
         return _triton_caller(task, url, model, timeout_s)
     if kind == PADDLE_SERVING:
         from clients.paddle_serving import PaddleServingClient

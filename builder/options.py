@@ -38,6 +38,7 @@ class BuildOptions:
     no_answer_threshold: float | None = None  # qa: answer "" under this probability
     model_batching: BatchingOptions = field(default_factory=BatchingOptions)
     step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
+    direct: bool = False  # seq_cls: also a batched <name>_direct model (tokenizer, engine, postprocess in one)
     gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)
     gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
     gpu_fp16: bool = False  # ... in FP16
@@ -52,4 +53,4 @@ class BuildOptions:
 
     def triton(self) -> TritonOptions:
         return TritonOptions(self.model_batching, self.step_batching, self.gpu_onnxruntime, self.gpu_tensorrt,
-                             self.gpu_fp16)
+                             self.gpu_fp16, self.direct)

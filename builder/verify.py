@@ -184,13 +184,14 @@ def input_columns(spec: EnsembleSpec) -> int:
 
 
 def verify(repository: Path, model: str, url: str, rows: list[tuple[str, ...]], source: ModelSource | None = None,
-           tolerance: float = 1e-4, min_agreement: float = 1.0) -> VerifyReport:
+           tolerance: float = 1e-4, min_agreement: float = 1.0, served_model: str | None = None) -> VerifyReport:
     """Compare the running server's answers on `rows` (one tuple of texts each) with the source
-    model: `source`, or the model directory, tokenizer, labels and program the build recorded."""
+    model: `source`, or the model directory, tokenizer, labels and program the build recorded.
+    `served_model`: the Triton model asked (default: the ensemble `model`; e.g. `<model>_direct`)."""
     spec, record = read_build(repository, model)
     task = Task(spec.task)
     source = source or recorded_source(record)
-    ctx = _Context(model, url, spec, source, tolerance)
+    ctx = _Context(served_model or model, url, spec, source, tolerance)
     agreement, diff, mismatches = _VERIFIERS[task](ctx, rows) if rows else (1.0, 0.0, [])
     return VerifyReport(model, task.value, len(rows), float(agreement), float(diff), tolerance, mismatches,
                         min_agreement)

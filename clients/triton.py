@@ -22,6 +22,9 @@ class EnsembleInfo:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     parameters: dict[str, str]
+    # Outputs that hold one value per text as [B, 1]: a batched model's (`<name>_direct`); the
+    # ensemble's are [B] already.
+    per_text_rows: tuple[str, ...] = ()
 
     def parameter(self, key: str, default=None):
         return json.loads(self.parameters[key]) if key in self.parameters else default
@@ -44,9 +47,11 @@ def ensemble_info(client: grpcclient.InferenceServerClient, model: str) -> Ensem
         raise ClientError(f"model {model!r}: {exc.message()}") from exc
     parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
     max_batch_size = int(parameters.get(interface.PARAM_MAX_BATCH_SIZE) or config.get("max_batch_size", 0))
+    batched = int(config.get("max_batch_size", 0)) > 0
+    per_text_rows = tuple(o["name"] for o in config["output"] if batched and [int(d) for d in o["dims"]] == [1])
     return EnsembleInfo(model, parameters.get(interface.PARAM_TASK, ""), max_batch_size,
                         tuple(i["name"] for i in config["input"]), tuple(o["name"] for o in config["output"]),
-                        parameters)
+                        parameters, per_text_rows)
 
 
 def find_model(client: grpcclient.InferenceServerClient, task: str) -> str:
@@ -109,7 +114,8 @@ class TaskClient:
         for rows in chunks(count, self.info.max_batch_size):
             inputs = [bytes_input(name, texts[rows]) for name, texts in columns.items()]
             parts.append(infer(self._client, self.model, inputs, outputs, self.timeout_s))
-        return {name: _concat_padded([p[name] for p in parts]) for name in outputs}
+        joined = {name: _concat_padded([p[name] for p in parts]) for name in outputs}
+        return {name: array.reshape(-1) if name in self.info.per_text_rows else array for name, array in joined.items()}
 
 
 def _concat_padded(arrays: list[np.ndarray]) -> np.ndarray:

@@ -137,10 +137,14 @@ def _built(root: Path) -> dict[str, dict]:
 
 
 def _ensemble_models(name: str, record: dict) -> list[str]:
+    """The model directories one build wrote: the ensemble, its steps, and any model its files
+    name (the `<name>_direct` model of --direct)."""
+    written = sorted({path.split("/", 1)[0] for path in record.get("files", {})})
     try:
-        return [name, *EnsembleSpec.from_json(record["spec"]).step_names]
+        steps = [name, *EnsembleSpec.from_json(record["spec"]).step_names]
     except (KeyError, ValueError, TypeError):  # a record of an older builder: the ensemble directory alone
-        return [name]
+        steps = [name]
+    return list(dict.fromkeys([*steps, *written]))
 
 
 def check_repository(root: Path, display: str | None = None) -> CheckReport:

@@ -15,7 +15,7 @@ from pathlib import Path
 from serving_core import interface
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles
-from serving_core.spec import EnsembleSpec
+from serving_core.spec import EnsembleSpec, IOTensor
 
 from builder.triton.plan import ModelDirPlan, RepositoryPlan
 from builder.triton.config import BatchingOptions, EnsembleStep, ensemble, native_onnxruntime_step, python_step
@@ -30,6 +30,7 @@ class TritonOptions:
     gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)
     gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
     gpu_fp16: bool = False  # ... in FP16
+    direct: bool = False  # also <name>_direct: the three steps in one batched Python model (seq_cls)
 
 
 def client_parameters(spec: EnsembleSpec, max_batch_size: int) -> dict[str, str]:
@@ -68,9 +69,35 @@ def repository_plan(spec: EnsembleSpec, options: TritonOptions, vocab_file: Path
     ]
     config = ensemble(spec.name, list(spec.inputs), list(spec.post_outputs), wiring, 0,
                       client_parameters(spec, options.model_batching.max_batch_size))
-    return RepositoryPlan(spec.name, [
-        ModelDirPlan(config), ModelDirPlan(tokenizer, "tokenizer", {spec.tokenizer.vocab_file: vocab_file}),
-        _model_step(spec, options, program), ModelDirPlan(postprocess, f"postprocess_{spec.task}")])
+    models = [ModelDirPlan(config), ModelDirPlan(tokenizer, "tokenizer", {spec.tokenizer.vocab_file: vocab_file}),
+              _model_step(spec, options, program), ModelDirPlan(postprocess, f"postprocess_{spec.task}")]
+    if options.direct:
+        models.append(_direct_model(spec, options, vocab_file, program))
+    return RepositoryPlan(spec.name, models)
+
+
+def direct_model_name(ensemble_name: str) -> str:
+    return f"{ensemble_name}_direct"
+
+
+def _per_text_row(tensor: IOTensor) -> IOTensor:
+    """A batched model declares one value per text as [1] (Triton wants dims); served [B, 1]."""
+    return replace(tensor, dims=(1,)) if tensor.batched and not tensor.dims else tensor
+
+
+def _direct_model(spec: EnsembleSpec, options: TritonOptions, vocab_file: Path, program: ProgramFiles) -> ModelDirPlan:
+    """`<name>_direct`: the ensemble's inputs and outputs on one batched Python model that
+    tokenizes, runs the program and decodes in one execute; every step's settings, and the
+    ensemble's client parameters, in its config."""
+    settings = spec.model_step()
+    config = python_step(direct_model_name(spec.name), list(spec.inputs),
+                         [_per_text_row(t) for t in spec.post_outputs], options.model_batching,
+                         (spec.tokenizer, spec.window, settings, spec.postprocess),
+                         client_parameters(spec, options.model_batching.max_batch_size))
+    files = {spec.tokenizer.vocab_file: vocab_file, settings.model_file: program.model_file}
+    if program.params_file:
+        files[settings.params_file] = program.params_file
+    return ModelDirPlan(config, f"direct_{spec.task}", files)
 
 
 def _model_step(spec: EnsembleSpec, options: TritonOptions, program: ProgramFiles) -> ModelDirPlan:

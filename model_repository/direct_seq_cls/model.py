@@ -1,0 +1,80 @@
+"""Direct seq_cls model: tokenizer, engine and postprocess in one batched Python model.
+
+Built with `builder build --direct` beside the ensemble, as `<name>_direct`. Triton's dynamic
+batcher hands it several requests; their texts are tokenized in one call, run as one engine
+batch (in groups within the token budget) and decoded, with no step-to-step hops. Its inputs
+and outputs are the ensemble's, but batched: a per-text value is [B, 1]. A request that fails
+(bad UTF-8, blank text) gets its own error; the others in the batch are answered
+(triton_helpers.answer_each). Same serving_core code as the three steps, so the answers are the
+ensemble's.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+from triton_helpers import StepModel, decode_texts, input_array, output_tensor  # noqa: E402
+
+from serving_core import interface  # noqa: E402
+from serving_core.encoder import FeedEncoder  # noqa: E402
+from serving_core.errors import InvalidRequest  # noqa: E402
+from serving_core.feed_checks import check_finite  # noqa: E402
+from serving_core.model_step import ModelStepSettings, create_step_runner  # noqa: E402
+from serving_core.runtime import run_within_budget  # noqa: E402
+from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
+from serving_core.tokenization import ErnieTokenizer, TokenizerSettings  # noqa: E402
+from serving_core.windows import WindowSettings  # noqa: E402
+
+
+class TritonPythonModel(StepModel):
+    STEP = "direct model"
+
+    def setup(self):
+        tokenizer_settings = self.read_settings(TokenizerSettings)
+        self.tokenizer = ErnieTokenizer.from_files(self.version_dir / tokenizer_settings.vocab_file, tokenizer_settings)
+        step = self.read_settings(ModelStepSettings)
+        self.runner = create_step_runner(step, self.version_dir)
+        self.max_batch_tokens = step.max_batch_tokens
+        self.feed_dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
+        self.encoder = FeedEncoder(self.tokenizer, self.read_settings(WindowSettings), list(self.feed_dtypes))
+        self.settings = self.read_settings(SeqClsSettings)
+        self.label_names = np.array([n.encode("utf-8") for n in self.settings.labels], dtype=np.object_)
+        self.logits = self.runner.signature.outputs[0].name
+        self.text_inputs = [i["name"] for i in self.config["input"]]
+
+    def _read(self, request) -> list[list[str]]:
+        arrays = {name: input_array(request, name) for name in self.text_inputs}
+        missing = [name for name, array in arrays.items() if array is None]
+        if missing:
+            raise InvalidRequest(f"inputs {missing} are missing")
+        return [decode_texts(array, name) for name, array in arrays.items()]
+
+    def answer(self, requests):
+        parsed = [self._read(request) for request in requests]
+        columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
+        encoded = self.encoder.encode(columns)
+        self.metrics.texts.increment(len(encoded.truncated))
+        self.metrics.truncated.increment(int(encoded.truncated.sum()))
+        feeds = {name: np.ascontiguousarray(encoded.feeds[name], dtype=dtype)
+                 for name, dtype in self.feed_dtypes.items()}
+        logits = run_within_budget(self.runner, feeds, self.max_batch_tokens)[self.logits]
+        check_finite({self.logits: logits})
+        result = decode(logits, self.settings)
+        columns = {
+            interface.LABEL: result.label[:, None],
+            interface.CONFIDENCE: result.confidence[:, None],
+            interface.LABEL_NAME: self.label_names[result.label][:, None],
+            interface.PROBABILITIES: result.probabilities,
+            interface.SELECTED: result.selected,
+            interface.TRUNCATED: encoded.truncated.reshape(-1, 1),
+        }
+        responses, row = [], 0
+        for item in parsed:
+            rows = slice(row, row + len(item[0]))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                output_tensor(name, columns[name][rows], dtype) for name, dtype in self.dtypes.items()]))
+            row += len(item[0])
+        return responses
