@@ -156,7 +156,10 @@ def _cmd_verify(args) -> int:
     rows = list(zip(texts, pairs)) if pairs is not None else [(t,) for t in texts]
 
     def run(url: str):
-        return verify(repository, name, url, rows, source, args.tolerance, args.min_agreement)
+        from builder.triton.target import direct_model_name
+
+        return verify(repository, name, url, rows, source, args.tolerance, args.min_agreement,
+                      direct_model_name(name) if args.direct else None)
 
     if args.url:
         report = run(args.url)
@@ -323,6 +326,7 @@ def _add_verify(sub) -> None:
     p.add_argument("--name", help="ensemble name (default: the repository's only one)")
     p.add_argument("--texts", help="texts file, one a line (pairs: text<TAB>pair); default: MODEL/data.txt")
     p.add_argument("--url", help="gRPC address of a running server")
+    p.add_argument("--direct", action="store_true", help="ask NAME_direct (built with --direct), not the ensemble")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max probability difference (default: %(default)s)")
     p.add_argument("--min-agreement", type=float, default=1.0,
                    help="share of texts whose answer must be identical (default: %(default)s; INT8: e.g. 0.95)")

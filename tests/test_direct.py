@@ -120,3 +120,12 @@ def test_check_covers_the_direct_model(repository):
 def test_direct_is_refused_where_it_cannot_serve(options):
     with pytest.raises(UserError, match="--direct"):
         check_runtime_options(options, None)
+
+
+@pytest.mark.server
+def test_builder_verify_cli_asks_the_direct_model(server, repository, example_model, capsys):
+    from builder.cli import main
+
+    assert main(["verify", str(repository), "--name", "intent_ort", "--direct", "--url", server.grpc_url,
+                 "--texts", str(example_model / "data.txt")]) == 0
+    assert '"agreement": 1.0' in capsys.readouterr().out
