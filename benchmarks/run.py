@@ -114,7 +114,9 @@ def serving(system: System, task: str, paths: dict):
     if system.kind == BARE:
         yield "", 0, None
     elif system.kind in (TRITON, DIRECT):
-        with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free()) as server:
+        # Only the measured entry (the ensemble loads its steps): an idle second engine would share the machine.
+        entry = direct_model_name(task) if system.kind == DIRECT else task
+        with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free(), load_models=(entry,)) as server:
             spec, _ = read_build(paths["triton"][(system.runtime, task)], task)
             yield server.grpc_url, server.pid, spec
     elif system.kind == PADDLE_SERVING:
