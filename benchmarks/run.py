@@ -170,7 +170,8 @@ def _measure_system(system: System, task: str, paths: dict, workloads: dict, fil
                     try:
                         row.perf_analyzer = asdict(perf_measure(analyzer, url, model, workload.requests,
                                                                 [t.name for t in spec.inputs], concurrency,
-                                                                args.seconds, batched=system.kind == DIRECT))
+                                                                args.seconds, batched=system.kind == DIRECT,
+                                                                stability_percentage=args.perf_analyzer_stability))
                     except RuntimeError as exc:  # e.g. no stable window on a busy machine: ours still counts
                         log.warning("%s c%d: %s", system.name, concurrency, exc)
                 rows.append(row)
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-perf-analyzer", dest="perf_analyzer", action="store_false",
                         help="skip Triton's perf_analyzer beside our load generator on the Triton systems "
                              "(fetched on first use: benchmarks/perf_analyzer.py)")
+    parser.add_argument("--perf-analyzer-stability", type=float, default=50.0, metavar="PERCENT",
+                        help="how far perf_analyzer's trials may differ before it tries again; it gives up "
+                             "after six (default: %(default)s)")
     parser.add_argument("--no-tokenizer", dest="tokenizer", action="store_false",
                         help="skip the tokenizer comparison with PaddleNLP")
     parser.add_argument("--size", choices=["medium", "nano", "base", "tinybert"],

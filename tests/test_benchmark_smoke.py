@@ -16,7 +16,8 @@ def test_benchmark_run_writes_every_output(example_model, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--workdir", str(tmp_path), "--output", str(output),
          "--workloads", "seq_cls_short", "--systems", "bare_paddle", "triton_paddle", "simple_server_paddle",
-         "--concurrency", "1", "2", "--seconds", "0.5", "--warmup", "0.2", "--requests", "8"],
+         "--concurrency", "1", "2", "--seconds", "0.5", "--warmup", "0.2", "--requests", "8",
+         "--perf-analyzer-stability", "1000"],  # a busy machine must not fail a run that asserts no speed
         capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((output / "results.json").read_text(encoding="utf-8"))
