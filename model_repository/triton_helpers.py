@@ -105,6 +105,19 @@ def decode_texts(values: np.ndarray, tensor_name: str) -> list[str]:
     return texts
 
 
+def read_text_columns(request, names: list[str]) -> list[list[str]]:
+    """The request's text inputs, one list of str per name; raises InvalidRequest for a missing
+    input, bad text, or columns of different lengths."""
+    arrays = {name: input_array(request, name) for name in names}
+    missing = [name for name, array in arrays.items() if array is None]
+    if missing:
+        raise InvalidRequest(f"inputs {missing} are missing")
+    columns = [decode_texts(array, name) for name, array in arrays.items()]
+    if any(len(c) != len(columns[0]) for c in columns):
+        raise InvalidRequest(f"inputs {names} have different numbers of rows")
+    return columns
+
+
 def output_tensor(name: str, array: np.ndarray, dtype: np.dtype) -> "pb_utils.Tensor":
     return pb_utils.Tensor(name, np.ascontiguousarray(array.astype(dtype, copy=False)))
 

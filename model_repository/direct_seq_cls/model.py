@@ -16,11 +16,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import StepModel, decode_texts, input_array, output_tensor  # noqa: E402
+from triton_helpers import StepModel, output_tensor, read_text_columns  # noqa: E402
 
 from serving_core import interface  # noqa: E402
 from serving_core.encoder import FeedEncoder  # noqa: E402
-from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.feed_checks import check_finite  # noqa: E402
 from serving_core.model_step import ModelStepSettings, create_step_runner  # noqa: E402
 from serving_core.runtime import run_within_budget  # noqa: E402
@@ -45,15 +44,8 @@ class TritonPythonModel(StepModel):
         self.logits = self.runner.signature.outputs[0].name
         self.text_inputs = [i["name"] for i in self.config["input"]]
 
-    def _read(self, request) -> list[list[str]]:
-        arrays = {name: input_array(request, name) for name in self.text_inputs}
-        missing = [name for name, array in arrays.items() if array is None]
-        if missing:
-            raise InvalidRequest(f"inputs {missing} are missing")
-        return [decode_texts(array, name) for name, array in arrays.items()]
-
     def answer(self, requests):
-        parsed = [self._read(request) for request in requests]
+        parsed = [read_text_columns(request, self.text_inputs) for request in requests]
         columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
         encoded = self.encoder.encode(columns)
         self.metrics.texts.increment(len(encoded.truncated))

@@ -14,10 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import StepModel, decode_texts, input_array, output_tensor  # noqa: E402
+from triton_helpers import StepModel, output_tensor, read_text_columns  # noqa: E402
 
 from serving_core import interface  # noqa: E402
-from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.encoder import FeedEncoder  # noqa: E402
 from serving_core.tokenization import ErnieTokenizer, TokenizerSettings  # noqa: E402
 from serving_core.windows import WindowSettings  # noqa: E402
@@ -33,16 +32,6 @@ class TritonPythonModel(StepModel):
         self.text_inputs = [i["name"] for i in self.config["input"]]
         self.feed_names = [n for n in self.dtypes if n not in interface.TOKENIZER_EXTRAS]
         self.encoder = FeedEncoder(self.tokenizer, self.windows, self.feed_names)
-
-    def _read(self, request) -> list[list[str]]:
-        arrays = {name: input_array(request, name) for name in self.text_inputs}
-        missing = [name for name, array in arrays.items() if array is None]
-        if missing:
-            raise InvalidRequest(f"inputs {missing} are missing")
-        columns = [decode_texts(array, name) for name, array in arrays.items()]
-        if any(len(c) != len(columns[0]) for c in columns):
-            raise InvalidRequest(f"inputs {self.text_inputs} have different numbers of rows")
-        return columns
 
     def _encode(self, columns: list[list[str]]) -> tuple[dict, dict]:
         """All texts of the batch -> (output name -> array with one row per text,
@@ -67,7 +56,7 @@ class TritonPythonModel(StepModel):
                         "offsets": np.maximum(batch.num_tokens, 1)}
 
     def answer(self, requests):
-        parsed = [self._read(request) for request in requests]
+        parsed = [read_text_columns(request, self.text_inputs) for request in requests]
         columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
         arrays, extents = self._encode(columns)
         responses, row = [], 0
