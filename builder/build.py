@@ -23,9 +23,10 @@ from serving_core.encoder import FeedEncoder
 from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, read_vocab,
                                        settings_from_tokenizer_config)
 
-from builder.engine.choice import choose_engine, expect_from_file
-from builder.engine.proof import PROBE_TEXTS, SourceProbe, prove_converted, prove_paddle
-from builder.source.export import convert_to_onnx, export_once
+from builder.engine.choice import choose_engine, choose_for_quantized_program, expect_from_file
+from builder.engine.proof import SourceProbe, cannot_run, prove_converted, prove_paddle
+from builder.source.export import export_once
+from builder.source.onnx_conversion import convert_to_onnx
 from builder.engine.quantize import calibration_rows, check_int8, quantize_dynamic_int8, quantize_static_openvino
 from builder.options import BuildOptions
 from builder.staging import CORE_DIR
@@ -282,8 +283,7 @@ def runtime_signature(source: ProgramSignature, served: ProgramSignature, progra
 class PreparedEngine:
     """The engine a build serves: the options with the runtime settled, the files the model step
     runs and their signature as that runtime exposes them, the proof that it computes what the
-    source model does (None for INT8 Paddle programs, which have no independent reference and
-    are only run once with their weights), and what --runtime auto measured (None otherwise)."""
+    source model does, and what --runtime auto measured (None otherwise)."""
 
     options: BuildOptions
     files: object
@@ -294,14 +294,14 @@ class PreparedEngine:
 
 def prepare_engine(source, options: BuildOptions, program, signature: ProgramSignature, tokenizer,
                    work: Path) -> PreparedEngine:
-    if options.runtime in (None, RuntimeKind.PADDLE) and program.format is not ProgramFormat.ONNX \
-            and is_quantized(program):  # an INT8 Paddle program: on Paddle Inference, whatever auto would say
-        prove_weights(program, tokenizer)
-        return PreparedEngine(replace(options, runtime=RuntimeKind.PADDLE), program, signature, None)
-    if options.runtime is None and options.gpu_onnxruntime:  # the GPU step runs on ONNX Runtime
-        options = replace(options, runtime=RuntimeKind.ONNXRUNTIME)
     weights = (program.params_file or program.model_file if source.program else
                source.mindspore_files[0] if source.mindspore_files else checkpoint_weights(source.directory))
+    if program.format is not ProgramFormat.ONNX and is_quantized(program):
+        _check_paddle_int8_runs(program)  # the program on Paddle is its own reference
+        probe = SourceProbe(source, options.task, tokenizer, weights)
+        return _prepare_quantized_program(probe, options, program, signature, tokenizer, work)
+    if options.runtime is None and options.gpu_onnxruntime:  # the GPU step runs on ONNX Runtime
+        options = replace(options, runtime=RuntimeKind.ONNXRUNTIME)
     probe = SourceProbe(source, options.task, tokenizer, weights or source.directory)
     convert = functools.lru_cache(maxsize=1)(lambda p: _try_convert(p, work / "model.onnx"))
     choice = None
@@ -356,18 +356,41 @@ def _try_convert(program, output: Path):
         return None
 
 
-def prove_weights(program, tokenizer) -> None:
-    """Load an INT8 Paddle program with its weights and run the probe texts through it, before
-    anything is written: a truncated, corrupt or mismatched weights file fails here, naming it."""
-    try:
-        runner = PaddleRunner(program)
-        names = [t.name for t in runner.signature.inputs]
-        feeds = FeedEncoder(tokenizer, WindowSettings(), names).encode([list(PROBE_TEXTS)]).feeds
-        runner.run({t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs})
-    except Exception as exc:
-        raise UserError(f"the program cannot run with these weights ({type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0][:300]}); the file may be truncated, corrupt or from "
-                        "another model: export it again", str(program.params_file or program.model_file)) from exc
+def _prepare_quantized_program(probe: SourceProbe, options: BuildOptions, program, signature: ProgramSignature,
+                               tokenizer, work: Path) -> PreparedEngine:
+    """A quantization-aware Paddle program: its reference is the program itself on Paddle's native
+    kernels (`probe`). Auto measures every engine that runs it; a named runtime is proven alone:
+    OpenVINO reads a Paddle 2.x program itself, ONNX Runtime needs paddle2onnx's conversion."""
+    choice = None
+    if options.runtime is None:
+        convert = functools.partial(convert_to_onnx, output_file=work / "model.onnx")
+        expect = expect_from_file(Path(options.expect), tokenizer) if Path(options.expect).is_file() \
+            else options.expect
+        kind, files, proof, choice = choose_for_quantized_program(probe, program, tokenizer, convert,
+                                                                  options.num_threads, expect)
+        options = replace(options, runtime=kind)
+    elif options.runtime is RuntimeKind.PADDLE:
+        files, proof = program, prove_paddle(probe, program, "fp32", options.num_threads)
+    elif options.runtime is RuntimeKind.OPENVINO and program.format is ProgramFormat.LEGACY:
+        files = program
+        try:
+            proof = prove_converted(probe, options.runtime, program, program, options.num_threads)
+        except UserError:
+            raise
+        except Exception as exc:  # OpenVINO's Paddle reader has no INT8 embedding lookup (dequantize_log)
+            raise UserError(f"OpenVINO cannot read this quantized program ({cannot_run(exc)}); serve it with "
+                            "--runtime paddle",
+                            str(program.model_file)) from exc
+    else:
+        try:
+            files = convert_to_onnx(program, work / "model.onnx")
+        except UserError as exc:
+            raise UserError(f"{exc.message}; this quantized program runs on --runtime paddle (or openvino, "
+                            "for a Paddle 2.x .pdmodel)", exc.path) from exc
+        proof = prove_converted(probe, options.runtime, files, program, options.num_threads)
+    if files is not program:
+        signature = runtime_signature(signature, read_signature(files), program)
+    return PreparedEngine(options, files, signature, proof, choice)
 
 
 def check_runtime_options(options: BuildOptions, program) -> None:
@@ -391,13 +414,11 @@ def check_runtime_options(options: BuildOptions, program) -> None:
     if options.runtime is RuntimeKind.PADDLE and program.format is ProgramFormat.ONNX:
         raise UserError("an ONNX program runs on ONNX Runtime: build it with --runtime onnxruntime",
                         str(program.model_file))
-    if options.runtime in (None, RuntimeKind.PADDLE) and program.format is not ProgramFormat.ONNX \
-            and is_quantized(program):  # auto serves an INT8 Paddle program on Paddle Inference
-        _check_paddle_int8_runs(program)
 
 
 def _check_paddle_int8_runs(program) -> None:
-    """An INT8 Paddle program (quantize/dequantize ops) is served only if Paddle Inference runs it here."""
+    """An INT8 Paddle program (quantize/dequantize ops) is its own reference on Paddle Inference: it is
+    built only if Paddle Inference runs it here."""
     import numpy as np
 
     try:

@@ -80,32 +80,45 @@ class OnnxRunner:
 
 
 class OpenVinoRunner:
-    """OpenVINO on CPU, reading the ONNX conversion. FP32 is asked for explicitly: on a CPU with
-    bfloat16 instructions OpenVINO otherwise computes in bf16 (0.007 off in logits on ERNIE 3.0
-    Medium); `precision="bf16"` asks for that on purpose."""
+    """OpenVINO on CPU, reading the ONNX conversion or a Paddle 2.x `.pdmodel` itself (its Paddle
+    reader takes quantization-aware programs, which paddle2onnx cannot convert). FP32 is asked for
+    explicitly: on a CPU with bfloat16 instructions OpenVINO otherwise computes in bf16 (0.007 off
+    in logits on ERNIE 3.0 Medium); `precision="bf16"` asks for that on purpose."""
 
     def __init__(self, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32"):
         import openvino
 
         self.signature = read_signature(files)
         core = openvino.Core()
-        compiled = core.compile_model(core.read_model(str(files.model_file)), "CPU", {
+        model = core.read_model(str(files.model_file), str(files.params_file) if files.params_file else None)
+        compiled = core.compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": num_threads, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
         self._request = compiled.create_infer_request()
-        # By position: OpenVINO may name an output after the node that makes it ("Add.135").
-        self._outputs = list(zip(compiled.outputs, (t.name for t in self.signature.outputs)))
-        self._inputs = [t.name for t in self.signature.inputs]
+        self._outputs = list(zip(_outputs_in_order(compiled.outputs, self.signature),
+                                 (t.name for t in self.signature.outputs)))
+        self._inputs = [t.name for t in self.signature.inputs]  # fed by name: a .pdmodel's come in another order
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self._request.infer({name: np.ascontiguousarray(feeds[name]) for name in self._inputs})
         return {name: np.array(results[output]) for output, name in self._outputs}
 
 
+def _outputs_in_order(outputs, signature: ProgramSignature) -> list:
+    """OpenVINO's outputs in the program's order: by tensor name where OpenVINO kept the program's
+    names, else by position (it may name an ONNX output after the node that makes it, "Add.135")."""
+    by_name = {name: output for output in outputs for name in output.get_names()}
+    if all(t.name in by_name for t in signature.outputs):
+        return [by_name[t.name] for t in signature.outputs]
+    return list(outputs)
+
+
 def create_runner(kind: RuntimeKind, files: ProgramFiles, num_threads: int = 1, precision: str = "fp32",
                   onednn: bool = True) -> Runner:
-    if kind in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO) and files.format is not ProgramFormat.ONNX:
+    if kind is RuntimeKind.ONNXRUNTIME and files.format is not ProgramFormat.ONNX:
         raise ValueError(f"{kind} runs an .onnx file, got {files.model_file}")
+    if kind is RuntimeKind.OPENVINO and files.format is ProgramFormat.PIR:
+        raise ValueError(f"{kind} runs an .onnx or Paddle 2.x .pdmodel file, got {files.model_file}")
     if kind is RuntimeKind.ONNXRUNTIME:
         return OnnxRunner(files, num_threads)
     if kind is RuntimeKind.OPENVINO:

@@ -20,7 +20,7 @@ def test_pir_export_int32(static_export):
 
 
 def test_onnx_signature_keeps_paddle_names(static_export, tmp_path):
-    from builder.source.export import convert_to_onnx
+    from builder.source.onnx_conversion import convert_to_onnx
 
     onnx_files = convert_to_onnx(find_program(static_export), tmp_path / "m.onnx")
     signature = read_signature(onnx_files)

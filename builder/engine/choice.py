@@ -23,7 +23,7 @@ from serving_core.program import ProgramFiles, ProgramFormat
 from serving_core.runtime import RuntimeKind, create_runner
 from serving_core.windows import WindowSettings
 
-from builder.engine.proof import EngineProof, SourceProbe, prove_converted, prove_paddle
+from builder.engine.proof import EngineProof, SourceProbe, cannot_run, prove_converted, prove_paddle
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,9 @@ class EngineChoice:
                             for t in self.timings]}
 
     def describe(self) -> str:
-        shown = "; ".join(f"{t.engine} {t.short_ms:.1f} ms (1 x 16) / {t.long_ms:.0f} ms (8 x max_seq_len)"
+        shown = "; ".join(f"{t.engine} {t.short_ms:.3g} ms (1 x 16) / {t.long_ms:.3g} ms (8 x max_seq_len)"
                           for t in self.timings)
-        refused = f"; not correct here: {', '.join(self.refused)}" if self.refused else ""
+        refused = f"; set aside (build.json says why): {', '.join(self.refused)}" if self.refused else ""
         what = f"{self.runtime} ({self.precision})" if self.precision != "fp32" else self.runtime
         return f"--runtime auto chose {what} for {self.expect} traffic: {shown}{refused}"
 
@@ -118,6 +118,57 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
                 candidates[kind] = (converted, proof, proof.runner)
         except UserError as exc:
             refused[kind.value] = str(exc).split(": ", 1)[-1][:300]
+    return _fastest(candidates, refused, program, tokenizer, expect, "int8" if quantize else "fp32")
+
+
+def choose_for_quantized_program(probe: SourceProbe, program: ProgramFiles, tokenizer, convert, threads: int,
+                                 expect: str) -> tuple[RuntimeKind, ProgramFiles, EngineProof, EngineChoice]:
+    """A quantization-aware Paddle program (quantize/dequantize ops, perhaps INT8 embeddings read
+    through dequantize_log), as PaddleSlim's QAT writes it. The candidates are every engine that
+    can run it: Paddle Inference; OpenVINO reading a Paddle 2.x `.pdmodel` itself; and ONNX
+    Runtime and OpenVINO on paddle2onnx's conversion, where `convert(program)` makes one (it
+    raises UserError where paddle2onnx cannot: 2.1 converts none of PaddleSlim's programs). Each
+    is proven against the program on Paddle's native kernels (`probe`), then timed as
+    choose_engine times FP32 candidates."""
+    if expect not in EXPECT:
+        raise UserError(f"--expect {expect!r}: use short, long, mixed or a file of typical texts")
+    candidates, refused = {}, {}
+    try:
+        proof = prove_paddle(probe, program, "fp32", threads)
+        candidates[RuntimeKind.PADDLE] = (program, proof, proof.runner)
+    except UserError as exc:
+        refused[RuntimeKind.PADDLE.value] = str(exc).split(": ", 1)[-1][:300]
+    if program.format is ProgramFormat.LEGACY:
+        _try_candidate(candidates, refused, RuntimeKind.OPENVINO, lambda: prove_converted(
+            probe, RuntimeKind.OPENVINO, program, program, threads), program)
+    try:
+        converted = convert(program)
+    except UserError as exc:  # paddle2onnx's reason
+        refused[RuntimeKind.ONNXRUNTIME.value] = exc.message[:300]
+    else:
+        for kind in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
+            if kind not in candidates:
+                _try_candidate(candidates, refused, kind, lambda: prove_converted(probe, kind, converted, program,
+                                                                                    threads), converted)
+    return _fastest(candidates, refused, program, tokenizer, expect, "int8")
+
+
+def _try_candidate(candidates: dict, refused: dict, kind: RuntimeKind, prove, files: ProgramFiles) -> None:
+    """Add `kind` with its proof, or say why it is not one (its answers differ, or it cannot read
+    the program: OpenVINO's Paddle reader has no INT8 embedding lookup)."""
+    try:
+        proof = prove()
+    except UserError as exc:
+        refused[kind.value] = str(exc).split(": ", 1)[-1][:300]
+        return
+    except Exception as exc:  # the engine cannot load or run the program at all
+        refused[kind.value] = f"cannot run the program ({cannot_run(exc)})"
+        return
+    candidates[kind] = (files, proof, proof.runner)
+
+
+def _fastest(candidates: dict, refused: dict, program: ProgramFiles, tokenizer, expect: str, precision: str):
+    """The candidate fastest for the expected traffic, with every candidate's timings."""
     if not candidates:
         raise UserError("no engine computes what the source model does: " + "; ".join(
             f"{engine}: {why}" for engine, why in refused.items()), str(program.model_file))
@@ -125,7 +176,7 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
     timings = [EngineTiming(kind.value, *_time(runner, shapes)) for kind, (_, _, runner) in candidates.items()]
     scores = _score(timings, expect)
     chosen = min(candidates, key=lambda kind: scores[kind.value])
-    choice = EngineChoice(chosen.value, expect, tuple(timings), refused, "int8" if quantize else "fp32")
+    choice = EngineChoice(chosen.value, expect, tuple(timings), refused, precision)
     log.info("%s", choice.describe())
     files, proof, _ = candidates[chosen]
     return chosen, files, proof, choice

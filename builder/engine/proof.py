@@ -141,8 +141,9 @@ def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, thre
 
 def prove_converted(probe: SourceProbe, kind: RuntimeKind, converted: ProgramFiles, program: ProgramFiles,
                     threads: int, precision: str = "fp32") -> EngineProof:
-    """An engine that runs the ONNX conversion (ONNX Runtime, OpenVINO) must compute what the
-    source model does (paddle2onnx has lost weights of some Paddle 2.x programs silently)."""
+    """An engine that runs the ONNX conversion (ONNX Runtime, OpenVINO), or OpenVINO reading a
+    Paddle 2.x program itself (`converted` is `program`), must compute what the source model does
+    (paddle2onnx has lost weights of some Paddle 2.x programs silently)."""
     runner = create_runner(kind, converted, threads, precision)
     figures = probe.measure(runner, kind.value)
     if figures.agrees(precision):
@@ -153,6 +154,15 @@ def prove_converted(probe: SourceProbe, kind: RuntimeKind, converted: ProgramFil
             advice = "serve it with --runtime paddle, which agrees"
     except UserError:
         pass
-    raise UserError(f"{kind.value} on the ONNX conversion does not compute what the source model "
+    read = "the ONNX conversion" if converted is not program else "the program itself"
+    raise UserError(f"{kind.value} on {read} does not compute what the source model "
                     f"({probe.reference}) does: {figures.describe()} on sample texts (tolerance "
                     f"{TOLERANCE[precision]:g}); {advice}", str(program.model_file))
+
+
+def cannot_run(exc: Exception) -> str:
+    """Why an engine could not load or run a program, in one line (OpenVINO names the op it
+    could not convert on one line of many)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    why = next((line for line in lines if "Fail to convert" in line), lines[-1])
+    return f"{type(exc).__name__}: {why[:200]}"

@@ -93,15 +93,3 @@ def export_once(source: ModelSource, task: Task, output_dir: Path, int_dtype: st
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files
-
-
-def convert_to_onnx(program: ProgramFiles, output_file: Path, opset: int = 14) -> ProgramFiles:
-    """paddle2onnx without its optimizer (the default one pip-installs packages at run time)."""
-    import paddle2onnx
-
-    if program.format is ProgramFormat.ONNX:
-        return program
-    log.info("converting %s to ONNX (opset %d)", program.model_file.name, opset)
-    paddle2onnx.export(str(program.model_file), str(program.params_file), save_file=str(output_file),
-                       opset_version=opset, optimize_tool="None", verbose=False)
-    return ProgramFiles(ProgramFormat.ONNX, output_file, None)
