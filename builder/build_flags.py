@@ -93,7 +93,7 @@ FLAGS = (
     Flag("--calibration-texts", "quantize_options.calibration_file", "texts for the INT8 check (default: "
          "MODEL/dev.txt or data.txt)", INT8, convert=_path),
     Flag("--min-agreement", "quantize_options.min_agreement", "fail the build when INT8 keeps fewer argmax "
-         "decisions of the source model (default: %(default)s)", INT8, argparse={"type": float, "default": 0.98}),
+         "decisions of the source model (default: %(default)s)", INT8, argparse={"type": float, "default": 0.99}),
     Flag("--gpu-onnxruntime", "gpu_onnxruntime", "model step = Triton's native onnxruntime backend on GPU with "
          "dynamic batching (runs on ONNX Runtime; auto picks it)", GPU, argparse={"action": "store_true"}),
     Flag("--gpu-tensorrt", "gpu_tensorrt", "with the TensorRT execution accelerator", GPU,

@@ -9,6 +9,9 @@ own Predictor computed (qat_expected.json), which no engine here produced."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +93,22 @@ def test_engines_that_cannot_run_the_program_are_refused_and_write_nothing(tmp_p
     with pytest.raises(UserError, match="OpenVINO cannot read this quantized program .*lookup_table_v2"):
         build(PROGRAMS, tmp_path / "ov", options("quant_emb", RuntimeKind.OPENVINO), show_progress=False)
     assert not (tmp_path / "ort").exists() and not (tmp_path / "ov").exists()
+
+
+@pytest.mark.server
+def test_the_paddle_serving_service_runs_the_engine_auto_chose(tmp_path):
+    """OpenVINO reading the Paddle 2.x program runs inside the Paddle Serving op too."""
+    from builder.paddle_serving.server import PipelineService
+
+    build(PROGRAMS, tmp_path, replace(options("int8", name="qat_ps"), target="all"), show_progress=False)
+    service_dir = tmp_path / "paddle_serving" / "qat_ps"
+    assert json.loads((service_dir / "service.json").read_text())["spec"]["model"]["runtime"] == "openvino"
+    expected = softmax(np.array(EXPECTED["int8"], dtype=np.float32))
+    labels = (COMPRESSED / "labels.txt").read_text(encoding="utf-8").split()
+    with PipelineService(service_dir) as service:  # its client in its own process (it needs Python protobuf)
+        client = subprocess.run([sys.executable, "-m", "clients.paddle_serving", "--task", "seq_cls", "--url",
+                                 service.url, *EXPECTED["texts"]], capture_output=True, text=True, timeout=180)
+    assert client.returncode == 0, client.stderr
+    answers = [json.loads(line) for line in client.stdout.splitlines()]
+    assert [a["label_name"] for a in answers] == [labels[i] for i in expected.argmax(-1)]
+    assert np.abs(np.array([a["confidence"] for a in answers]) - expected.max(-1)).max() < 1e-5

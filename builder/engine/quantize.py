@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class QuantizeOptions:
     per_channel: bool = False
     embeddings: bool = False  # also quantize the embedding tables (Gather)
-    min_agreement: float = 0.98  # share of argmax decisions INT8 must keep
+    min_agreement: float = 0.99  # share of confident argmax decisions INT8 must keep
     calibration_file: Path | None = None  # texts, one a line (qa: question<TAB>context)
 
 
