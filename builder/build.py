@@ -161,8 +161,7 @@ def compare_engines(model_dir: Path, options: BuildOptions):
         engine = prepare_engine(model.source, replace(options, runtime=None, quantize=None), program,
                                 read_signature(program), model.tokenizer, Path(work))
     if engine.choice is None:
-        raise UserError("this program runs on one engine only (an INT8 Paddle program): nothing to compare",
-                        str(model_dir))
+        raise UserError("--gpu-onnxruntime runs on ONNX Runtime only: nothing to compare", str(model_dir))
     return engine.choice
 
 

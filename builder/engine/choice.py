@@ -56,7 +56,7 @@ class EngineChoice:
     def describe(self) -> str:
         shown = "; ".join(f"{t.engine} {t.short_ms:.3g} ms (1 x 16) / {t.long_ms:.3g} ms (8 x max_seq_len)"
                           for t in self.timings)
-        refused = f"; set aside (build.json says why): {', '.join(self.refused)}" if self.refused else ""
+        refused = f"; set aside (engine_choice.refused says why): {', '.join(self.refused)}" if self.refused else ""
         what = f"{self.runtime} ({self.precision})" if self.precision != "fp32" else self.runtime
         return f"--runtime auto chose {what} for {self.expect} traffic: {shown}{refused}"
 
