@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.build import build
+from builder.build import build, compare_engines
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
@@ -73,6 +73,11 @@ def test_auto_measures_every_engine_that_runs_the_program_and_says_why_others_ca
     assert quant_emb["runtime"] == "paddle"
     assert "lookup_table_v2" in quant_emb["refused"]["openvino"]  # no INT8 embedding lookup in its reader
     assert "paddle2onnx cannot convert" in quant_emb["refused"]["onnxruntime"]
+
+
+def test_builder_bench_shows_the_comparison_without_building():
+    choice = compare_engines(PROGRAMS, options("int8"))
+    assert {t.engine for t in choice.timings} == {"paddle", "openvino"} and "onnxruntime" in choice.refused
 
 
 @pytest.mark.server
