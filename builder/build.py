@@ -413,6 +413,10 @@ def check_runtime_options(options: BuildOptions, program) -> None:
     if options.runtime is RuntimeKind.PADDLE and program.format is ProgramFormat.ONNX:
         raise UserError("an ONNX program runs on ONNX Runtime: build it with --runtime onnxruntime",
                         str(program.model_file))
+    if (options.quantize or options.precision != "fp32") and is_quantized(program):
+        flag = "--quantize int8" if options.quantize else f"--precision {options.precision}"
+        raise UserError(f"this program is already INT8 (quantize/dequantize ops): build it without {flag}",
+                        str(program.model_file))
 
 
 def _check_paddle_int8_runs(program) -> None:

@@ -97,7 +97,9 @@ def test_engines_that_cannot_run_the_program_are_refused_and_write_nothing(tmp_p
         build(PROGRAMS, tmp_path / "ort", options("int8", RuntimeKind.ONNXRUNTIME), show_progress=False)
     with pytest.raises(UserError, match="OpenVINO cannot read this quantized program .*lookup_table_v2"):
         build(PROGRAMS, tmp_path / "ov", options("quant_emb", RuntimeKind.OPENVINO), show_progress=False)
-    assert not (tmp_path / "ort").exists() and not (tmp_path / "ov").exists()
+    with pytest.raises(UserError, match="already INT8 .*without --quantize int8"):
+        build(PROGRAMS, tmp_path / "twice", replace(options("int8"), quantize="int8"), show_progress=False)
+    assert not any((tmp_path / name).exists() for name in ("ort", "ov", "twice"))
 
 
 @pytest.mark.server
