@@ -1,6 +1,7 @@
 """Every engine side by side on models of the sizes users deploy: bare, per shape, in one run.
 
     .venv/bin/python -m benchmarks.engines --sizes medium nano --rounds 5
+    .venv/bin/python -m benchmarks.engines --sizes medium --shapes 4x16 8x16 16x16 --output engines_batches
 
 For each size (benchmarks.sizes: PaddleNLP's own configuration, random weights) the model is
 built once per engine with `builder build` (paddle, onnxruntime, openvino; onnxruntime and
@@ -10,6 +11,8 @@ the model step serves) on one text of 16 tokens and on 32 texts of 128 tokens. T
 alternate the engines, so a burst of other load on the machine hits all of them. Prints and
 writes (results/engines.json, results/engines.md) p50 and texts/s per engine and shape, and the
 ratio to Paddle Inference; INT8 rows also give their label agreement with FP32 on those texts.
+`--shapes BxT ...` measures other shapes (B texts of T tokens), e.g. the batch sizes a server
+forms (16 closed-loop clients make batches of about 8), into `--output`'s files.
 """
 from __future__ import annotations
 
@@ -21,6 +24,18 @@ from pathlib import Path
 import numpy as np
 
 SHAPES = {"1 x 16": (1, "明天早上七点提醒我给妈妈打"), "32 x 128": (32, "导航到北京西站然后播放周杰伦的歌" * 12)}
+FILLER = "导航到北京西站然后播放周杰伦的歌"  # CJK: one token a character
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, str]]:
+    """"8x16" -> ("8 x 16", (8, a text of 16 tokens with [CLS] and [SEP]))."""
+    try:
+        count, tokens = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a shape as TEXTSxTOKENS, e.g. 8x16") from None
+    if count < 1 or tokens < 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least one text of three tokens")
+    return f"{count} x {tokens}", (count, (FILLER * (tokens // len(FILLER) + 1))[:tokens - 2])
 ENGINES = {"paddle": {"runtime": "paddle"}, "onnxruntime": {"runtime": "onnxruntime"},
            "openvino": {"runtime": "openvino"}, "onnxruntime_int8": {"runtime": "onnxruntime", "quantize": "int8"},
            "openvino_int8": {"runtime": "openvino", "quantize": "int8"}}
@@ -47,17 +62,19 @@ def build_engines(model: Path, repository: Path, threads: int) -> dict:
     return engines
 
 
-def measure(engines: dict, rounds: int, runs: int) -> dict:
-    """{shape: {engine: [seconds]}}, the engines alternating round by round."""
+def measure(engines: dict, rounds: int, runs: int, shapes: dict = SHAPES) -> dict:
+    """{shape: {engine: [seconds]}}, the engines alternating round by round; runs per round scale
+    down with a shape's tokens (a tenth of `runs` for 32 x 128)."""
     feeds = {shape: {name: engine.feeds([(text,)] * count) for name, engine in engines.items()}
-             for shape, (count, text) in SHAPES.items()}
-    seconds = {shape: {name: [] for name in engines} for shape in SHAPES}
-    for shape in SHAPES:
+             for shape, (count, text) in shapes.items()}
+    seconds = {shape: {name: [] for name in engines} for shape in shapes}
+    for shape, (count, text) in shapes.items():
+        repeats = max(runs // 10, 1, min(runs, round(runs * 64 / (count * (len(text) + 2)))))
         for name, engine in engines.items():
             engine.run(feeds[shape][name])  # warm-up
         for _ in range(rounds):
             for name, engine in engines.items():
-                for _ in range(runs if shape == "1 x 16" else max(1, runs // 10)):
+                for _ in range(repeats):
                     started = time.perf_counter()
                     engine.run(feeds[shape][name])
                     seconds[shape][name].append(time.perf_counter() - started)
@@ -80,10 +97,10 @@ def int8_agreement(engines: dict) -> dict[str, float]:
             for name in engines if name.endswith("_int8")}
 
 
-def report(size: str, seconds: dict, agreement: dict) -> list[dict]:
+def report(size: str, seconds: dict, agreement: dict, shapes: dict = SHAPES) -> list[dict]:
     rows = []
     for shape, per_engine in seconds.items():
-        count = SHAPES[shape][0]
+        count = shapes[shape][0]
         base = float(np.median(per_engine["paddle"]))
         for name, values in per_engine.items():
             p50 = float(np.median(values))
@@ -112,7 +129,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="1 x 16 runs per engine and round (32 x 128: a tenth)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="demo/engines")
+    parser.add_argument("--shapes", nargs="+", type=parse_shape, help="TEXTSxTOKENS each (default: 1x16 32x128)")
+    parser.add_argument("--output", default="engines", help="results/OUTPUT.json and .md (default: %(default)s)")
     args = parser.parse_args()
+    shapes = dict(args.shapes) if args.shapes else SHAPES
 
     from builder.quiet import quiet_frameworks
 
@@ -123,12 +143,12 @@ def main() -> None:
     for size in args.sizes:
         work = Path(args.workdir) / size
         engines = build_engines(ensure_model(size, work / "model"), work / "repository", args.threads)
-        rows += report(size, measure(engines, args.rounds, args.runs), int8_agreement(engines))
+        rows += report(size, measure(engines, args.rounds, args.runs, shapes), int8_agreement(engines), shapes)
         del engines
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "engines.json").write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
+    (RESULTS / f"{args.output}.json").write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
     table = markdown(rows)
-    (RESULTS / "engines.md").write_text("# Engines side by side (`python -m benchmarks.engines`)\n\n" + table)
+    (RESULTS / f"{args.output}.md").write_text("# Engines side by side (`python -m benchmarks.engines`)\n\n" + table)
     print(table)
 
 

@@ -43,3 +43,16 @@ def test_perf_analyzer_input_data_is_one_entry_per_request_with_each_input_as_ro
         {"QUESTION": {"content": ["q1", "q2"], "shape": [2, 1]}, "CONTEXT": {"content": ["c1", "c2"], "shape": [2, 1]}},
         {"QUESTION": {"content": ["q3"], "shape": [1, 1]}, "CONTEXT": {"content": ["c3"], "shape": [1, 1]}},
     ]}
+
+
+def test_engine_shapes_are_texts_by_tokens():
+    import argparse
+
+    from benchmarks.engines import parse_shape
+
+    label, (count, text) = parse_shape("8x16")
+    assert label == "8 x 16" and count == 8 and len(text) == 14  # + [CLS] and [SEP]: 16 tokens of CJK
+    assert len(parse_shape("2x128")[1][1]) == 126
+    for bad in ("8", "x16", "0x16", "8x2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_shape(bad)
