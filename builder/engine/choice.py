@@ -104,7 +104,7 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
             proof = prove_paddle(probe, program, precision, threads, convert)
             candidates[RuntimeKind.PADDLE] = (program, proof, proof.runner)
         except UserError as exc:
-            refused[RuntimeKind.PADDLE.value] = str(exc).split(": ", 1)[-1][:300]
+            refused[RuntimeKind.PADDLE.value] = exc.message[:300]
     converted = program if program.format is ProgramFormat.ONNX else convert(program)
     for kind in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
         if converted is None or (precision == "bf16" and kind is RuntimeKind.ONNXRUNTIME):
@@ -117,7 +117,7 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
             else:
                 candidates[kind] = (converted, proof, proof.runner)
         except UserError as exc:
-            refused[kind.value] = str(exc).split(": ", 1)[-1][:300]
+            refused[kind.value] = exc.message[:300]
     return _fastest(candidates, refused, program, tokenizer, expect, "int8" if quantize else "fp32")
 
 
@@ -137,7 +137,7 @@ def choose_for_quantized_program(probe: SourceProbe, program: ProgramFiles, toke
         proof = prove_paddle(probe, program, "fp32", threads)
         candidates[RuntimeKind.PADDLE] = (program, proof, proof.runner)
     except UserError as exc:
-        refused[RuntimeKind.PADDLE.value] = str(exc).split(": ", 1)[-1][:300]
+        refused[RuntimeKind.PADDLE.value] = exc.message[:300]
     if program.format is ProgramFormat.LEGACY:
         _try_candidate(candidates, refused, RuntimeKind.OPENVINO, lambda: prove_converted(
             probe, RuntimeKind.OPENVINO, program, program, threads), program)
@@ -159,7 +159,7 @@ def _try_candidate(candidates: dict, refused: dict, kind: RuntimeKind, prove, fi
     try:
         proof = prove()
     except UserError as exc:
-        refused[kind.value] = str(exc).split(": ", 1)[-1][:300]
+        refused[kind.value] = exc.message[:300]
         return
     except Exception as exc:  # the engine cannot load or run the program at all
         refused[kind.value] = f"cannot run the program ({cannot_run(exc)})"
