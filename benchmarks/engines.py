@@ -38,11 +38,15 @@ def parse_shape(text: str) -> tuple[str, tuple[int, str]]:
     return f"{count} x {tokens}", (count, (FILLER * (tokens // len(FILLER) + 1))[:tokens - 2])
 ENGINES = {"paddle": {"runtime": "paddle"}, "onnxruntime": {"runtime": "onnxruntime"},
            "openvino": {"runtime": "openvino"}, "onnxruntime_int8": {"runtime": "onnxruntime", "quantize": "int8"},
-           "openvino_int8": {"runtime": "openvino", "quantize": "int8"}}
+           "openvino_int8": {"runtime": "openvino", "quantize": "int8"},
+           # ONNX Runtime's INT8 choices, by name (--engines): per-channel weight scales, INT8 embedding tables
+           "onnxruntime_int8_per_channel": {"runtime": "onnxruntime", "quantize": "int8", "per_channel": True},
+           "onnxruntime_int8_embeddings": {"runtime": "onnxruntime", "quantize": "int8", "embeddings": True}}
+DEFAULT_ENGINES = ["paddle", "onnxruntime", "openvino", "onnxruntime_int8", "openvino_int8"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def build_engines(model: Path, repository: Path, threads: int) -> dict:
+def build_engines(model: Path, repository: Path, threads: int, names: list[str] = DEFAULT_ENGINES) -> dict:
     from builder.build import build
     from builder.engine.quantize import QuantizeOptions
     from builder.options import BuildOptions
@@ -52,12 +56,14 @@ def build_engines(model: Path, repository: Path, threads: int) -> dict:
     from .bare import BareEngine
 
     engines = {}
-    for name, settings in ENGINES.items():
+    for name in names:
+        settings = ENGINES[name]
         if not (repository / name / "build.json").is_file():
+            measuring = QuantizeOptions(min_agreement=0.0, per_channel=settings.get("per_channel", False),
+                                        embeddings=settings.get("embeddings", False))
             build(model, repository, BuildOptions(
                 task=Task.SEQ_CLS, name=name, runtime=RuntimeKind(settings["runtime"]), num_threads=threads,
-                quantize=settings.get("quantize"), quantize_options=QuantizeOptions(min_agreement=0.0),
-                overwrite=True), show_progress=False)
+                quantize=settings.get("quantize"), quantize_options=measuring, overwrite=True), show_progress=False)
         engines[name] = BareEngine(repository, name, Task.SEQ_CLS, threads)
     return engines
 
@@ -93,31 +99,42 @@ def int8_agreement(engines: dict) -> dict[str, float]:
         first = engine.runner.signature.outputs[0].name
         return np.concatenate([o[first] for o in out]).argmax(axis=-1)
 
-    return {name: float(np.mean(labels(name) == labels(name.replace("_int8", ""))))
-            for name in engines if name.endswith("_int8")}
+    return {name: float(np.mean(labels(name) == labels(ENGINES[name]["runtime"])))
+            for name in engines if ENGINES[name].get("quantize") and ENGINES[name]["runtime"] in engines}
 
 
-def report(size: str, seconds: dict, agreement: dict, shapes: dict = SHAPES) -> list[dict]:
+def calibration_diffs(repository: Path, names) -> dict[str, float]:
+    """Each INT8 build's largest probability difference from FP32 on its calibration texts (build.json)."""
+    diffs = {}
+    for name in names:
+        calibration = json.loads((repository / name / "build.json").read_text(encoding="utf-8")).get("calibration")
+        if calibration:
+            diffs[name] = calibration["max_probability_diff"]
+    return diffs
+
+
+def report(size: str, seconds: dict, agreement: dict, shapes: dict = SHAPES, diffs: dict | None = None) -> list[dict]:
     rows = []
     for shape, per_engine in seconds.items():
         count = shapes[shape][0]
-        base = float(np.median(per_engine["paddle"]))
+        base = float(np.median(per_engine["paddle"])) if "paddle" in per_engine else float("nan")
         for name, values in per_engine.items():
             p50 = float(np.median(values))
             rows.append({"size": size, "shape": shape, "engine": name, "p50_ms": round(1000 * p50, 2),
                          "texts_per_s": round(count / p50, 1), "x_paddle": round(base / p50, 2),
                          "p90_ms": round(1000 * float(np.percentile(values, 90)), 2), "runs": len(values),
-                         "int8_agreement": agreement.get(name)})
+                         "int8_agreement": agreement.get(name), "int8_max_probability_diff": (diffs or {}).get(name)})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| size | shape | engine | p50 ms | p90 ms | texts/s | x paddle | INT8 label agreement |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| size | shape | engine | p50 ms | p90 ms | texts/s | x paddle | INT8 label agreement | "
+             "INT8 max probability diff (calibration) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         agreement = "" if r["int8_agreement"] is None else f"{r['int8_agreement']:.2f}"
+        diff = "" if r.get("int8_max_probability_diff") is None else f"{r['int8_max_probability_diff']:.4f}"
         lines.append(f"| {r['size']} | {r['shape']} | {r['engine']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
-                     f"{r['texts_per_s']:.0f} | {r['x_paddle']:.2f} | {agreement} |")
+                     f"{r['texts_per_s']:.0f} | {r['x_paddle']:.2f} | {agreement} | {diff} |")
     return "\n".join(lines) + "\n"
 
 
@@ -129,6 +146,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="1 x 16 runs per engine and round (32 x 128: a tenth)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="demo/engines")
+    parser.add_argument("--engines", nargs="+", default=DEFAULT_ENGINES, choices=list(ENGINES),
+                        help="which builds to compare (default: %(default)s)")
     parser.add_argument("--shapes", nargs="+", type=parse_shape, help="TEXTSxTOKENS each (default: 1x16 32x128)")
     parser.add_argument("--output", default="engines", help="results/OUTPUT.json and .md (default: %(default)s)")
     args = parser.parse_args()
@@ -142,8 +161,9 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         work = Path(args.workdir) / size
-        engines = build_engines(ensure_model(size, work / "model"), work / "repository", args.threads)
-        rows += report(size, measure(engines, args.rounds, args.runs, shapes), int8_agreement(engines), shapes)
+        engines = build_engines(ensure_model(size, work / "model"), work / "repository", args.threads, args.engines)
+        rows += report(size, measure(engines, args.rounds, args.runs, shapes), int8_agreement(engines), shapes,
+                       calibration_diffs(work / "repository", engines))
         del engines
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.output}.json").write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
