@@ -41,15 +41,16 @@ FLAGS = (
     Flag("--tokenizer", "tokenizer_dir", "directory with vocab.txt / tokenizer_config.json, if not beside the model",
          convert=_path),
     Flag("--program", "program_file", "the program file to build, when MODEL holds several (e.g. float32.pdmodel, "
-         "or a MindSpore checkpoint's name)"),
+         "int8 or quant_emb in a compression recipe's width_mult_* folder, or a MindSpore checkpoint's name)"),
     Flag("--labels", "labels_file", "label file, one label a line (default: label.txt or config id2label; "
          "intent_slot: intent_label.txt)", convert=_path),
     Flag("--slot-labels", "slot_labels_file", "intent_slot: slot tag file (default: slot_label.txt)", convert=_path),
     Flag("--max-seq-len", "max_seq_len", "tokens per text incl. [CLS]/[SEP]; longer text is truncated and flagged "
          "(default: min(128, max_position_embeddings))", argparse={"type": int}),
     Flag("--runtime", "runtime", "engine of the model step; auto: every engine that can run the program is "
-         "proven against the source model and timed on it, and the fastest correct one is kept (default: "
-         "%(default)s)", convert=lambda value: None if value == "auto" else RuntimeKind(value),
+         "proven against the source model (a quantization-aware program: against itself on Paddle) and timed on "
+         "it, and the fastest correct one is kept (default: %(default)s)",
+         convert=lambda value: None if value == "auto" else RuntimeKind(value),
          argparse={"choices": ["auto", *(r.value for r in RuntimeKind)], "default": "auto"}),
     Flag("--expect", "expect", "auto: the traffic to be fast for: short (single short texts, latency), long (full "
          "batches of max_seq_len texts, throughput), mixed, or a file of typical texts (default: %(default)s)",
