@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="demo/bench-faults")
     args = parser.parse_args(argv)
 
-    import psutil
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
@@ -42,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from serving_core.interface import Task
 
     from .common import ensure_example
+    from .loadgen import descendants_running
 
     work = Path(args.work)
     repository = work / "repository"
@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def killer() -> None:
             time.sleep(max(0.0, kill_at - time.monotonic()))
-            (stub,) = [p for p in psutil.Process(serve.pid).children(recursive=True)
-                       if f"/intent_{args.step}/" in " ".join(p.cmdline())]
+            (stub,) = descendants_running(serve.pid, f"/intent_{args.step}/")
             stub.kill()
 
         with concurrent.futures.ThreadPoolExecutor(args.clients + 1) as pool:

@@ -16,6 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from benchmarks.loadgen import descendants_running
 from builder.build import build
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts, TritonServer
@@ -49,8 +50,7 @@ def server(repository):
 
 def _stub_pids(server, model: str) -> list[int]:
     """The Python backend stubs of `model` that this server started."""
-    return [p.pid for p in psutil.Process(server.pid).children(recursive=True)
-            if "triton_python_backend_stub" in " ".join(p.cmdline()) and f"/{model}/" in " ".join(p.cmdline())]
+    return [p.pid for p in descendants_running(server.pid, "triton_python_backend_stub", f"/{model}/")]
 
 
 def _feeds(client, step: str, ids: np.ndarray) -> list[grpcclient.InferInput]:

@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from benchmarks.loadgen import descendants_running
 from builder.build import build
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts
@@ -89,9 +90,10 @@ def _wait_for_serving(process: subprocess.Popen) -> None:
 def _tritonserver_of(process: subprocess.Popen, timeout: float = 120) -> psutil.Process:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [c for c in psutil.Process(process.pid).children() if c.name() == "tritonserver"]
-        if found:
-            return found[0]
+        for child in psutil.Process(process.pid).children():
+            with contextlib.suppress(psutil.Error):  # a child that has just exited
+                if child.name() == "tritonserver":
+                    return child
         assert process.poll() is None, process.stdout.read()
         time.sleep(0.2)
     raise AssertionError("no tritonserver was started")
@@ -146,7 +148,7 @@ def test_sigterm_during_start_up_stops_the_server(repo, tmp_path):
     with _serve(slow_repo, ServerPorts.free()) as process:
         server = _tritonserver_of(process)
         deadline = time.monotonic() + 120
-        while not any("/slow/" in " ".join(c.cmdline()) for c in server.children()):  # the slow model loads
+        while not descendants_running(server.pid, "/slow/"):  # the slow model loads
             assert time.monotonic() < deadline and process.poll() is None, "the slow model never started loading"
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
@@ -179,8 +181,7 @@ def test_builder_serve_exits_with_the_reason_when_a_step_cannot_come_back(repo, 
         _wait_for_serving(process)
         (model_py,) = broken.glob("intent_model/1/model.py")
         model_py.write_text("raise RuntimeError('this step cannot load any more')\n")
-        (stub,) = [p for p in psutil.Process(process.pid).children(recursive=True)
-                   if "intent_model" in " ".join(p.cmdline())]
+        (stub,) = descendants_running(process.pid, "intent_model")
         stub.kill()
         output, _ = process.communicate(timeout=300)
     assert process.returncode == 3, output[-3000:]
