@@ -70,6 +70,13 @@ class StepMetrics:
         self.tokens = counter("ernie_tokens_total", "Tokens in the rows sent to the model (special tokens and "
                               "window overlaps included)").Metric(labels={"model": model})
 
+    def count(self, **amounts: int) -> None:
+        """Add each amount to its counter (texts=, truncated=, windows=, tokens=). A zero is not
+        sent: every increment is a round trip from the stub to the server."""
+        for name, amount in amounts.items():
+            if amount:
+                getattr(self, name).increment(int(amount))
+
 
 _metrics: StepMetrics | None = None  # one model instance per stub process
 
@@ -116,6 +123,13 @@ def read_text_columns(request, names: list[str]) -> list[list[str]]:
     if any(len(c) != len(columns[0]) for c in columns):
         raise InvalidRequest(f"inputs {names} have different numbers of rows")
     return columns
+
+
+def requested_dtypes(request, dtypes: dict[str, np.dtype]) -> dict[str, np.dtype]:
+    """The outputs `request` asked for, with their dtypes (Triton lists every output when a
+    client names none): the others are neither built nor sent to the server."""
+    names = set(request.requested_output_names())
+    return {name: dtype for name, dtype in dtypes.items() if name in names}
 
 
 def output_tensor(name: str, array: np.ndarray, dtype: np.dtype) -> "pb_utils.Tensor":

@@ -74,6 +74,21 @@ def test_direct_declares_batched_rows_and_answers_them(server):
 
 
 @pytest.mark.server
+def test_direct_sends_the_outputs_a_client_asks_for(server):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    asked = ["label_name", "confidence"]
+    result = client.infer("intent_direct", [bytes_input("TEXT", TEXTS[:2])],
+                          outputs=[grpcclient.InferRequestedOutput(name) for name in asked])
+    sent = [output["name"] for output in result.get_response(as_json=True)["outputs"]]
+    assert sorted(sent) == sorted(asked)
+    everything = client.infer("intent_direct", [bytes_input("TEXT", TEXTS[:2])])
+    declared = [o["name"] for o in client.get_model_config("intent_direct", as_json=True)["config"]["output"]]
+    assert sorted(o["name"] for o in everything.get_response(as_json=True)["outputs"]) == sorted(declared)
+    assert everything.as_numpy("label_name").tolist() == result.as_numpy("label_name").tolist()
+    np.testing.assert_array_equal(everything.as_numpy("confidence"), result.as_numpy("confidence"))
+
+
+@pytest.mark.server
 def test_a_bad_request_fails_alone_while_concurrent_ones_are_answered(server):
     good = SeqClsClient(server.grpc_url, "intent_direct").classify(TEXTS[:8])
     client = grpcclient.InferenceServerClient(server.grpc_url)

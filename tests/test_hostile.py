@@ -214,7 +214,7 @@ def test_rejections_and_truncations_are_counted_in_the_metrics(server):
         client.infer("intent_model", _feeds(client, "intent_model", np.array([[1, 10 ** 9, 2]])))
     with pytest.raises(InferenceServerException):
         client.infer("intent", [bytes_input("TEXT", ["\x00"])])
-    client.infer("intent", [bytes_input("TEXT", ["打开空调" * 1000])])
+    client.infer("intent", [bytes_input("TEXT", ["打开空调" * 1000, "打开空调", "导航到北京西站"])])
 
     def metric(line_start: str) -> float:
         text = urllib.request.urlopen(f"http://127.0.0.1:{server.ports.metrics}/metrics", timeout=30).read().decode()

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import StepModel, output_tensor, read_text_columns  # noqa: E402
+from triton_helpers import StepModel, output_tensor, read_text_columns, requested_dtypes  # noqa: E402
 
 from serving_core import interface  # noqa: E402
 from serving_core.encoder import FeedEncoder  # noqa: E402
@@ -48,8 +48,7 @@ class TritonPythonModel(StepModel):
         parsed = [read_text_columns(request, self.text_inputs) for request in requests]
         columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
         encoded = self.encoder.encode(columns)
-        self.metrics.texts.increment(len(encoded.truncated))
-        self.metrics.truncated.increment(int(encoded.truncated.sum()))
+        self.metrics.count(texts=len(encoded.truncated), truncated=encoded.truncated.sum())
         feeds = {name: np.ascontiguousarray(encoded.feeds[name], dtype=dtype)
                  for name, dtype in self.feed_dtypes.items()}
         logits = run_within_budget(self.runner, feeds, self.max_batch_tokens)[self.logits]
@@ -64,9 +63,10 @@ class TritonPythonModel(StepModel):
             interface.TRUNCATED: encoded.truncated.reshape(-1, 1),
         }
         responses, row = [], 0
-        for item in parsed:
+        for request, item in zip(requests, parsed):
             rows = slice(row, row + len(item[0]))
             responses.append(pb_utils.InferenceResponse(output_tensors=[
-                output_tensor(name, columns[name][rows], dtype) for name, dtype in self.dtypes.items()]))
+                output_tensor(name, columns[name][rows], dtype)
+                for name, dtype in requested_dtypes(request, self.dtypes).items()]))
             row += len(item[0])
         return responses

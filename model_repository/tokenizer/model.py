@@ -39,12 +39,10 @@ class TritonPythonModel(StepModel):
         encoded = self.encoder.encode(columns)
         arrays = {**encoded.feeds, interface.TEXT_TRUNCATED: encoded.truncated.reshape(-1, 1)}
         batch = encoded.windows
-        self.metrics.texts.increment(len(encoded.truncated))
-        self.metrics.truncated.increment(int(encoded.truncated.sum()))
-        self.metrics.windows.increment(int(batch.windows.sum()) if batch is not None else len(encoded.truncated))
         ids = encoded.feeds.get("input_ids")
-        if ids is not None:
-            self.metrics.tokens.increment(int((ids != self.tokenizer.pad_id).sum()))
+        self.metrics.count(texts=len(encoded.truncated), truncated=encoded.truncated.sum(),
+                           windows=batch.windows.sum() if batch is not None else len(encoded.truncated),
+                           tokens=(ids != self.tokenizer.pad_id).sum() if ids is not None else 0)
         if batch is None:
             if self.windows.pad_to_max:
                 arrays.update(self.encoder.full_width(encoded.feeds))
