@@ -5,7 +5,9 @@ quantize/dequantize ops, `quant_emb.pdmodel` INT8 embeddings read through dequan
 
 The build measures every engine that can run such a program against the program itself and
 serves the fastest that agrees; the served answers are checked against the logits Paddle 2.6's
-own Predictor computed (qat_expected.json), which no engine here produced."""
+own Predictor computed (qat_expected.json), which no engine here produced. The fine-tuned FP32
+model the recipe compressed (`fp32/`, PaddleNLP's save_pretrained before `compress()`) builds too,
+and the programs' served decisions are measured against its own."""
 from __future__ import annotations
 
 import json
@@ -52,6 +54,8 @@ def qat_repository(tmp_path_factory):
     repo = tmp_path_factory.mktemp("qat") / "models"
     for name, (program, runtime) in BUILDS.items():
         build(PROGRAMS, repo, options(program, runtime, name), show_progress=False)
+    build(COMPRESSED / "fp32", repo, BuildOptions(task=Task.SEQ_CLS, name="fp32", labels_file=COMPRESSED / "labels.txt"),
+          show_progress=False)
     return repo
 
 
@@ -90,6 +94,24 @@ def test_every_engine_serves_what_paddle_2_6_computed(qat_repository):
             assert np.abs(probabilities - expected).max() < 1e-5, name
             assert [r.label_name for r in client.classify(EXPECTED["texts"])] == \
                 [client.labels[i] for i in expected.argmax(-1)], name
+
+
+@pytest.mark.server
+def test_the_programs_are_measured_against_their_fp32_model(qat_repository):
+    """The FP32 model serves PaddleNLP 2.8's own dygraph answers; each program's served decisions on
+    the held-out texts equal its own in Paddle 2.6 and agree with the FP32 model's as the recipe's did."""
+    dev = EXPECTED["dev"]
+    with TritonServer(qat_repository, ServerPorts.free()) as server:
+        fp32 = SeqClsClient(server.grpc_url, "fp32")
+        expected = softmax(np.array(EXPECTED["fp32"], dtype=np.float32))
+        assert np.abs(fp32.probabilities(EXPECTED["texts"]) - expected).max() < 1e-5
+        fp32_labels = fp32.probabilities(dev["texts"]).argmax(-1).tolist()
+        assert fp32_labels == dev["fp32"]
+        for name, (program, _) in BUILDS.items():
+            labels = SeqClsClient(server.grpc_url, name).probabilities(dev["texts"]).argmax(-1).tolist()
+            assert labels == dev[program], name
+            agreement = float(np.mean(np.array(labels) == np.array(fp32_labels)))
+            assert agreement == EXPECTED[f"{program}_agreement_with_fp32"], name
 
 
 def test_engines_that_cannot_run_the_program_are_refused_and_write_nothing(tmp_path):
