@@ -1,6 +1,7 @@
 """The compression recipe's INT8 programs against their FP32 model, on every engine that runs each.
 
     .venv/bin/python -m benchmarks.qat --rounds 5
+    .venv/bin/python -m benchmarks.qat --compressed DIR/qat_seq_cls --output qat_medium   # another run of the recipe
 
 Builds, with `builder build`, the fixture ERNIE 3.0 Tiny's recipe wrote
 (tests/fixtures/paddle2/qat_seq_cls, see make_qat_fixture.py): the fine-tuned FP32 model on Paddle
@@ -8,8 +9,9 @@ Inference, ONNX Runtime and OpenVINO, and the quantization-aware programs (`int8
 each engine that can run them (Paddle Inference; OpenVINO reads `int8.pdmodel`, not the INT8
 embeddings of `quant_emb`; paddle2onnx converts neither). Each build's model step runs bare
 (benchmarks.bare.BareEngine), the builds alternating round by round, at one text of 16 tokens and
-16 texts of 32. Writes results/qat.json and results/qat.md: p50, texts/s, the ratio to the FP32
-model on the same engine and to the fastest FP32 engine, and each build's label agreement with
+16 texts of 32. `--compressed` takes another output of make_qat_fixture.py (the same layout,
+with its qat_expected.json beside it). Writes results/qat.json and results/qat.md (`--output`):
+p50, texts/s, the ratio to the FP32 model on the same engine and to the fastest FP32 engine, and each build's label agreement with
 the FP32 model on the recipe's held-out texts. The fixture is tiny (2 layers x 64): its times
 show per-run overheads more than INT8 arithmetic.
 """
@@ -23,14 +25,13 @@ import numpy as np
 
 from .engines import RESULTS, measure, parse_shape
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "paddle2"
-COMPRESSED = FIXTURES / "qat_seq_cls"
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "paddle2" / "qat_seq_cls"
 BUILDS = {"fp32 paddle": ("fp32", "paddle"), "fp32 onnxruntime": ("fp32", "onnxruntime"),
           "fp32 openvino": ("fp32", "openvino"), "int8 paddle": ("int8", "paddle"),
           "int8 openvino": ("int8", "openvino"), "quant_emb paddle": ("quant_emb", "paddle")}
 
 
-def build_all(repository: Path, threads: int) -> dict:
+def build_all(compressed: Path, repository: Path, threads: int) -> dict:
     from builder.build import build
     from builder.options import BuildOptions
     from serving_core.interface import Task
@@ -42,10 +43,10 @@ def build_all(repository: Path, threads: int) -> dict:
     for label, (program, runtime) in BUILDS.items():
         name = label.replace(" ", "_")
         if not (repository / name / "build.json").is_file():
-            source = COMPRESSED / "fp32" if program == "fp32" else COMPRESSED / "width_mult_0.75"
-            extra = {} if program == "fp32" else {"program_file": program, "tokenizer_dir": COMPRESSED / "tokenizer"}
+            source = compressed / "fp32" if program == "fp32" else compressed / "width_mult_0.75"
+            extra = {} if program == "fp32" else {"program_file": program, "tokenizer_dir": compressed / "tokenizer"}
             build(source, repository, BuildOptions(task=Task.SEQ_CLS, name=name, runtime=RuntimeKind(runtime),
-                                                   num_threads=threads, labels_file=COMPRESSED / "labels.txt",
+                                                   num_threads=threads, labels_file=compressed / "labels.txt",
                                                    overwrite=True, **extra), show_progress=False)
         engines[label] = BareEngine(repository, name, Task.SEQ_CLS, threads)
     return engines
@@ -81,23 +82,28 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compressed", type=Path, default=FIXTURE,
+                        help="the recipe's output as make_qat_fixture.py keeps it (default: the test fixture)")
+    parser.add_argument("--output", default="qat", help="results/OUTPUT.json and .md (default: qat)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=200, help="1 x 16 runs per build and round")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/qat_bench"))
+    parser.add_argument("--workdir", type=Path, help="where the builds go (default: /tmp/qat_bench/OUTPUT); "
+                        "a build already there is reused")
     parser.add_argument("--shapes", type=parse_shape, nargs="+", default=[parse_shape("1x16"), parse_shape("16x32")],
                         help="TEXTSxTOKENS each (default: 1x16 16x32; the fixture reads at most 64 tokens)")
     args = parser.parse_args()
 
-    engines = build_all(args.workdir, args.threads)
-    dev = json.loads((FIXTURES / "qat_expected.json").read_text(encoding="utf-8"))["dev"]["texts"]
+    engines = build_all(args.compressed, args.workdir or Path("/tmp/qat_bench") / args.output, args.threads)
+    expected = args.compressed.parent / "qat_expected.json"
+    dev = json.loads(expected.read_text(encoding="utf-8"))["dev"]["texts"]
     fp32 = held_out_labels(engines["fp32 paddle"], dev)
     agreement = {label: float(np.mean(held_out_labels(engine, dev) == fp32)) for label, engine in engines.items()}
     shapes = dict(args.shapes)
     rows = report(measure(engines, args.rounds, args.runs, shapes), shapes, agreement)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "qat.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    (RESULTS / "qat.md").write_text(markdown(rows), encoding="utf-8")
+    (RESULTS / f"{args.output}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    (RESULTS / f"{args.output}.md").write_text(markdown(rows), encoding="utf-8")
     print(markdown(rows))
 
 

@@ -297,7 +297,7 @@ def prepare_engine(source, options: BuildOptions, program, signature: ProgramSig
                source.mindspore_files[0] if source.mindspore_files else checkpoint_weights(source.directory))
     if program.format is not ProgramFormat.ONNX and is_quantized(program):
         _check_paddle_int8_runs(program)  # the program on Paddle is its own reference
-        probe = SourceProbe(source, options.task, tokenizer, weights)
+        probe = SourceProbe(source, options.task, tokenizer, weights, quantized=True)
         return _prepare_quantized_program(probe, options, program, signature, tokenizer, work)
     if options.runtime is None and options.gpu_onnxruntime:  # the GPU step runs on ONNX Runtime
         options = replace(options, runtime=RuntimeKind.ONNXRUNTIME)

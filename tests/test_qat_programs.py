@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from builder.build import build, compare_engines
+from builder.engine.proof import TOLERANCE
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
@@ -72,6 +73,9 @@ def test_auto_measures_every_engine_that_runs_the_program_and_says_why_others_ca
     mixed = {t["engine"]: t["short_ms"] * t["long_ms"] for t in choice["timings"]}
     assert choice["runtime"] == min(mixed, key=mixed.get)  # the rule applied to its own figures
     assert int8["engine_proof"]["reference"].startswith("the program on Paddle Inference's native CPU kernels")
+    # fake quantization rounds differently per engine (0.021 between Paddle 2.6's own kernels on Medium's program)
+    assert int8["engine_proof"]["tolerance"] == TOLERANCE["qat"]
+    assert manifest(qat_repository, "fp32")["engine_proof"]["tolerance"] == TOLERANCE["fp32"]
 
     quant_emb = manifest(qat_repository, "quant_emb_auto")["engine_choice"]
     assert quant_emb["runtime"] == "paddle"
