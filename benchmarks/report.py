@@ -61,7 +61,7 @@ def held_ratio(served: float, bare: float, client_cores: float, cpus: int) -> fl
     return served / (bare * max(1.0 - client_cores / cpus, 1e-6))
 
 
-FP32_RUNTIMES, INT8_RUNTIMES = ("paddle", "onnxruntime", "openvino"), ("int8", "ovint8")
+FP32_RUNTIMES, INT8_RUNTIMES = ("paddle", "onnxruntime", "openvino"), ("int8", "ovint8", "qat")
 
 
 def evaluate_targets(report: Report) -> list[dict]:

@@ -11,6 +11,8 @@ Systems (--systems; names are <kind>_<runtime>):
                                              (int8 = ONNX Runtime INT8 from --quantize int8)
   paddle_serving_paddle                      our generated Paddle Serving pipeline
   bare_/triton_ openvino, ovint8, auto        by name only: OpenVINO FP32 and INT8 (NNCF), --runtime auto
+  bare_/triton_/direct_qat                   by name only, with --size and --qat DIR: the compression
+                                             recipe's INT8 program on that size, auto's engine
   simple_server_paddle                       PaddleNLP's SimpleServer (`paddlenlp server`),
                                              set up as its docs say
 --size medium|nano|base|tinybert runs the seq_cls workloads on a model of that size made from
@@ -52,8 +54,9 @@ log = logging.getLogger("benchmarks.run")
 
 
 def build_repositories(work: Path, tasks: list[str], systems: list[System], threads: int,
-                       size: str | None = None) -> dict:
-    """One Triton repository per (runtime, task); a Paddle Serving service and a SimpleServer model per task."""
+                       size: str | None = None, qat: Path | None = None) -> dict:
+    """One Triton repository per (runtime, task); a Paddle Serving service and a SimpleServer model per task.
+    The qat runtime builds `qat` (make_qat_fixture.py's output: qat_seq_cls/) instead of the size's model."""
     from builder.build import build
     from builder.options import BuildOptions
     from builder.engine.quantize import QuantizeOptions
@@ -69,7 +72,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                        "int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8", "quantize_options": measuring},
                        "openvino": {"runtime": RuntimeKind.OPENVINO},
                        "ovint8": {"runtime": RuntimeKind.OPENVINO, "quantize": "int8", "quantize_options": measuring},
-                       "auto": {"runtime": None}}
+                       "auto": {"runtime": None}, "qat": {"runtime": None}}
     runtimes = sorted({s.runtime for s in systems if s.kind in (BARE, TRITON, DIRECT)}
                       | ({"paddle"} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
     paths: dict = {"examples": {}, "triton": {}, "paddle_serving": {}, "simple_server": {}}
@@ -81,8 +84,13 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
             for runtime in runtimes:
                 repository = work / "repositories" / runtime / task
                 direct = task == "seq_cls" and any(s.kind == DIRECT for s in systems)
-                build(example, repository, BuildOptions(task=Task(task), name=task, overwrite=True, direct=direct,
-                                                        num_threads=threads, **runtime_options[runtime]),
+                source, recipe = example, {}
+                if runtime == "qat":
+                    source = qat / "width_mult_0.75"
+                    recipe = {"program_file": "int8", "tokenizer_dir": qat / "tokenizer",
+                              "labels_file": qat / "labels.txt"}
+                build(source, repository, BuildOptions(task=Task(task), name=task, overwrite=True, direct=direct,
+                                                       num_threads=threads, **runtime_options[runtime], **recipe),
                       show_progress=False)
                 paths["triton"][(runtime, task)] = repository
                 progress.update()
@@ -200,14 +208,17 @@ def run(args) -> Report:
     tasks = list(dict.fromkeys(w.task.value for w in workloads.values()))
     if args.size and tasks != ["seq_cls"]:
         raise SystemExit(f"--size {args.size} makes seq_cls models: run it with seq_cls workloads only")
-    paths = build_repositories(work, tasks, systems, args.threads, args.size)
+    if any(s.runtime == "qat" for s in systems) and not (args.qat and args.size):
+        raise SystemExit("the qat systems need --size and --qat DIR (make_qat_fixture.py --config-from that "
+                         "size's model directory: DIR/qat_seq_cls)")
+    paths = build_repositories(work, tasks, systems, args.threads, args.size, args.qat)
     files = {}
     for name, workload in workloads.items():
         files[name] = work / "workloads" / f"{name}.json"
         files[name].parent.mkdir(parents=True, exist_ok=True)
         files[name].write_text(json.dumps(workload.requests, ensure_ascii=False), encoding="utf-8")
 
-    report = Report(settings={k: v for k, v in vars(args).items() if k != "func"},
+    report = Report(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"},
                     machine={"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                              "python": platform.python_version()},
                     workloads={name: w.description for name, w in workloads.items()})
@@ -262,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["medium", "nano", "base", "tinybert"],
                         help="seq_cls workloads on a model of this size from PaddleNLP's configuration "
                              "(benchmarks/sizes.py) instead of the example model")
+    parser.add_argument("--qat", type=Path, metavar="DIR",
+                        help="for the qat systems: the compression recipe's output on the --size model "
+                             "(tests/fixtures/paddle2/make_qat_fixture.py --config-from WORKDIR/<size>_seq_cls "
+                             "--output OUT; DIR is OUT/qat_seq_cls), built with --program int8")
     parser.add_argument("--workdir", default="demo", help="example models (reused) and the repositories built")
     parser.add_argument("--output", default=None, help="results directory (default: WORKDIR/results-<time>)")
     args = parser.parse_args(argv)

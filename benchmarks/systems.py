@@ -12,7 +12,8 @@ from serving_core.interface import Task
 
 BARE, TRITON, PADDLE_SERVING, SIMPLE_SERVER = "bare", "triton", "paddle_serving", "simple_server"
 DIRECT = "direct"  # the <name>_direct model of a Triton repository built with --direct (seq_cls)
-RUNTIMES = ("paddle", "onnxruntime", "int8", "openvino", "ovint8", "auto")  # ovint8: OpenVINO INT8 (NNCF)
+RUNTIMES = ("paddle", "onnxruntime", "int8", "openvino", "ovint8", "auto", "qat")  # ovint8: OpenVINO INT8
+# (NNCF); qat: the compression recipe's INT8 program (benchmarks.run --qat), on the engine auto chooses
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ ALL_SYSTEMS = (
 
 # Asked for by name only (not in the default run): the other engines, --runtime auto, and the
 # direct model of every runtime.
-MORE_SYSTEMS = (*(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto") for kind in (BARE, TRITON)),
+MORE_SYSTEMS = (*(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto", "qat") for kind in (BARE, TRITON)),
                 *(System(DIRECT, runtime) for runtime in RUNTIMES))
 
 
