@@ -11,9 +11,9 @@ embeddings of `quant_emb`; paddle2onnx converts neither). Each build's model ste
 (benchmarks.bare.BareEngine), the builds alternating round by round, at one text of 16 tokens and
 16 texts of 32. `--compressed` takes another output of make_qat_fixture.py (the same layout,
 with its qat_expected.json beside it). Writes results/qat.json and results/qat.md (`--output`):
-p50, texts/s, the ratio to the FP32 model on the same engine and to the fastest FP32 engine, and each build's label agreement with
-the FP32 model on the recipe's held-out texts. The fixture is tiny (2 layers x 64): its times
-show per-run overheads more than INT8 arithmetic.
+p50, texts/s, the ratio to the FP32 model on the same engine and to the fastest FP32 engine, and
+each build's label agreement with the FP32 model on the recipe's held-out texts. The fixture is
+tiny (2 layers x 64): its times show per-run overheads more than INT8 arithmetic.
 """
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| shape | build | p50 ms | texts/s | x FP32, same engine | x fastest FP32 | label agreement with FP32 |",
              "|---|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['shape']} | {r['build']} | {r['p50_ms']:.3f} | {r['texts_per_s']:.0f} | "
-              f"{r['x_fp32_same_engine']:.2f} | {r['x_best_fp32']:.2f} | {r['agreement_with_fp32']:.3f} |" for r in rows]
+              f"{r['x_fp32_same_engine']:.2f} | {r['x_best_fp32']:.2f} | {r['agreement_with_fp32']:.3f} |"
+              for r in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -40,7 +40,8 @@ ALL_SYSTEMS = (
 
 # Asked for by name only (not in the default run): the other engines, --runtime auto, and the
 # direct model of every runtime.
-MORE_SYSTEMS = (*(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto", "qat") for kind in (BARE, TRITON)),
+MORE_SYSTEMS = (*(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto", "qat")
+                  for kind in (BARE, TRITON)),
                 *(System(DIRECT, runtime) for runtime in RUNTIMES))
 
 

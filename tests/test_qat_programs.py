@@ -55,8 +55,8 @@ def qat_repository(tmp_path_factory):
     repo = tmp_path_factory.mktemp("qat") / "models"
     for name, (program, runtime) in BUILDS.items():
         build(PROGRAMS, repo, options(program, runtime, name), show_progress=False)
-    build(COMPRESSED / "fp32", repo, BuildOptions(task=Task.SEQ_CLS, name="fp32", labels_file=COMPRESSED / "labels.txt"),
-          show_progress=False)
+    build(COMPRESSED / "fp32", repo,
+          BuildOptions(task=Task.SEQ_CLS, name="fp32", labels_file=COMPRESSED / "labels.txt"), show_progress=False)
     return repo
 
 
