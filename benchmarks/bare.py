@@ -41,6 +41,11 @@ class BareEngine:
         return [{name: np.ascontiguousarray(arrays[name][start:start + step], dtype=dtype)
                  for name, dtype in self.dtypes.items()} for start in range(0, total, step)]
 
+    def labels(self, rows: list[tuple[str, ...]]) -> np.ndarray:
+        """[len(rows)] the highest-scoring class of the program's first output, per row (seq_cls)."""
+        first = self.runner.signature.outputs[0].name
+        return np.concatenate([self.runner.run(feed)[first] for feed in self.feeds(rows)]).argmax(axis=-1)
+
     def run(self, feeds: list[dict[str, np.ndarray]]) -> None:
         for feed in feeds:
             self.runner.run(feed)

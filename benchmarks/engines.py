@@ -92,14 +92,7 @@ def int8_agreement(engines: dict) -> dict[str, float]:
     weights: a weak check, reported, not gated)."""
     count, text = SHAPES["32 x 128"]
     texts = [(f"{i} {text}",) for i in range(count)]
-
-    def labels(name):
-        engine = engines[name]
-        out = [engine.runner.run(f) for f in engine.feeds(texts)]
-        first = engine.runner.signature.outputs[0].name
-        return np.concatenate([o[first] for o in out]).argmax(axis=-1)
-
-    return {name: float(np.mean(labels(name) == labels(ENGINES[name]["runtime"])))
+    return {name: float(np.mean(engines[name].labels(texts) == engines[ENGINES[name]["runtime"]].labels(texts)))
             for name in engines if ENGINES[name].get("quantize") and ENGINES[name]["runtime"] in engines}
 
 

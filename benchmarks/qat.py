@@ -52,11 +52,6 @@ def build_all(compressed: Path, repository: Path, threads: int) -> dict:
     return engines
 
 
-def held_out_labels(engine, texts: list[str]) -> np.ndarray:
-    first = engine.runner.signature.outputs[0].name
-    return np.concatenate([engine.runner.run(f)[first] for f in engine.feeds([(t,) for t in texts])]).argmax(-1)
-
-
 def report(seconds: dict, shapes: dict, agreement: dict) -> list[dict]:
     rows = []
     for shape, per_build in seconds.items():
@@ -97,9 +92,9 @@ def main() -> None:
 
     engines = build_all(args.compressed, args.workdir or Path("/tmp/qat_bench") / args.output, args.threads)
     expected = args.compressed.parent / "qat_expected.json"
-    dev = json.loads(expected.read_text(encoding="utf-8"))["dev"]["texts"]
-    fp32 = held_out_labels(engines["fp32 paddle"], dev)
-    agreement = {label: float(np.mean(held_out_labels(engine, dev) == fp32)) for label, engine in engines.items()}
+    dev = [(text,) for text in json.loads(expected.read_text(encoding="utf-8"))["dev"]["texts"]]
+    fp32 = engines["fp32 paddle"].labels(dev)
+    agreement = {label: float(np.mean(engine.labels(dev) == fp32)) for label, engine in engines.items()}
     shapes = dict(args.shapes)
     rows = report(measure(engines, args.rounds, args.runs, shapes), shapes, agreement)
     RESULTS.mkdir(exist_ok=True)
