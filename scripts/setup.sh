@@ -22,11 +22,23 @@ if [[ -f "$stamp" ]]; then
   exit 0
 fi
 echo "setup: creating .venv with $($PYTHON --version) (first run downloads about 1 GB)" >&2
+# A dropped connection mid-wheel is common on CI: pip resumes a download (PIP_RESUME_RETRIES, pip >= 25.1),
+# retries a request (PIP_RETRIES), and each install step is tried up to 3 times before setup gives up.
+export PIP_RETRIES=10 PIP_TIMEOUT=60 PIP_RESUME_RETRIES=50
+with_retries() {
+  local attempt
+  for attempt in 1 2 3; do
+    "$@" && return 0
+    echo "setup: attempt $attempt of 3 failed: $*" >&2
+    sleep $((attempt * 10))
+  done
+  return 1
+}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet --progress-bar off -e ".[test]"
+with_retries .venv/bin/python -m pip install --quiet --upgrade pip
+with_retries .venv/bin/python -m pip install --quiet --progress-bar off -e ".[test]"
 # Paddle Serving 0.9 needs special handling on Python 3.11 (see the script's docstring).
-.venv/bin/python scripts/install_paddle_serving.py
+with_retries .venv/bin/python scripts/install_paddle_serving.py
 # The bundled tritonserver's Python stub links libpython3.X: builder/serving/triton_server.py puts the
 # interpreter's LIBDIR on its library path; a Python without a shared library needs the system's.
 if ! .venv/bin/python -c 'import sysconfig, sys; sys.exit(not sysconfig.get_config_var("Py_ENABLE_SHARED"))' \

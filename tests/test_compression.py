@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,24 @@ def test_int8_below_the_agreement_bar_fails_and_writes_nothing(example_model, tm
     impossible = {**INT8, "quantize_options": QuantizeOptions(min_agreement=1.01)}
     with pytest.raises(UserError, match="keeps only .* of the confident FP32 decisions"):
         build(example_model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, **impossible), show_progress=False)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_int8_on_a_full_disk_fails_clearly_and_writes_nothing(example_model, tmp_path, monkeypatch):
+    """ONNX Runtime's quantizer writes its shape-inferred model unchecked; a full disk truncates it
+    (simulated here: the write keeps half the bytes) and the build says so, not protobuf."""
+    import onnx.shape_inference
+
+    real = onnx.shape_inference.infer_shapes_path
+
+    def truncated(model_path, output_path="", *args, **kwargs):
+        real(model_path, output_path, *args, **kwargs)
+        data = Path(output_path).read_bytes()
+        Path(output_path).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", truncated)
+    with pytest.raises(UserError, match="could not read back a model it wrote in .* MB are free there"):
+        build(example_model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, **INT8), show_progress=False)
     assert not (tmp_path / "repo").exists()
 
 

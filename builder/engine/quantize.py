@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat, is_quantized
@@ -68,15 +71,29 @@ def quantize_dynamic_int8(onnx_model: ProgramFiles, output_file: Path, options: 
     log.info("quantizing %s to INT8 (%s, per_channel=%s)", onnx_model.model_file.name, "+".join(op_types),
              options.per_channel)
     prepared = output_file.with_suffix(".pre.onnx")
-    quant_pre_process(str(onnx_model.model_file), str(prepared), skip_symbolic_shape=True)
-    quantize_dynamic(str(prepared), str(output_file), weight_type=QuantType.QInt8,
-                     per_channel=options.per_channel, op_types_to_quantize=op_types)
-    prepared.unlink()
+    try:
+        quant_pre_process(str(onnx_model.model_file), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(output_file), weight_type=QuantType.QInt8,
+                         per_channel=options.per_channel, op_types_to_quantize=op_types)
+    except DecodeError as exc:
+        raise _unreadable_temporary_model(exc, onnx_model.model_file) from exc
+    finally:
+        prepared.unlink(missing_ok=True)
     result = ProgramFiles(ProgramFormat.ONNX, output_file, None)
     if not is_quantized(result):
         raise UserError("ONNX Runtime quantized no operator of this model (no MatMul with constant weights?); "
                         "serve it in FP32", str(onnx_model.model_file))
     return result
+
+
+def _unreadable_temporary_model(exc: Exception, model_file: Path) -> UserError:
+    """ONNX Runtime's quantizer round-trips the model through files in the temporary directory and
+    writes them without checking the write: on a full disk it reads back a truncated model."""
+    directory = tempfile.gettempdir()
+    free_mb = shutil.disk_usage(directory).free / 2**20
+    return UserError(f"ONNX Runtime's quantizer could not read back a model it wrote in {directory} ({exc}); "
+                     f"{free_mb:.0f} MB are free there and a full disk truncates its files: free space, or set TMPDIR "
+                     "to a directory with room for three copies of the model", str(model_file))
 
 
 def _nncf():
