@@ -28,6 +28,7 @@ class BareEngine:
         self.runner = create_step_runner(step, spec.version_dir(repository, spec.model_step_name), num_threads)
         self.dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
         self.max_batch_tokens = step.max_batch_tokens
+        self.paddle_kernels = ("oneDNN" if step.onednn else "native") if step.runtime == "paddle" else ""
 
     def feeds(self, rows: list[tuple[str, ...]]) -> list[dict[str, np.ndarray]]:
         """The model inputs for `rows`: [texts or live windows, L] in the program's dtypes, cut

@@ -63,6 +63,7 @@ class Measurement:
     cpu_cores: float = 0.0  # CPU seconds of the served process tree per second of window
     client_cpu_cores: float = 0.0  # the same for this load generator (it shares the machine)
     steps: dict = field(default_factory=dict)  # Triton: per model, averages over the window
+    kernels: str = ""  # bare Paddle: the kernels its build serves ("oneDNN" or "native")
 
 
 def descendants_running(pid: int, *markers: str) -> list:
@@ -271,6 +272,7 @@ def measure_bare(point: Point, requests: list[list[tuple[str, ...]]]) -> Measure
         cpu = sampler.cpu_seconds() - cpu_before
     result = _summary(latencies, texts, window, [])
     result.rss_mb, result.cpu_cores = sampler.peak_rss / 2**20, cpu / window
+    result.kernels = engine.paddle_kernels
     return result
 
 

@@ -17,8 +17,9 @@ Systems (--systems; names are <kind>_<runtime>):
                                              set up as its docs say
 --size medium|nano|base|tinybert runs the seq_cls workloads on a model of that size made from
 PaddleNLP's own configuration (benchmarks/sizes.py) instead of the example model.
-Workloads (--workloads): seq_cls_short (one 16-token text a request), seq_cls_long (32 x 128
-tokens a request), token_cls (8 x 64 tokens), qa (one question, a ~370-character context).
+Workloads (--workloads): seq_cls_short (one 16-token text a request), seq_cls_varied (one text
+of 8-32 tokens a request), seq_cls_long (32 x 128 tokens a request), token_cls (8 x 64 tokens),
+qa (one question, a ~370-character context).
 Each point is a closed loop of --concurrency clients in a separate process; warm-up is
 excluded; the served process tree is sampled for RSS and CPU. On the Triton systems, Triton's
 own perf_analyzer then drives the same server at the same concurrency (benchmarks/perf_analyzer.py;

@@ -20,7 +20,7 @@ class Workload:
     name: str
     task: Task
     texts_per_request: int
-    tokens_per_text: int  # the target length, [CLS] and [SEP] included
+    tokens_per_text: int  # the target length, [CLS] and [SEP] included (0: lengths vary)
     description: str
     requests: list[list[tuple[str, ...]]]
 
@@ -29,7 +29,7 @@ class Workload:
         return [row for request in self.requests for row in request]
 
 
-WORKLOAD_NAMES = ("seq_cls_short", "seq_cls_long", "token_cls", "qa")
+WORKLOAD_NAMES = ("seq_cls_short", "seq_cls_varied", "seq_cls_long", "token_cls", "qa")
 
 
 def commands(seed: int, count: int) -> list[str]:
@@ -53,6 +53,12 @@ def texts_of_length(seed: int, count: int, characters: int) -> list[str]:
     return texts
 
 
+def texts_of_varied_length(seed: int, count: int, shortest: int, longest: int) -> list[str]:
+    """`count` texts of `shortest` to `longest` characters, each length drawn uniformly."""
+    lengths = np.random.default_rng(seed).integers(shortest, longest + 1, count)
+    return [texts_of_length(seed + i, 1, int(n))[0] for i, n in enumerate(lengths)]
+
+
 def make_texts(count: int, long: bool, seed: int = 0) -> list[str]:
     """Short commands as they come (about 9 tokens), or 14 of them joined (about 120 tokens)."""
     texts = commands(seed, count)
@@ -67,13 +73,16 @@ def _split(rows: list[tuple[str, ...]], per_request: int) -> list[list[tuple[str
 
 
 def standard_workloads(requests: int = 64, seed: int = 0) -> dict[str, Workload]:
-    """The four workloads of `benchmarks.run`, each with `requests` distinct requests (reused in a loop)."""
+    """The workloads of `benchmarks.run`, each with `requests` distinct requests (reused in a loop)."""
     from builder.example import intents
 
     qa_rows = intents.qa_examples(seed + 2, count=requests, commands=64)
     workloads = [
         Workload("seq_cls_short", Task.SEQ_CLS, 1, 16, "one 16-token command a request (the car-voice case)",
                  _split([(t,) for t in texts_of_length(seed, requests, 14)], 1)),
+        Workload("seq_cls_varied", Task.SEQ_CLS, 1, 0, "one command of 8-32 tokens a request (lengths as spoken "
+                 "commands vary; every new length is a new shape for the engine)",
+                 _split([(t,) for t in texts_of_varied_length(seed + 4, requests, 6, 30)], 1)),
         Workload("seq_cls_long", Task.SEQ_CLS, 32, 128, "32 texts of 128 tokens a request",
                  _split([(t,) for t in texts_of_length(seed + 1, 32 * requests, 126)], 32)),
         Workload("token_cls", Task.TOKEN_CLS, 8, 64, "8 sentences of 64 tokens a request (one window each)",

@@ -3,41 +3,35 @@ measured at build time on the user's own model.
 
 Every engine that can run the program (Paddle Inference, ONNX Runtime and OpenVINO on the ONNX
 conversion) is proven against the source model first (builder.engine.proof); those that differ
-are set aside with their figures. The others run a short shape (one 16-token text) and a long
-one (eight texts of max_seq_len tokens) for a moment each, and the build keeps the fastest for
-the traffic it expects: `short` (latency of single texts), `long` (throughput of full batches)
-or `mixed` (both, each relative to the fastest engine at that shape).
+are set aside with their figures. The others run short texts (one at a time) and long ones (in
+batches) for a moment each, the shapes changing as served traffic changes them
+(builder.engine.timing), and the build keeps the fastest for the traffic it expects: `short`
+(latency of single texts), `long` (throughput of full batches) or `mixed` (both, each relative
+to the fastest engine at that shape).
 """
 from __future__ import annotations
 
 import logging
-import math
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from serving_core.encoder import FeedEncoder
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat
 from serving_core.runtime import RuntimeKind, create_runner
-from serving_core.windows import WindowSettings
 
 from builder.engine.proof import EngineProof, SourceProbe, cannot_run, prove_converted, prove_paddle
+from builder.engine.timing import relative_scores, served_shapes, time_runner
 
 log = logging.getLogger(__name__)
 
 EXPECT = ("short", "long", "mixed")
-SHORT_TEXT = "明天早上七点提醒我给妈妈打"  # 13 characters: 16 tokens with [CLS] and [SEP] (CJK: one a character)
-LONG_TEXT = "导航到北京西站然后播放周杰伦的歌" * 64  # cut to max_seq_len
-BUDGET_S = {"short": 0.5, "long": 1.0}  # timing per engine and shape: a moment, not a benchmark
 
 
 @dataclass(frozen=True)
 class EngineTiming:
     engine: str
-    short_ms: float  # median of one 16-token text
-    long_ms: float  # median of eight max_seq_len texts
+    short_ms: float  # median of one text of 12-20 tokens (builder.engine.timing)
+    long_ms: float  # median per eight max_seq_len texts, in batches of 3-8
 
 
 @dataclass(frozen=True)
@@ -54,39 +48,11 @@ class EngineChoice:
                             for t in self.timings]}
 
     def describe(self) -> str:
-        shown = "; ".join(f"{t.engine} {t.short_ms:.3g} ms (1 x 16) / {t.long_ms:.3g} ms (8 x max_seq_len)"
+        shown = "; ".join(f"{t.engine} {t.short_ms:.3g} ms (1 short text) / {t.long_ms:.3g} ms (8 x max_seq_len)"
                           for t in self.timings)
         refused = f"; set aside (engine_choice.refused says why): {', '.join(self.refused)}" if self.refused else ""
         what = f"{self.runtime} ({self.precision})" if self.precision != "fp32" else self.runtime
         return f"--runtime auto chose {what} for {self.expect} traffic: {shown}{refused}"
-
-
-def _median_ms(runner, feeds: dict, budget_s: float) -> float:
-    runner.run(feeds)  # warm-up (allocations, caches)
-    seconds, started = [], time.perf_counter()
-    while len(seconds) < 3 or (time.perf_counter() - started < budget_s and len(seconds) < 50):
-        begin = time.perf_counter()
-        runner.run(feeds)
-        seconds.append(time.perf_counter() - begin)
-    return 1000 * statistics.median(seconds)
-
-
-def _shapes(tokenizer, names: list[str]) -> dict[str, dict]:
-    encoder = FeedEncoder(tokenizer, WindowSettings(), names)
-    return {"short": encoder.encode([[SHORT_TEXT]]).feeds, "long": encoder.encode([[LONG_TEXT] * 8]).feeds}
-
-
-def _time(runner, shapes: dict[str, dict]) -> tuple[float, float]:
-    typed = {shape: {t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs}
-             for shape, feeds in shapes.items()}
-    return _median_ms(runner, typed["short"], BUDGET_S["short"]), _median_ms(runner, typed["long"], BUDGET_S["long"])
-
-
-def _score(timings: list[EngineTiming], expect: str) -> dict[str, float]:
-    best_short = min(t.short_ms for t in timings)
-    best_long = min(t.long_ms for t in timings)
-    return {t.engine: {"short": t.short_ms / best_short, "long": t.long_ms / best_long,
-                       "mixed": math.sqrt(t.short_ms / best_short * t.long_ms / best_long)}[expect] for t in timings}
 
 
 def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert, threads: int, precision: str,
@@ -172,9 +138,9 @@ def _fastest(candidates: dict, refused: dict, program: ProgramFiles, tokenizer, 
     if not candidates:
         raise UserError("no engine computes what the source model does: " + "; ".join(
             f"{engine}: {why}" for engine, why in refused.items()), str(program.model_file))
-    shapes = _shapes(tokenizer, sorted({t.name for _, _, r in candidates.values() for t in r.signature.inputs}))
-    timings = [EngineTiming(kind.value, *_time(runner, shapes)) for kind, (_, _, runner) in candidates.items()]
-    scores = _score(timings, expect)
+    shapes = served_shapes(tokenizer, sorted({t.name for _, _, r in candidates.values() for t in r.signature.inputs}))
+    timings = [EngineTiming(kind.value, *time_runner(runner, shapes)) for kind, (_, _, runner) in candidates.items()]
+    scores = relative_scores({t.engine: (t.short_ms, t.long_ms) for t in timings}, expect)
     chosen = min(candidates, key=lambda kind: scores[kind.value])
     choice = EngineChoice(chosen.value, expect, tuple(timings), refused, precision)
     log.info("%s", choice.describe())

@@ -25,6 +25,7 @@ from serving_core.encoder import FeedEncoder
 from serving_core.tokenization import KNOWN_MODEL_INPUTS, ErnieTokenizer
 from serving_core.windows import WindowSettings
 
+from builder.engine.timing import relative_scores, served_shapes, time_runner
 from builder.source.reference import SourceModel
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class SourceProbe:
 
     def __init__(self, source, task, tokenizer: ErnieTokenizer, weights_file: Path, quantized: bool = False):
         self.quantized = quantized  # a quantization-aware program: engines are held to TOLERANCE["qat"]
+        self.tokenizer = tokenizer
         encoder = FeedEncoder(tokenizer, WindowSettings(), list(KNOWN_MODEL_INPUTS))
         self.feeds = encoder.encode([list(PROBE_TEXTS)]).feeds  # every input a program may take
         try:
@@ -119,14 +121,18 @@ class SourceProbe:
 
 
 def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, threads: int,
-                 convert=None) -> EngineProof:
-    """Paddle Inference with oneDNN (its default); with native kernels when oneDNN differs from
-    the source model. `convert(program) -> ONNX files or None` then gives ONNX Runtime's figures,
-    which also confirm the native kernels where they are the reference themselves (a static export)."""
+                 convert=None, pick_kernels: bool = True) -> EngineProof:
+    """Paddle Inference on the kernels that compute what the source model does, the faster of
+    the two where both do (`pick_kernels`; FP32 only): oneDNN, Paddle's default, or its native
+    CPU kernels. `convert(program) -> ONNX files or None` gives ONNX Runtime's figures where
+    oneDNN differs, which also confirm the native kernels where they are the reference
+    themselves (a static export)."""
     tolerance = probe.tolerance(precision)
     default_runner = PaddleRunner(program, threads, precision)
     onednn = probe.measure(default_runner, "paddle (oneDNN)")
     if onednn.agrees(tolerance):
+        if pick_kernels and precision == "fp32":
+            return _faster_kernels(probe, program, threads, default_runner, onednn, tolerance)
         return EngineProof(probe.reference, (onednn,), runner=default_runner, tolerance=tolerance)
     native_runner = PaddleRunner(program, threads, onednn=False)
     native = probe.measure(native_runner, "paddle (native kernels)")
@@ -148,6 +154,28 @@ def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, thre
     return EngineProof(probe.reference, checked, onednn=False, note=note, runner=native_runner, tolerance=tolerance)
 
 
+def _faster_kernels(probe: SourceProbe, program: ProgramFiles, threads: int, onednn_runner: PaddleRunner,
+                    onednn: EngineFigures, tolerance: float) -> EngineProof:
+    """Both kernels timed on the shapes a server gives them (builder.engine.timing), each
+    relative to the faster at its shape: oneDNN redoes its weight layouts when shapes change,
+    which a single repeated shape hides. Native kernels that differ from the source are not kept."""
+    native_runner = PaddleRunner(program, threads, onednn=False)
+    native = probe.measure(native_runner, "paddle (native kernels)")
+    if not native.agrees(tolerance):
+        return EngineProof(probe.reference, (onednn, native), runner=onednn_runner, tolerance=tolerance)
+    shapes = served_shapes(probe.tokenizer, [t.name for t in onednn_runner.signature.inputs])
+    timed = {"oneDNN": time_runner(onednn_runner, shapes), "native": time_runner(native_runner, shapes)}
+    score = relative_scores(timed, "mixed")
+    use_native = score["native"] < score["oneDNN"]
+    shown = ", ".join(f"{k} {short:.3g} ms (1 short text) / {long:.3g} ms (8 x max_seq_len)"
+                      for k, (short, long) in timed.items())
+    note = (f"Paddle Inference runs on its {'native CPU' if use_native else 'oneDNN'} kernels, the faster on "
+            f"served shapes: {shown}")
+    log.info(note)
+    return EngineProof(probe.reference, (onednn, native), onednn=not use_native, note=note,
+                       runner=native_runner if use_native else onednn_runner, tolerance=tolerance)
+
+
 def prove_converted(probe: SourceProbe, kind: RuntimeKind, converted: ProgramFiles, program: ProgramFiles,
                     threads: int, precision: str = "fp32") -> EngineProof:
     """An engine that runs the ONNX conversion (ONNX Runtime, OpenVINO), or OpenVINO reading a
@@ -160,7 +188,7 @@ def prove_converted(probe: SourceProbe, kind: RuntimeKind, converted: ProgramFil
         return EngineProof(probe.reference, (figures,), runner=runner, tolerance=tolerance)
     advice = "export the model again or report the program to paddle2onnx"
     try:
-        if prove_paddle(probe, program, "fp32", threads):
+        if prove_paddle(probe, program, "fp32", threads, pick_kernels=False):
             advice = "serve it with --runtime paddle, which agrees"
     except UserError:
         pass
