@@ -1,10 +1,13 @@
 """Build-time engine timing on served shapes, and Paddle's kernels chosen by it."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from builder.build import build
-from builder.engine.timing import relative_scores, served_shapes
+from builder.engine import timing
+from builder.engine.timing import relative_scores, served_shapes, time_runner
 from builder.options import BuildOptions
 from builder.triton.repository import read_build
 from serving_core.interface import Task
@@ -22,6 +25,33 @@ def test_each_timing_cycle_has_more_shapes_than_onednn_keeps(example_model):
         assert len(distinct) == len(cycle.feeds) > ONEDNN_CACHED_SHAPES, (name, sorted(distinct))
         assert [feeds["input_ids"].shape[0] for feeds in cycle.feeds] == list(cycle.texts)
     assert max(f["input_ids"].shape[1] for f in shapes["long"].feeds) == tokenizer.settings.max_seq_len
+
+
+class FirstRunSlow:
+    """A runner on a clock of its own: the first run of each input shape takes `first` seconds,
+    later runs `warm` (oneDNN on an AVX2 machine: 184 ms, then 42)."""
+
+    def __init__(self, names, first=0.184, warm=0.042):
+        self.signature = SimpleNamespace(inputs=[SimpleNamespace(name=n, dtype="int64") for n in names])
+        self.first, self.warm, self.now, self.seen = first, warm, 0.0, set()
+
+    def perf_counter(self):
+        return self.now
+
+    def run(self, feeds):
+        shape = feeds["input_ids"].shape
+        self.now += self.warm if shape in self.seen else self.first
+        self.seen.add(shape)
+
+
+def test_timing_measures_warm_shapes_not_their_first_run(example_model, monkeypatch):
+    tokenizer = ErnieTokenizer.from_files(example_model / "vocab.txt", TokenizerSettings(max_seq_len=128))
+    names = ["input_ids", "token_type_ids"]
+    runner = FirstRunSlow(names)
+    monkeypatch.setattr(timing, "time", runner)
+    short_ms, long_ms = time_runner(runner, served_shapes(tokenizer, names))
+    assert short_ms == pytest.approx(42.0)
+    assert long_ms == pytest.approx(timing.LONG_PER * 42.0 / 3)  # the median long shape holds 3 texts
 
 
 def test_scores_are_relative_to_the_fastest_at_each_shape():

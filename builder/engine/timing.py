@@ -2,13 +2,17 @@
 
 Served traffic does not repeat one shape: texts differ in length and the dynamic batcher forms
 batches of whatever size its queue holds, so a server sees many distinct shapes. Paddle
-Inference's oneDNN kernels keep what they prepared for a few recent input shapes (10, measured);
-past that, every shape change prepares them again (ERNIE 3.0 Medium, 2 threads, one text at a
-time: 15 ms on oneDNN against 17 ms on Paddle's native kernels while the lengths cycle through 10
-values or fewer, 33 ms against 18 ms through 12). Timing one
-shape over and over would hide this, so each timing cycles through more shapes than that: the
-`short` cycle is one text of 10-21 tokens (12 lengths), the `long` cycle batches of 2-4 texts
-0-24 tokens short of max_seq_len (12 shapes), reported per 8 texts.
+Inference's oneDNN kernels prepare themselves for each input shape, and keep what they prepared
+for some recent shapes only. How many depends on the machine (ERNIE 3.0 Medium, 2 threads, one
+text at a time): on one, about 10, and past that every shape change prepared them again (33 ms on
+oneDNN against 18 ms on Paddle's native kernels while the lengths cycled through 12 values); on
+another (AMD EPYC, AVX2) all 12, but the first run of each shape took 184 ms against 42 ms after
+(native: 121 ms). Timing one shape over and over would hide the first case, and timing each shape
+once only would show the second's start-up cost as its speed. So each cycle has more shapes
+than the first machine keeps (the `short` cycle is one text of 10-21 tokens, 12 lengths; the
+`long` cycle batches of 2-4 texts 0-24 tokens short of max_seq_len, 12 shapes, reported per 8
+texts), every shape of it runs once unmeasured, and then whole cycles are timed: what a warm
+server sees.
 """
 from __future__ import annotations
 
@@ -55,7 +59,8 @@ def time_runner(runner, shapes: dict[str, ShapeCycle]) -> tuple[float, float]:
 
 def _median_ms_per_text(runner, cycle: ShapeCycle, budget_s: float) -> float:
     typed = [{t.name: feeds[t.name].astype(t.dtype) for t in runner.signature.inputs} for feeds in cycle.feeds]
-    runner.run(typed[0])  # warm-up: allocations, first-run compilation
+    for feeds in typed:  # warm-up: allocations, each shape's first-run preparation
+        runner.run(feeds)
     per_text, started = [], time.perf_counter()
     while len(per_text) < len(typed) or (time.perf_counter() - started < budget_s and len(per_text) < MAX_RUNS):
         index = len(per_text) % len(typed)
