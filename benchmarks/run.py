@@ -13,6 +13,9 @@ Systems (--systems; names are <kind>_<runtime>):
   bare_/triton_ openvino, ovint8, auto        by name only: OpenVINO FP32 and INT8 (NNCF), --runtime auto
   bare_/triton_/direct_qat                   by name only, with --size and --qat DIR: the compression
                                              recipe's INT8 program on that size, auto's engine
+  direct_<runtime>                           by name only: the batched <name>_direct model (--direct)
+  direct_<runtime>_nohold                    by name only: the same build with the direct model's
+                                             batch hold off (--batch-hold-ms 0), to compare in one run
   simple_server_paddle                       PaddleNLP's SimpleServer (`paddlenlp server`),
                                              set up as its docs say
 --size medium|nano|base|tinybert runs the seq_cls workloads on a model of that size made from
@@ -61,6 +64,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
     from builder.build import build
     from builder.options import BuildOptions
     from builder.engine.quantize import QuantizeOptions
+    from builder.triton.config import BatchingOptions
     from builder.triton.repository import model_version_dir
     from serving_core.interface import Task
     from serving_core.runtime import RuntimeKind
@@ -74,26 +78,28 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                        "openvino": {"runtime": RuntimeKind.OPENVINO},
                        "ovint8": {"runtime": RuntimeKind.OPENVINO, "quantize": "int8", "quantize_options": measuring},
                        "auto": {"runtime": None}, "qat": {"runtime": None}}
-    runtimes = sorted({s.runtime for s in systems if s.kind in (BARE, TRITON, DIRECT)}
-                      | ({"paddle"} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
+    builds = sorted({(s.build, s.runtime, s.hold) for s in systems if s.kind in (BARE, TRITON, DIRECT)}
+                    | ({("paddle", "paddle", True)} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
     paths: dict = {"examples": {}, "triton": {}, "paddle_serving": {}, "simple_server": {}}
-    jobs = [(task, runtime) for task in tasks for runtime in runtimes]
+    jobs = [(task, build_name) for task in tasks for build_name in builds]
     with tqdm(total=len(jobs) + len(tasks), desc="build", unit="model") as progress:
         for task in tasks:
             example = paths["examples"][task] = (ensure_model(size, work / f"{size}_seq_cls") if size
                                                  else ensure_example(work, task))
-            for runtime in runtimes:
-                repository = work / "repositories" / runtime / task
+            for build_name, runtime, hold in builds:
+                repository = work / "repositories" / build_name / task
                 direct = task == "seq_cls" and any(s.kind == DIRECT for s in systems)
                 source, recipe = example, {}
                 if runtime == "qat":
                     source = qat / "width_mult_0.75"
                     recipe = {"program_file": "int8", "tokenizer_dir": qat / "tokenizer",
                               "labels_file": qat / "labels.txt"}
+                batching = {} if hold else {"model_batching": BatchingOptions(hold_ms=0.0)}
                 build(source, repository, BuildOptions(task=Task(task), name=task, overwrite=True, direct=direct,
-                                                       num_threads=threads, **runtime_options[runtime], **recipe),
+                                                       num_threads=threads, **runtime_options[runtime], **recipe,
+                                                       **batching),
                       show_progress=False)
-                paths["triton"][(runtime, task)] = repository
+                paths["triton"][(build_name, task)] = repository
                 progress.update()
             if any(s.kind == PADDLE_SERVING for s in systems):
                 service = work / "repositories" / "paddle_serving"
@@ -125,8 +131,8 @@ def serving(system: System, task: str, paths: dict):
     elif system.kind in (TRITON, DIRECT):
         # Only the measured entry (the ensemble loads its steps): an idle second engine would share the machine.
         entry = direct_model_name(task) if system.kind == DIRECT else task
-        with TritonServer(paths["triton"][(system.runtime, task)], ServerPorts.free(), load_models=(entry,)) as server:
-            spec, _ = read_build(paths["triton"][(system.runtime, task)], task)
+        with TritonServer(paths["triton"][(system.build, task)], ServerPorts.free(), load_models=(entry,)) as server:
+            spec, _ = read_build(paths["triton"][(system.build, task)], task)
             yield server.grpc_url, server.pid, spec
     elif system.kind == PADDLE_SERVING:
         with PipelineService(paths["paddle_serving"][task]) as service:
@@ -169,7 +175,7 @@ def _measure_system(system: System, task: str, paths: dict, workloads: dict, fil
                 point = Point(system=system.name, kind=system.kind, task=task, workload=name,
                               workload_file=str(files[name].resolve()), concurrency=concurrency,
                               seconds=args.seconds, warmup_s=args.warmup, server_pid=pid, url=url, model=model,
-                              repository=str(paths["triton"].get((system.runtime, task), "")),
+                              repository=str(paths["triton"].get((system.build, task), "")),
                               num_threads=args.threads, triton_models=roles)
                 result = measure(point, work)
                 row = Row(name, system.name, system.kind, system.runtime, concurrency, result)

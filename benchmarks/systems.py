@@ -16,14 +16,23 @@ RUNTIMES = ("paddle", "onnxruntime", "int8", "openvino", "ovint8", "auto", "qat"
 # (NNCF); qat: the compression recipe's INT8 program (benchmarks.run --qat), on the engine auto chooses
 
 
+NO_HOLD = "_nohold"  # suffix: the same --direct build with the direct model's batch hold off (--batch-hold-ms 0)
+
+
 @dataclass(frozen=True)
 class System:
     kind: str  # BARE, TRITON, DIRECT, PADDLE_SERVING or SIMPLE_SERVER
     runtime: str  # one of RUNTIMES
+    hold: bool = True  # DIRECT: the direct model's default batch hold; False: --batch-hold-ms 0
 
     @property
     def name(self) -> str:
-        return f"{self.kind}_{self.runtime}"
+        return f"{self.kind}_{self.build}"
+
+    @property
+    def build(self) -> str:
+        """The Triton repository this system serves (or, bare, runs the model step of)."""
+        return self.runtime if self.hold else self.runtime + NO_HOLD
 
     @property
     def bare(self) -> "System":
@@ -39,10 +48,11 @@ ALL_SYSTEMS = (
 
 
 # Asked for by name only (not in the default run): the other engines, --runtime auto, and the
-# direct model of every runtime.
+# direct model of every runtime, with its batch hold and without.
 MORE_SYSTEMS = (*(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto", "qat")
                   for kind in (BARE, TRITON)),
-                *(System(DIRECT, runtime) for runtime in RUNTIMES))
+                *(System(DIRECT, runtime) for runtime in RUNTIMES),
+                *(System(DIRECT, runtime, hold=False) for runtime in RUNTIMES))
 
 
 def system_named(name: str) -> System:

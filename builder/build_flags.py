@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
+from builder.triton.config import MODEL_HOLD_MS
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ FLAGS = (
     Flag("--queue-delay-us", "model_batching.max_queue_delay_us", "model step's dynamic batching: longest wait "
          "for more requests to fill a batch (default: 0 on CPU, where requests queued behind a busy instance "
          "batch anyway; 1000 for the GPU step)", argparse={"type": int}),
+    Flag("--batch-hold-ms", "model_batching.hold_ms", "--direct: after answering a batch of two or more requests, "
+         "the direct model keeps its instance this long (never over 5%% of the batch's own time), so the clients it "
+         "answered join the next batch instead of splitting into a lone request and the rest; 0: off "
+         "(default: %(default)s)",
+         argparse={"type": float, "default": MODEL_HOLD_MS}),
     Flag("--max-batch-tokens", "max_batch_tokens", "the model step runs what the batcher joined in groups of at "
          "most this many padded tokens (texts or windows x longest); CPU throughput per text falls beyond a few "
          "thousand; 0: one batch (default: %(default)s)", argparse={"type": int, "default": 4096}),

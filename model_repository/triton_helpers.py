@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from serving_core import interface
+from serving_core.batch_hold import BatchHold
 from serving_core.errors import InvalidRequest
 from serving_core.feed_checks import check_finite
 from serving_core.parameters import from_parameters, parameters_from_model_config
@@ -185,6 +187,7 @@ class StepModel:
         self.parameters = parameters_from_model_config(self.config)
         self.dtypes = output_dtypes(self.config)
         self.version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.hold = self.read_settings(BatchHold)
         self.setup()
 
     def read_settings(self, cls):
@@ -195,7 +198,17 @@ class StepModel:
         """Step state from self.config and self.parameters."""
 
     def execute(self, requests):
-        return answer_each(requests, self.answer, self.STEP)
+        """The responses; or, where the step holds its instance after a batch (BatchHold), None
+        after sending them itself and holding, so that clients are answered before the hold."""
+        started = time.perf_counter()
+        responses = answer_each(requests, self.answer, self.STEP)
+        hold = self.hold.seconds(len(requests), time.perf_counter() - started)
+        if hold <= 0:
+            return responses
+        for request, response in zip(requests, responses):
+            request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        time.sleep(hold)
+        return None
 
     def answer(self, requests) -> list:
         """One response per request; raise (InvalidRequest for the client's fault) to fail them."""

@@ -15,14 +15,16 @@ def test_benchmark_run_writes_every_output(example_model, tmp_path):
     output = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--workdir", str(tmp_path), "--output", str(output),
-         "--workloads", "seq_cls_short", "--systems", "bare_paddle", "triton_paddle", "simple_server_paddle",
+         "--workloads", "seq_cls_short", "--systems", "bare_paddle", "triton_paddle", "direct_paddle_nohold",
+         "simple_server_paddle",
          "--concurrency", "1", "2", "--seconds", "0.5", "--warmup", "0.2", "--requests", "8",
          "--perf-analyzer-stability", "1000"],  # a busy machine must not fail a run that asserts no speed
         capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((output / "results.json").read_text(encoding="utf-8"))
     points = {(r["system"], r["concurrency"]) for r in results["rows"]}
-    assert points == {(s, c) for s in ("bare_paddle", "triton_paddle", "simple_server_paddle") for c in (1, 2)}
+    systems = ("bare_paddle", "triton_paddle", "direct_paddle_nohold", "simple_server_paddle")
+    assert points == {(s, c) for s in systems for c in (1, 2)}
     for row in results["rows"]:
         assert row["measurement"]["errors"] == 0 and row["measurement"]["texts_per_s"] > 0
         assert row["measurement"]["rss_mb"] > 0
@@ -33,4 +35,7 @@ def test_benchmark_run_writes_every_output(example_model, tmp_path):
     assert "perf_analyzer" in (output / "report.md").read_text(encoding="utf-8")
     assert all(t["identical_ids"] for t in results["tokenizer"])
     assert "| triton_paddle |" in (output / "report.md").read_text(encoding="utf-8")
+    # The _nohold system served its own build, the direct model's batch hold off; no model step holds.
+    held = [p for p in (tmp_path / "repositories").glob("*/seq_cls/*/config.pbtxt") if "hold_ms" in p.read_text()]
+    assert [p.relative_to(tmp_path / "repositories").parts[0] for p in held] == ["paddle"]
     assert (output / "plot.png").read_bytes()[:4] == b"\x89PNG"

@@ -13,6 +13,7 @@ from builder.build import build, check_runtime_options
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.triton.check import check_repository
+from builder.triton.config import MODEL_HOLD_MS, BatchingOptions
 from builder.verify import verify
 from clients.seq_cls import SeqClsClient
 from clients.triton import bytes_input
@@ -35,6 +36,10 @@ def repository(example_model, tmp_path_factory):
               show_progress=False)
     build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="intent_pair", text_pair=True, direct=True),
           show_progress=False)
+    # A long batching window: concurrent requests surely share one execute(), and the default hold
+    # after it: the direct model sends that batch's answers, errors included, itself.
+    build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="intent_held", direct=True, model_batching=(
+        BatchingOptions(max_queue_delay_us=300_000, hold_ms=MODEL_HOLD_MS))), show_progress=False)
     return repo
 
 
@@ -89,8 +94,9 @@ def test_direct_sends_the_outputs_a_client_asks_for(server):
 
 
 @pytest.mark.server
-def test_a_bad_request_fails_alone_while_concurrent_ones_are_answered(server):
-    good = SeqClsClient(server.grpc_url, "intent_direct").classify(TEXTS[:8])
+@pytest.mark.parametrize("model", ["intent_direct", "intent_held_direct"])
+def test_a_bad_request_fails_alone_while_concurrent_ones_are_answered(server, model):
+    good = SeqClsClient(server.grpc_url, model).classify(TEXTS[:8])
     client = grpcclient.InferenceServerClient(server.grpc_url)
 
     def send(index):
@@ -98,11 +104,11 @@ def test_a_bad_request_fails_alone_while_concurrent_ones_are_answered(server):
             bad = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
             bad.set_data_from_numpy(np.array([[b"\xff\xfe broken"]], dtype=np.object_))
             try:
-                client.infer("intent_direct", [bad])
+                client.infer(model, [bad])
             except InferenceServerException as exc:
                 return exc.message()
             return "answered"
-        return SeqClsClient(server.grpc_url, "intent_direct").classify([TEXTS[index % 8]])[0].label
+        return SeqClsClient(server.grpc_url, model).classify([TEXTS[index % 8]])[0].label
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(send, range(32)))
@@ -111,7 +117,7 @@ def test_a_bad_request_fails_alone_while_concurrent_ones_are_answered(server):
             assert "not valid UTF-8" in answer
         else:
             assert answer == good[index % 8].label
-    assert SeqClsClient(server.grpc_url, "intent_direct").classify(TEXTS[:1])[0].label == good[0].label
+    assert SeqClsClient(server.grpc_url, model).classify(TEXTS[:1])[0].label == good[0].label
 
 
 @pytest.mark.server

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from serving_core.batch_hold import BatchHold
 from serving_core.parameters import to_parameters
 from serving_core.spec import IOTensor
 
@@ -21,18 +22,26 @@ class BatchingOptions:
     `max_queue_delay_us` None is the step's own default: 0 for CPU Python steps (measured by
     `benchmarks.run`: a delay adds itself to every lone request, while requests that queue
     up behind a busy CPU instance batch anyway), GPU_QUEUE_DELAY_US for the native GPU step.
+    `hold_ms`: how long a batching Python model that answers clients itself (`<name>_direct`)
+    keeps its instance after answering a batch (serving_core.batch_hold), so that the clients it
+    answered join the next batch; 0: off. The ensemble's model step never holds (target.py).
     """
 
     max_batch_size: int = 64
     instances: int = 1
     max_queue_delay_us: int | None = None
     preferred_batch_sizes: tuple[int, ...] = ()
+    hold_ms: float = 0.0
+
+    def __post_init__(self):
+        BatchHold(self.hold_ms)  # validates
 
     def queue_delay_us(self, default: int) -> int:
         return default if self.max_queue_delay_us is None else self.max_queue_delay_us
 
 
 CPU_QUEUE_DELAY_US = 0
+MODEL_HOLD_MS = 3.0  # the direct model's default hold (benchmarks/results/medium_hold.md)
 GPU_QUEUE_DELAY_US = 1000  # a GPU batch costs about what one request does: worth waiting for
 
 
@@ -81,6 +90,8 @@ def python_step(name: str, inputs: list[IOTensor], outputs: list[IOTensor], batc
     if size > 0:
         config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us(CPU_QUEUE_DELAY_US)
         config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_sizes)
+        if batching.hold_ms > 0:
+            _set_parameters(config, to_parameters(BatchHold(batching.hold_ms)))
     for item in settings if isinstance(settings, tuple) else (settings,):
         if item is not None:
             _set_parameters(config, to_parameters(item))
