@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 from builder.triton.config import MODEL_HOLD_MS
@@ -155,8 +156,11 @@ def build_options(args: argparse.Namespace):
         owner, _, name = flag.option.rpartition(".")
         (nested.setdefault(owner, {}) if owner else top)[name] = value
     defaults = BuildOptions(task=top["task"])
-    for owner, values in nested.items():
-        top[owner] = dataclasses.replace(getattr(defaults, owner), **values)
-    top["step_batching"] = dataclasses.replace(defaults.step_batching,
-                                               max_batch_size=top["model_batching"].max_batch_size)
-    return BuildOptions(**top)
+    try:  # the options' own checks (__post_init__) refuse bad values: the user's fault, not a crash
+        for owner, values in nested.items():
+            top[owner] = dataclasses.replace(getattr(defaults, owner), **values)
+        top["step_batching"] = dataclasses.replace(defaults.step_batching,
+                                                   max_batch_size=top["model_batching"].max_batch_size)
+        return BuildOptions(**top)
+    except ValueError as exc:
+        raise UserError(f"bad option: {exc}") from exc

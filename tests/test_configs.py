@@ -6,7 +6,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from builder.triton.config import BatchingOptions, EnsembleStep, IOTensor, ensemble, parse, python_step, render
 from builder.triton.wiring import check_wiring, wiring_problems
-from serving_core.errors import BuildBug
+from serving_core.errors import BuildBug, UserError
 from serving_core.model_step import ModelStepSettings
 from serving_core.parameters import from_parameters, parameters_from_model_config, to_parameters
 from serving_core.seq_cls import SeqClsSettings
@@ -114,3 +114,6 @@ def test_build_flags_default_to_the_build_options_defaults():
     assert (options.model_batching.max_batch_size, options.model_batching.instances) == (8, 2)
     assert options.step_batching.max_batch_size == 8 and options.step_batching.instances == 1
     assert options.int_dtype == "int32" and options.pipeline.batch_size == 4 and options.stride == 16
+    assert parsed("--task", "seq_cls", "--batch-hold-ms", "0").model_batching.hold_ms == 0
+    with pytest.raises(UserError, match="bad option: hold_ms must be >= 0"):  # exit 2 with that line, no traceback
+        parsed("--task", "seq_cls", "--batch-hold-ms", "-1")
