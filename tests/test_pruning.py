@@ -67,8 +67,9 @@ def test_pruned_and_pruned_int8_of_every_task_serve_and_verify(pruned, tmp_path)
             assert exact.passed, exact.to_json()
             # Set on the fixed-step fixtures (the same model on any machine): pruned INT8 measured
             # agreement 1.0 on every task, largest probability difference 0.0040 (intent_slot, whose
-            # answers match only if the intent and every slot span do). The bar leaves room for
-            # another CPU's INT8 kernels: 10% of the answers (one or two) may flip, probabilities within 0.02.
-            quantized = verify(repo, f"{task.value}_pruned_int8", server.grpc_url, rows, tolerance=0.02,
+            # answers match only if the intent and every slot span do); on an AVX2-only AMD EPYC, whose
+            # INT8 kernels round differently, 0.9375 and 0.060. The bar leaves room for another CPU's
+            # INT8 kernels: 10% of the answers (one or two) may flip, probabilities within 0.1.
+            quantized = verify(repo, f"{task.value}_pruned_int8", server.grpc_url, rows, tolerance=0.1,
                                min_agreement=0.9)
             assert quantized.passed, quantized.to_json()
