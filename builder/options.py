@@ -9,7 +9,7 @@ from serving_core.runtime import RuntimeKind
 
 from builder.paddle_serving.service import PipelineOptions
 from builder.engine.quantize import QuantizeOptions
-from builder.triton.config import MODEL_HOLD_MS, BatchingOptions
+from builder.triton.config import BatchingOptions, default_model_batching
 from builder.triton.target import TritonOptions
 
 
@@ -36,7 +36,7 @@ class BuildOptions:
     max_answer_len: int = 30  # qa
     n_best: int = 20  # qa
     no_answer_threshold: float | None = None  # qa: answer "" under this probability
-    model_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(hold_ms=MODEL_HOLD_MS))
+    model_batching: BatchingOptions = field(default_factory=default_model_batching)
     step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
     direct: bool = False  # seq_cls: also a batched <name>_direct model (tokenizer, engine, postprocess in one)
     gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)

@@ -45,6 +45,11 @@ MODEL_HOLD_MS = 3.0  # the direct model's default hold (benchmarks/results/mediu
 GPU_QUEUE_DELAY_US = 1000  # a GPU batch costs about what one request does: worth waiting for
 
 
+def default_model_batching() -> BatchingOptions:
+    """The model steps' batching unless the build says otherwise: the direct model holds MODEL_HOLD_MS."""
+    return BatchingOptions(hold_ms=MODEL_HOLD_MS)
+
+
 _TRITON_TYPES = {"string": "TYPE_STRING", "bool": "TYPE_BOOL", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
                  "float32": "TYPE_FP32"}
 

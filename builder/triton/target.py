@@ -18,15 +18,15 @@ from serving_core.program import ProgramFiles
 from serving_core.spec import EnsembleSpec, IOTensor
 
 from builder.triton.plan import ModelDirPlan, RepositoryPlan
-from builder.triton.config import (MODEL_HOLD_MS, BatchingOptions, EnsembleStep, ensemble, native_onnxruntime_step,
-                                   python_step)
+from builder.triton.config import (BatchingOptions, EnsembleStep, default_model_batching, ensemble,
+                                   native_onnxruntime_step, python_step)
 
 
 @dataclass(frozen=True)
 class TritonOptions:
     """How Triton schedules the steps, and whether the model step is Triton's native GPU backend."""
 
-    model_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(hold_ms=MODEL_HOLD_MS))
+    model_batching: BatchingOptions = field(default_factory=default_model_batching)
     step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
     gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)
     gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
