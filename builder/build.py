@@ -174,6 +174,8 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
         log.info(text)
 
     stage("reading model directory")
+    if options.quantize == "int8":  # auto decided here, for build.json and the model step's check
+        options = replace(options, quantize_options=options.quantize_options.resolved())
     model = read_model(model_dir, options)
     source, name, max_seq_len, tokenizer = model.source, model.name, model.max_seq_len, model.tokenizer
     tokenizer_settings, vocab_size = tokenizer.settings, model.vocab_size
@@ -239,6 +241,7 @@ def build_record(spec, source: ModelSource, options: BuildOptions, signature: Pr
         "program_inputs": [asdict(t) for t in signature.inputs],
         "program_outputs": [asdict(t) for t in signature.outputs],
         "quantize": options.quantize, "calibration": calibration,
+        "reduce_range": options.quantize_options.reduce_range == "on" if options.quantize else None,
         "engine_proof": proof.to_json() if proof else None,
         "engine_choice": choice.to_json() if choice else None,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -343,7 +346,7 @@ def _quantize(files, options: BuildOptions, source, tokenizer, signature: Progra
     dtypes = {t.name: t.dtype for t in signature.inputs}
     feeds = [{name: array.astype(dtypes[name]) for name, array in encoder.encode([[c] for c in row]).feeds.items()}
              for row in rows[:300]]
-    return quantize_static_openvino(files, output, feeds)
+    return quantize_static_openvino(files, output, feeds, options.quantize_options)
 
 
 def _try_convert(program, output: Path):

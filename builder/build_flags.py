@@ -96,6 +96,10 @@ FLAGS = (
          "anything is written", INT8, argparse={"choices": ["int8"]}),
     Flag("--quantize-per-channel", "quantize_options.per_channel", "per-channel weight scales", INT8,
          argparse={"action": "store_true"}),
+    Flag("--quantize-reduce-range", "quantize_options.reduce_range", "weights in 7 bits, so that CPUs without VNNI "
+         "or AMX (AVX2, older AVX-512) do not saturate; auto: on where the building CPU has neither. A model "
+         "quantized in 8 bits warns when it loads on such a CPU (default: %(default)s)", INT8,
+         argparse={"choices": ["auto", "on", "off"], "default": "auto"}),
     Flag("--quantize-embeddings", "quantize_options.embeddings", "INT8 embedding tables too (Gather)", INT8,
          argparse={"action": "store_true"}),
     Flag("--calibration-texts", "quantize_options.calibration_file", "texts for the INT8 check (default: "

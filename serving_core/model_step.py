@@ -1,6 +1,8 @@
 """Settings of the model step (the ERNIE program inside Triton)."""
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +26,33 @@ class ModelStepSettings:
     value_limits: dict[str, int] = field(default_factory=dict)
     max_seq_len: int = 0
     max_windows: int = 0
+    # INT8 weights over the full 8-bit range (built on a CPU with VNNI or AMX, or --quantize-reduce-range
+    # off): on a CPU without either, its INT8 kernels may saturate, and the step says so when it loads.
+    int8_full_range: bool = False
 
 
-def create_step_runner(settings: ModelStepSettings, directory: Path, num_threads: int | None = None):
+def cpu_warning(settings: ModelStepSettings, flags: frozenset[str] | None = None) -> str | None:
+    """What a step should log when it loads on a CPU its program was not quantized for, else None."""
+    from .runtime import cpu_has_int8_dot
+
+    if not settings.int8_full_range or cpu_has_int8_dot(flags):
+        return None
+    return ("this model's INT8 weights use the full 8-bit range, which needs a CPU with VNNI or AMX; this CPU has "
+            "neither, and its INT8 kernels may saturate and change answers: rebuild it on this CPU, or with "
+            "--quantize-reduce-range on")
+
+
+def create_step_runner(settings: ModelStepSettings, directory: Path, num_threads: int | None = None,
+                       warn: Callable[[str], None] = logging.getLogger(__name__).warning):
     """The runner the model step runs: its program in `directory` (the version directory, or a
-    Paddle Serving service's serving_server/), on its runtime, threads, precision and kernels."""
+    Paddle Serving service's serving_server/), on its runtime, threads, precision and kernels;
+    `warn` gets the `cpu_warning`, if any."""
     from .program import ProgramFiles, ProgramFormat
     from .runtime import RuntimeKind, create_runner
 
+    warning = cpu_warning(settings)
+    if warning:
+        warn(warning)
     files = ProgramFiles(ProgramFormat(settings.program_format), Path(directory) / settings.model_file,
                          Path(directory) / settings.params_file if settings.params_file else None)
     return create_runner(RuntimeKind(settings.runtime), files, num_threads or settings.num_threads,

@@ -126,14 +126,31 @@ def create_runner(kind: RuntimeKind, files: ProgramFiles, num_threads: int = 1, 
     return PaddleRunner(files, num_threads, precision, onednn)
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bfloat16 instructions oneDNN uses (AMX or AVX512-BF16)."""
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them (empty where /proc/cpuinfo cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+            return frozenset(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
     except OSError:
-        return False
+        return frozenset()
+
+
+def cpu_has_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU has bfloat16 instructions oneDNN uses (AMX or AVX512-BF16)."""
+    flags = cpu_flags() if flags is None else flags
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def cpu_has_int8_dot(flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU multiplies INT8 into 32-bit sums in one instruction (VNNI or AMX). Without
+    it, INT8 kernels add pairs of u8 x s8 products in 16 bits, which saturate for weights that use
+    the full 8-bit range (ONNX Runtime's and NNCF's documentation: the "reduce range" and
+    "overflow fix" options)."""
+    flags = cpu_flags() if flags is None else flags
+    return bool(flags & INT8_DOT_FLAGS)
 
 
 def pad_and_concat(parts: list[np.ndarray], pad_value: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError
 
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat, is_quantized
-from serving_core.runtime import RuntimeKind, create_runner
+from serving_core.runtime import RuntimeKind, cpu_has_int8_dot, create_runner
 from serving_core.seq_cls import softmax
 from serving_core.tokenization import ErnieTokenizer
 from serving_core.encoder import FeedEncoder
@@ -34,12 +34,32 @@ from serving_core.windows import WindowSettings
 log = logging.getLogger(__name__)
 
 
+REDUCE_RANGE_CHOICES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class QuantizeOptions:
     per_channel: bool = False
     embeddings: bool = False  # also quantize the embedding tables (Gather)
     min_agreement: float = 0.99  # share of confident argmax decisions INT8 must keep
     calibration_file: Path | None = None  # texts, one a line (qa: question<TAB>context)
+    # Weights in 7 bits (ONNX Runtime's reduce_range, NNCF's overflow fix on every layer), so that
+    # CPUs without VNNI or AMX do not saturate; auto: on where the building CPU has neither.
+    reduce_range: str = "auto"
+
+    def __post_init__(self):
+        if self.reduce_range not in REDUCE_RANGE_CHOICES:
+            raise ValueError(f"reduce_range must be one of {REDUCE_RANGE_CHOICES}, got {self.reduce_range!r}")
+
+    def resolved(self, flags: frozenset[str] | None = None) -> "QuantizeOptions":
+        """These options with auto decided for the CPU of `flags` (default: this one)."""
+        if self.reduce_range != "auto":
+            return self
+        return replace(self, reduce_range="off" if cpu_has_int8_dot(flags) else "on")
+
+    @property
+    def reduces_range(self) -> bool:
+        return self.resolved().reduce_range == "on"
 
 
 CONFIDENT_MARGIN = 0.05  # a decision counts when FP32's top two probabilities are this far apart
@@ -68,13 +88,14 @@ def quantize_dynamic_int8(onnx_model: ProgramFiles, output_file: Path, options: 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     op_types = ["MatMul", "Gather"] if options.embeddings else ["MatMul"]
-    log.info("quantizing %s to INT8 (%s, per_channel=%s)", onnx_model.model_file.name, "+".join(op_types),
-             options.per_channel)
+    log.info("quantizing %s to INT8 (%s, per_channel=%s, reduce_range=%s)", onnx_model.model_file.name,
+             "+".join(op_types), options.per_channel, options.reduces_range)
     prepared = output_file.with_suffix(".pre.onnx")
     try:
         quant_pre_process(str(onnx_model.model_file), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(output_file), weight_type=QuantType.QInt8,
-                         per_channel=options.per_channel, op_types_to_quantize=op_types)
+                         per_channel=options.per_channel, reduce_range=options.reduces_range,
+                         op_types_to_quantize=op_types)
     except DecodeError as exc:
         raise _unreadable_temporary_model(exc, onnx_model.model_file) from exc
     finally:
@@ -112,18 +133,22 @@ def _nncf():
     return nncf
 
 
-def quantize_static_openvino(onnx_model: ProgramFiles, output_file: Path, feeds: list[dict[str, np.ndarray]]
-                             ) -> ProgramFiles:
+def quantize_static_openvino(onnx_model: ProgramFiles, output_file: Path, feeds: list[dict[str, np.ndarray]],
+                             options: QuantizeOptions) -> ProgramFiles:
     """NNCF post-training quantization (transformer preset) of the ONNX conversion, its ranges
-    measured on `feeds` (the calibration texts, one text a batch)."""
+    measured on `feeds` (the calibration texts, one text a batch); with reduce_range, NNCF's
+    overflow fix on every MatMul."""
     import onnx
 
     nncf = _nncf()
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
-    log.info("quantizing %s to INT8 for OpenVINO (NNCF, %d calibration texts)", onnx_model.model_file.name,
-             len(feeds))
+    log.info("quantizing %s to INT8 for OpenVINO (NNCF, %d calibration texts, reduce_range=%s)",
+             onnx_model.model_file.name, len(feeds), options.reduces_range)
+    overflow_fix = OverflowFix.ENABLE if options.reduces_range else OverflowFix.DISABLE
     quantized = nncf.quantize(onnx.load(str(onnx_model.model_file)), nncf.Dataset(feeds),
-                              model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+                              model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
+                              advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow_fix))
     onnx.save(quantized, str(output_file))
     return ProgramFiles(ProgramFormat.ONNX, output_file, None)
 
