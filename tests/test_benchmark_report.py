@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.perf_analyzer import input_data
-from benchmarks.report import Report, Row, held_ratio
+from benchmarks.report import Report, Row, evaluate_targets, held_ratio
 from benchmarks.run import _median_round
 
 
@@ -28,6 +28,18 @@ def test_fill_ratios_sets_plain_and_held_ratios_and_perf_analyzers():
     assert served.ratio_to_bare == pytest.approx(0.75)
     assert served.held_ratio == pytest.approx(150.0 / (200.0 * 0.95))
     assert served.perf_analyzer["held_ratio"] == pytest.approx(170.0 / (200.0 * 0.99))
+
+
+def test_the_int8_target_names_the_best_build_by_each_load_generator():
+    report = Report(settings={}, machine={"cpus": 2}, workloads={"seq_cls_short": ""},
+                    rows=[_row("bare_paddle", 100.0), _row("triton_qat", 290.0), _row("direct_qat", 280.0)])
+    report.rows[1].perf_analyzer = {"texts_per_s": 300.0, "client_cpu_cores": 0.05}
+    report.rows[2].perf_analyzer = {"texts_per_s": 350.0, "client_cpu_cores": 0.05}
+    report.fill_ratios()
+    target = next(t for t in evaluate_targets(report) if t["target"].startswith("best INT8"))
+    assert target["value"] == pytest.approx(2.9) and not target["passed"]  # ours decides the row
+    assert "290.0 (triton_qat)" in target["detail"]
+    assert target["detail"].endswith("perf_analyzer 350.0/s (direct_qat) = 3.50")
 
 
 def test_the_median_round_is_reported_with_every_round_beside_it():
