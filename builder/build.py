@@ -241,7 +241,7 @@ def build_record(spec, source: ModelSource, options: BuildOptions, signature: Pr
         "program_inputs": [asdict(t) for t in signature.inputs],
         "program_outputs": [asdict(t) for t in signature.outputs],
         "quantize": options.quantize, "calibration": calibration,
-        "reduce_range": options.quantize_options.reduce_range == "on" if options.quantize else None,
+        "reduce_range": options.quantize_options.reduces_range if options.quantize else None,
         "engine_proof": proof.to_json() if proof else None,
         "engine_choice": choice.to_json() if choice else None,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

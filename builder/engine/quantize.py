@@ -88,13 +88,14 @@ def quantize_dynamic_int8(onnx_model: ProgramFiles, output_file: Path, options: 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     op_types = ["MatMul", "Gather"] if options.embeddings else ["MatMul"]
+    reduce_range = options.reduces_range
     log.info("quantizing %s to INT8 (%s, per_channel=%s, reduce_range=%s)", onnx_model.model_file.name,
-             "+".join(op_types), options.per_channel, options.reduces_range)
+             "+".join(op_types), options.per_channel, reduce_range)
     prepared = output_file.with_suffix(".pre.onnx")
     try:
         quant_pre_process(str(onnx_model.model_file), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(output_file), weight_type=QuantType.QInt8,
-                         per_channel=options.per_channel, reduce_range=options.reduces_range,
+                         per_channel=options.per_channel, reduce_range=reduce_range,
                          op_types_to_quantize=op_types)
     except DecodeError as exc:
         raise _unreadable_temporary_model(exc, onnx_model.model_file) from exc
@@ -143,9 +144,10 @@ def quantize_static_openvino(onnx_model: ProgramFiles, output_file: Path, feeds:
     nncf = _nncf()
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
+    reduce_range = options.reduces_range
     log.info("quantizing %s to INT8 for OpenVINO (NNCF, %d calibration texts, reduce_range=%s)",
-             onnx_model.model_file.name, len(feeds), options.reduces_range)
-    overflow_fix = OverflowFix.ENABLE if options.reduces_range else OverflowFix.DISABLE
+             onnx_model.model_file.name, len(feeds), reduce_range)
+    overflow_fix = OverflowFix.ENABLE if reduce_range else OverflowFix.DISABLE
     quantized = nncf.quantize(onnx.load(str(onnx_model.model_file)), nncf.Dataset(feeds),
                               model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
                               advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow_fix))

@@ -100,7 +100,7 @@ def model_settings(inputs: PlanInputs) -> ModelStepSettings:
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
         precision=options.precision, onednn=inputs.onednn, max_batch_tokens=options.max_batch_tokens,
         pad_values={name: pad_value_for(name, inputs.pad_id) for name in names}, value_limits=limits.value_limits,
-        int8_full_range=options.quantize == "int8" and options.quantize_options.reduce_range == "off")
+        int8_full_range=options.quantize == "int8" and not options.quantize_options.reduces_range)
 
 
 def ensemble_spec(inputs: PlanInputs, text_inputs: list[IOTensor], window: WindowSettings,
