@@ -93,7 +93,7 @@ class OpenVinoRunner:
         model = core.read_model(str(files.model_file), str(files.params_file) if files.params_file else None)
         compiled = core.compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": num_threads, "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "ENABLE_CPU_PINNING": False})
         self._request = compiled.create_infer_request()
         self._outputs = list(zip(_outputs_in_order(compiled.outputs, self.signature),
                                  (t.name for t in self.signature.outputs)))
@@ -133,6 +133,19 @@ def cpu_flags() -> frozenset[str]:
             return frozenset(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
     except OSError:
         return frozenset()
+
+
+def cpu_model() -> str:
+    """This CPU's model name as Linux gives it ("" where /proc/cpuinfo cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+ENGINE_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")  # what
+# the engines' kernels use: benchmark reports name them, since the ranking of engines moves with them
 
 
 def cpu_has_bf16(flags: frozenset[str] | None = None) -> bool:
