@@ -25,7 +25,8 @@ class BareEngine:
         self.window = spec.window
         self.tokenizer = ErnieTokenizer.from_files(
             spec.version_dir(repository, spec.tokenizer_step) / spec.tokenizer.vocab_file, spec.tokenizer)
-        self.runner = create_step_runner(step, spec.version_dir(repository, spec.model_step_name), num_threads)
+        self.runner = create_step_runner(step, spec.version_dir(repository, spec.model_step_name), num_threads,
+                                         bucketed=False)
         self.dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
         self.max_batch_tokens = step.max_batch_tokens
         self.paddle_kernels = ("oneDNN" if step.onednn else "native") if step.runtime == "paddle" else ""

@@ -22,6 +22,8 @@ class BuildOptions:
     expect: str = "mixed"  # auto: the traffic to be fast for: short, long, mixed, or a texts file
     num_threads: int = 2  # math threads per model instance
     max_batch_tokens: int = 4096  # model step: run larger batches in groups of at most this many tokens (0: off)
+    shape_buckets: int = 0  # model step: pad lengths to multiples of this many tokens, rows to 1, 2, 3, 4, 6, 8, ...
+    # and warm those buckets at load (0: off; serving_core.shape_buckets)
     precision: str = "fp32"  # paddle runtime: "bf16" where the CPU has it
     quantize: str | None = None  # "int8": ONNX Runtime dynamic quantization, checked on calibration texts
     quantize_options: QuantizeOptions = field(default_factory=QuantizeOptions)
@@ -50,6 +52,10 @@ class BuildOptions:
     target: str = "triton"  # "triton": OUTPUT is a Triton repository; "paddle-serving": OUTPUT/<name>/ is a
     # pipeline service; "all": OUTPUT/triton/ and OUTPUT/paddle_serving/<name>/
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+
+    def __post_init__(self):
+        if self.shape_buckets < 0:
+            raise ValueError(f"shape_buckets must be >= 0, got {self.shape_buckets}")
 
     def triton(self) -> TritonOptions:
         return TritonOptions(self.model_batching, self.step_batching, self.gpu_onnxruntime, self.gpu_tensorrt,

@@ -29,6 +29,10 @@ class ModelStepSettings:
     # INT8 weights over the full 8-bit range (built on a CPU with VNNI or AMX, or --quantize-reduce-range
     # off): on a CPU without either, its INT8 kernels may saturate, and the step says so when it loads.
     int8_full_range: bool = False
+    # Pad each engine batch to a bucket (serving_core.shape_buckets, builder --shape-buckets): lengths to a
+    # multiple of this many tokens, rows to 1, 2, 3, 4, 6, 8, 12, ...; 0: batches run as they come.
+    bucket_length_step: int = 0
+    warm_up_tokens: int = 0  # with buckets: at load, run every bucket of at most this many tokens once
 
 
 def cpu_warning(settings: ModelStepSettings, flags: frozenset[str] | None = None) -> str | None:
@@ -43,17 +47,29 @@ def cpu_warning(settings: ModelStepSettings, flags: frozenset[str] | None = None
 
 
 def create_step_runner(settings: ModelStepSettings, directory: Path, num_threads: int | None = None,
-                       warn: Callable[[str], None] = logging.getLogger(__name__).warning):
+                       warn: Callable[[str], None] = logging.getLogger(__name__).warning,
+                       log: Callable[[str], None] = logging.getLogger(__name__).info, bucketed: bool = True):
     """The runner the model step runs: its program in `directory` (the version directory, or a
-    Paddle Serving service's serving_server/), on its runtime, threads, precision and kernels;
-    `warn` gets the `cpu_warning`, if any."""
+    Paddle Serving service's serving_server/), on its runtime, threads, precision and kernels,
+    padding batches to its shape buckets and warming them (unless `bucketed` is False: the bare
+    engine); `warn` gets the `cpu_warning`, if any, and `log` what the warm-up did."""
     from .program import ProgramFiles, ProgramFormat
     from .runtime import RuntimeKind, create_runner
+    from .shape_buckets import BucketedRunner, ShapeBuckets
 
     warning = cpu_warning(settings)
     if warning:
         warn(warning)
     files = ProgramFiles(ProgramFormat(settings.program_format), Path(directory) / settings.model_file,
                          Path(directory) / settings.params_file if settings.params_file else None)
-    return create_runner(RuntimeKind(settings.runtime), files, num_threads or settings.num_threads,
-                         settings.precision, settings.onednn)
+    runner = create_runner(RuntimeKind(settings.runtime), files, num_threads or settings.num_threads,
+                           settings.precision, settings.onednn)
+    if not bucketed or not settings.bucket_length_step or not settings.max_seq_len:
+        return runner
+    runner = BucketedRunner(runner, ShapeBuckets(settings.bucket_length_step, settings.max_seq_len,
+                                                 settings.max_batch_tokens), settings.pad_values)
+    if settings.warm_up_tokens:
+        shapes, seconds = runner.warm_up(settings.warm_up_tokens)
+        log(f"warmed {shapes} batch shapes (lengths in steps of {settings.bucket_length_step} up to "
+            f"{settings.max_seq_len}, at most {settings.warm_up_tokens} tokens) in {seconds:.1f} s")
+    return runner

@@ -44,8 +44,10 @@ def repository(token_cls_model, qa_model, intent_slot_model, tmp_path_factory):
                                                            "max_windows": 0}),
         "ner_ort": (token_cls_model, Task.TOKEN_CLS, {"runtime": RuntimeKind.ONNXRUNTIME}),
         "ner_openvino": (token_cls_model, Task.TOKEN_CLS, {"runtime": RuntimeKind.OPENVINO}),
+        "ner_buckets": (token_cls_model, Task.TOKEN_CLS, {"shape_buckets": 8}),
         "qa": (qa_model, Task.QA, {}),
         "qa_openvino": (qa_model, Task.QA, {"runtime": RuntimeKind.OPENVINO}),
+        "qa_buckets": (qa_model, Task.QA, {"max_seq_len": 32, "stride": 8, "shape_buckets": 8}),
         # A 20 ms batching window, so that the batching test does not depend on timing luck.
         "qa_windows": (qa_model, Task.QA, {"max_seq_len": 32, "stride": 8,
                                            "model_batching": BatchingOptions(max_queue_delay_us=20_000)}),
@@ -64,13 +66,13 @@ def server(repository):
         yield running
 
 
-@pytest.mark.parametrize("name", ["ner", "ner_windows", "ner_ort", "ner_openvino"])
+@pytest.mark.parametrize("name", ["ner", "ner_windows", "ner_ort", "ner_openvino", "ner_buckets"])
 def test_entities_equal_paddlenlp(server, repository, name):
     report = verify(repository, name, server.grpc_url, [(t,) for t in NER_TEXTS])
     assert report.passed, report.to_json()
 
 
-@pytest.mark.parametrize("name", ["qa", "qa_windows", "qa_openvino"])
+@pytest.mark.parametrize("name", ["qa", "qa_windows", "qa_openvino", "qa_buckets"])
 def test_answers_equal_paddlenlp_compute_prediction(server, repository, name):
     report = verify(repository, name, server.grpc_url, QA_ROWS)
     assert report.passed, report.to_json()

@@ -9,6 +9,7 @@ from serving_core.errors import UserError
 from serving_core.feed_checks import feed_limits
 from serving_core.model_step import ModelStepSettings
 from serving_core.program import ProgramFiles, ProgramSignature
+from serving_core.shape_buckets import WARM_UP_TOKENS
 from serving_core.spec import EnsembleSpec, IOTensor
 from serving_core.tensors import TensorSpec
 from serving_core.tokenization import KNOWN_MODEL_INPUTS, TokenizerSettings, pad_value_for
@@ -100,7 +101,8 @@ def model_settings(inputs: PlanInputs) -> ModelStepSettings:
         params_file=serving.params_file.name if serving.params_file else "", num_threads=options.num_threads,
         precision=options.precision, onednn=inputs.onednn, max_batch_tokens=options.max_batch_tokens,
         pad_values={name: pad_value_for(name, inputs.pad_id) for name in names}, value_limits=limits.value_limits,
-        int8_full_range=options.quantize == "int8" and not options.quantize_options.reduces_range)
+        int8_full_range=options.quantize == "int8" and not options.quantize_options.reduces_range,
+        bucket_length_step=options.shape_buckets, warm_up_tokens=WARM_UP_TOKENS if options.shape_buckets else 0)
 
 
 def ensemble_spec(inputs: PlanInputs, text_inputs: list[IOTensor], window: WindowSettings,

@@ -35,7 +35,8 @@ class TritonPythonModel(StepModel):
         tokenizer_settings = self.read_settings(TokenizerSettings)
         self.tokenizer = ErnieTokenizer.from_files(self.version_dir / tokenizer_settings.vocab_file, tokenizer_settings)
         step = self.read_settings(ModelStepSettings)
-        self.runner = create_step_runner(step, self.version_dir, warn=pb_utils.Logger.log_warn)
+        self.runner = create_step_runner(step, self.version_dir, warn=pb_utils.Logger.log_warn,
+                                         log=pb_utils.Logger.log_info)
         self.max_batch_tokens = step.max_batch_tokens
         self.feed_dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
         self.encoder = FeedEncoder(self.tokenizer, self.read_settings(WindowSettings), list(self.feed_dtypes))

@@ -29,7 +29,8 @@ class TritonPythonModel(StepModel):
     def setup(self):
         config = self.config
         settings = self.read_settings(ModelStepSettings)
-        runner = create_step_runner(settings, self.version_dir, warn=pb_utils.Logger.log_warn)
+        runner = create_step_runner(settings, self.version_dir, warn=pb_utils.Logger.log_warn,
+                                    log=pb_utils.Logger.log_info)
         # Leading -1 dims of an output (windows, tokens) are cut back to each request's own.
         dynamic_axes = {o["name"]: next((i for i, d in enumerate(o["dims"]) if d != -1), len(o["dims"]))
                         for o in config["output"]}
