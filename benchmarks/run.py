@@ -49,6 +49,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from serving_core.runtime import ENGINE_CPU_FLAGS, cpu_flags, cpu_model
+
 from .loadgen import Point
 from .report import Report, Row, evaluate_targets, write
 from .systems import ALL_SYSTEMS, BARE, DIRECT, PADDLE_SERVING, SIMPLE_SERVER, TRITON, System, system_named
@@ -227,6 +229,7 @@ def run(args) -> Report:
 
     report = Report(settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"},
                     machine={"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                             "cpu": cpu_model(), "cpu_flags": sorted(cpu_flags() & set(ENGINE_CPU_FLAGS)),
                              "python": platform.python_version()},
                     workloads={name: w.description for name, w in workloads.items()})
     analyzer = None
