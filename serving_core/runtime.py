@@ -287,8 +287,14 @@ def run_within_budget(runner: Runner, feeds: dict[str, np.ndarray], max_tokens: 
     (0: one call) and join the outputs, so that no request makes one engine call, and its
     memory, grow without bound."""
     rows, width = next(iter(feeds.values())).shape
-    step = max(1, max_tokens // max(width, 1)) if max_tokens else rows
-    if step >= rows:
-        return runner.run(feeds)
-    parts = [runner.run({n: a[start: start + step] for n, a in feeds.items()}) for start in range(0, rows, step)]
+    return run_in_slices(runner.run, feeds, max(1, max_tokens // max(width, 1)) if max_tokens else rows)
+
+
+def run_in_slices(run, feeds: dict[str, np.ndarray], rows_per_call: int) -> dict[str, np.ndarray]:
+    """`run` on consecutive slices of at most `rows_per_call` rows of `feeds`, outputs joined."""
+    rows = next(iter(feeds.values())).shape[0]
+    if rows_per_call >= rows:
+        return run(feeds)
+    parts = [run({n: a[start: start + rows_per_call] for n, a in feeds.items()})
+             for start in range(0, rows, rows_per_call)]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .runtime import run_in_slices
+
 WARM_UP_TOKENS = 512  # a step with buckets warms every bucket of at most this many tokens when it loads
 
 
@@ -98,12 +100,7 @@ class BucketedRunner:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, width = next(iter(feeds.values())).shape
-        per_call = self.buckets.rows_per_call(self.buckets.width(width))
-        if not per_call or rows <= per_call:
-            return self._run_padded(feeds)
-        parts = [self._run_padded({n: a[start: start + per_call] for n, a in feeds.items()})
-                 for start in range(0, rows, per_call)]
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return run_in_slices(self._run_padded, feeds, self.buckets.rows_per_call(self.buckets.width(width)) or rows)
 
     def _run_padded(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, width = next(iter(feeds.values())).shape
