@@ -68,3 +68,19 @@ def test_engine_shapes_are_texts_by_tokens():
     for bad in ("8", "x16", "0x16", "8x2"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_shape(bad)
+
+
+@pytest.mark.parametrize("vocabulary", [("播", "放"), ("播放", "taylor", "swift", "22", "##22")])
+def test_fixed_length_workloads_are_their_stated_length_on_any_vocabulary(vocabulary):
+    """A request of seq_cls_short is 16 tokens whatever the model's vocabulary (one token per CJK
+    character): with digits or Latin words, word pieces made their lengths differ by vocabulary."""
+    from benchmarks.workloads import standard_workloads
+    from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
+
+    settings = TokenizerSettings(max_seq_len=512)
+    words = (*settings.special_tokens, "，", *vocabulary)
+    tokenizer = ErnieTokenizer({word: index for index, word in enumerate(words)}, settings)
+    for workload in standard_workloads(requests=16).values():
+        if workload.tokens_per_text:
+            lengths = tokenizer.encode([row[0] for row in workload.rows]).lengths
+            assert set(lengths.tolist()) == {workload.tokens_per_text}, workload.name
