@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .runtime import run_in_slices
+from .tokenization import pad_to_width
 
 WARM_UP_TOKENS = 512  # a step with buckets warms every bucket of at most this many tokens when it loads
 
@@ -118,10 +119,9 @@ class BucketedRunner:
         return cut
 
     def _pad(self, name: str, array: np.ndarray, rows: int, width: int) -> np.ndarray:
-        padded = np.full((rows, width), self.pad_values.get(name, 0), dtype=array.dtype)
-        padded[:array.shape[0], :array.shape[1]] = array
-        padded[array.shape[0]:, :array.shape[1]] = array[0]  # padding rows: copies of a real one
-        return padded
+        padded = pad_to_width(array, width, self.pad_values.get(name, 0))
+        # padding rows: copies of a real one
+        return np.concatenate([padded, np.repeat(padded[:1], rows - len(padded), axis=0)])
 
     def warm_up(self, max_tokens: int) -> tuple[int, float]:
         """Run every bucket of at most `max_tokens` tokens once, on rows of padding; returns
