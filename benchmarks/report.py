@@ -10,7 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .systems import BARE, DIRECT, PADDLE_SERVING, SIMPLE_SERVER, TRITON
+from .floor import c1_floor_ratio, c16_ceiling
+from .systems import BARE, DIRECT, FLOOR, PADDLE_SERVING, SIMPLE_SERVER, TRITON
 
 
 @dataclass
@@ -43,8 +44,15 @@ class Report:
                 return row
         return None
 
+    def floor(self, workload: str, concurrency: int, runtime: str) -> Row | None:
+        """The floor row at this point: the runtime's own, else any (the floor runs no engine)."""
+        rows = [r for r in self.rows if (r.workload, r.kind, r.concurrency) == (workload, FLOOR, concurrency)]
+        return next((r for r in rows if r.runtime == runtime), rows[0] if rows else None)
+
     def fill_ratios(self) -> None:
         for row in self.rows:
+            if row.kind == FLOOR:  # no engine: nothing to compare with the bare engine
+                continue
             bare = self.find(row.workload, f"{BARE}_{row.runtime}", row.concurrency)
             if bare and bare.measurement["texts_per_s"]:
                 row.ratio_to_bare = row.measurement["texts_per_s"] / bare.measurement["texts_per_s"]
@@ -86,14 +94,16 @@ def evaluate_targets(report: Report) -> list[dict]:
                     f"{served.measurement['texts_per_s']:.1f} vs {bare.measurement['texts_per_s']:.1f} texts/s, "
                     f"client {served.measurement.get('client_cpu_cores', 0.0):.2f} cores"
                     + (f"; perf_analyzer {served.perf_analyzer['texts_per_s']:.1f}/s = "
-                       f"{served.perf_analyzer.get('held_ratio', 0.0):.2f}" if served.perf_analyzer else ""))
+                       f"{served.perf_analyzer.get('held_ratio', 0.0):.2f}" if served.perf_analyzer else "")
+                    + _c16_floor_detail(report.floor(workload, 16, runtime), bare))
             served = report.find(workload, f"{kind}_{runtime}", 1)
             bare = report.find(workload, f"{BARE}_{runtime}", 1)
             if served and bare and workload == "seq_cls_short":
                 ratio = served.measurement["p50_ms"] / bare.measurement["p50_ms"]
                 add(f"one 16-token request p50 / bare ({kind}_{runtime})", ratio, "<= 1.15", ratio <= 1.15,
                     f"{served.measurement['p50_ms']:.2f} vs {bare.measurement['p50_ms']:.2f} ms"
-                    + (f"; perf_analyzer {served.perf_analyzer['p50_ms']:.2f} ms" if served.perf_analyzer else ""))
+                    + (f"; perf_analyzer {served.perf_analyzer['p50_ms']:.2f} ms" if served.perf_analyzer else "")
+                    + _c1_floor_detail(report.floor(workload, 1, runtime), bare))
         paddle_serving = report.find(workload, f"{PADDLE_SERVING}_paddle", 16)
         if paddle_serving and paddle_serving.ratio_to_bare:
             add(f"Paddle Serving / bare at c16, load generator's share left out ({workload})",
@@ -123,6 +133,27 @@ def evaluate_targets(report: Report) -> list[dict]:
             add(f"tokenizer share of served time, {workload}", share, "< 3%", share < 0.03,
                 f"{tokenizer['compute_infer']:.3f} of {ensemble['success']:.2f} ms (c1)")
     return targets
+
+
+def _c1_floor_detail(floor: Row | None, bare: Row) -> str:
+    """What the floor leaves possible for one request: (bare + floor p50) / bare, per load generator."""
+    if floor is None:
+        return ""
+    bare_ms = bare.measurement["p50_ms"]
+    detail = (f"; {floor.system} {floor.measurement['p50_ms']:.2f} ms, so at best "
+              f"{c1_floor_ratio(bare_ms, floor.measurement['p50_ms']):.2f}")
+    if floor.perf_analyzer:
+        detail += f" (perf_analyzer {c1_floor_ratio(bare_ms, floor.perf_analyzer['p50_ms']):.2f})"
+    return detail
+
+
+def _c16_floor_detail(floor: Row | None, bare: Row) -> str:
+    """What the floor leaves possible at c16: the engine's and the server's CPU per text, E / (E + S)."""
+    if floor is None or not floor.measurement["texts_per_s"]:
+        return ""
+    server_ms = floor.measurement["cpu_cores"] / floor.measurement["texts_per_s"] * 1000
+    return (f"; {floor.system} {server_ms:.2f} CPU-ms a text, so at most "
+            f"{c16_ceiling(bare.measurement, floor.measurement):.2f}")
 
 
 def _engine_choice_targets(report: Report, add, texts_per_s) -> None:
@@ -170,6 +201,9 @@ CAVEATS = [
     "and qa on the first 128-token window only (QAModelHandler asks for no overflow windows): "
     "its qa rows do about a fifth of the work ours do.",
     "Rows are texts (qa: questions); throughput is counted over a window from one completion to another.",
+    "floor_* rows are the direct model with an instant engine (benchmarks/floor.py): what serving adds to the "
+    "engine; they have no ratio to the bare engine, and the targets give the best ratio a server that adds "
+    "them can show.",
 ]
 
 
@@ -177,6 +211,10 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     aligns = ["---"] + ["---:"] * (len(headers) - 1)
     return ["| " + " | ".join(headers) + " |", "| " + " | ".join(aligns) + " |",
             *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _ratios(row: Row, *ratios: float) -> list[str]:
+    return ["-" if row.kind == FLOOR else f"{ratio:.2f}" for ratio in ratios]
 
 
 def markdown(report: Report) -> str:
@@ -194,7 +232,7 @@ def markdown(report: Report) -> str:
             [[str(r.concurrency), r.system, f"{r.measurement['texts_per_s']:.1f}", f"{r.measurement['p50_ms']:.2f}",
               f"{r.measurement['p95_ms']:.2f}", f"{r.measurement['p99_ms']:.2f}", f"{r.measurement['rss_mb']:.0f}",
               f"{r.measurement['cpu_cores']:.2f}", f"{r.measurement.get('client_cpu_cores', 0.0):.2f}",
-              f"{r.ratio_to_bare:.2f}", f"{r.held_ratio:.2f}", str(r.measurement["errors"])]
+              *_ratios(r, r.ratio_to_bare, r.held_ratio), str(r.measurement["errors"])]
              for r in rows])
         analyzed = [r for r in rows if r.perf_analyzer]
         if analyzed:
@@ -204,12 +242,13 @@ def markdown(report: Report) -> str:
                             [[str(r.concurrency), r.system, f"{r.perf_analyzer['texts_per_s']:.1f}",
                               f"{r.perf_analyzer['p50_ms']:.2f}", f"{r.perf_analyzer['p95_ms']:.2f}",
                               f"{r.perf_analyzer['p99_ms']:.2f}", f"{r.perf_analyzer['client_cpu_cores']:.2f}",
-                              f"{r.perf_analyzer.get('held_ratio', 0.0):.2f}", f"{r.measurement['texts_per_s']:.1f}"]
+                              *_ratios(r, r.perf_analyzer.get('held_ratio', 0.0)),
+                              f"{r.measurement['texts_per_s']:.1f}"]
                              for r in analyzed])
     lines += ["", "## Where the time goes in the Triton ensemble (mean ms per request, c1 and c16)", ""]
     profile_rows = []
     for row in report.rows:
-        if row.kind not in (TRITON, DIRECT) or row.concurrency not in (1, 16):
+        if row.kind not in (TRITON, DIRECT, FLOOR) or row.concurrency not in (1, 16):
             continue
         for model, step in row.measurement.get("steps", {}).items():
             profile_rows.append([row.workload, row.system, str(row.concurrency), model, f"{step['queue']:.2f}",

@@ -16,6 +16,9 @@ Systems (--systems; names are <kind>_<runtime>):
   direct_<runtime>                           by name only: the batched <name>_direct model (--direct)
   direct_<runtime>_nohold                    by name only: the same build with the direct model's
                                              batch hold off (--batch-hold-ms 0), to compare in one run
+  floor_<runtime>                            by name only: that direct model with an instant engine,
+                                             what serving adds to the engine (benchmarks/floor.py); the
+                                             targets then give the best ratio a server that adds it can reach
   simple_server_paddle                       PaddleNLP's SimpleServer (`paddlenlp server`),
                                              set up as its docs say
 --size medium|nano|base|tinybert runs the seq_cls workloads on a model of that size made from
@@ -53,7 +56,8 @@ from serving_core.runtime import ENGINE_CPU_FLAGS, cpu_flags, cpu_model
 
 from .loadgen import Point
 from .report import Report, Row, evaluate_targets, write
-from .systems import ALL_SYSTEMS, BARE, DIRECT, PADDLE_SERVING, SIMPLE_SERVER, TRITON, System, system_named
+from .systems import (ALL_SYSTEMS, BARE, DIRECT, FLOOR, FLOOR_BUILD, PADDLE_SERVING, SERVED_BY_DIRECT_MODEL,
+                      SIMPLE_SERVER, TRITON, System, system_named)
 from .workloads import WORKLOAD_NAMES, Workload, standard_workloads
 
 log = logging.getLogger("benchmarks.run")
@@ -72,6 +76,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
     from serving_core.runtime import RuntimeKind
 
     from .common import ensure_example
+    from .floor import install_floor
     from .sizes import ensure_model
 
     measuring = QuantizeOptions(min_agreement=0.0)  # measuring, not gating (random-weight sizes decide nothing)
@@ -80,7 +85,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                        "openvino": {"runtime": RuntimeKind.OPENVINO},
                        "ovint8": {"runtime": RuntimeKind.OPENVINO, "quantize": "int8", "quantize_options": measuring},
                        "auto": {"runtime": None}, "qat": {"runtime": None}}
-    builds = sorted({(s.build, s.runtime, s.hold) for s in systems if s.kind in (BARE, TRITON, DIRECT)}
+    builds = sorted({(s.build, s.runtime, s.hold) for s in systems if s.kind in (BARE, TRITON, DIRECT, FLOOR)}
                     | ({("paddle", "paddle", True)} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
     paths: dict = {"examples": {}, "triton": {}, "paddle_serving": {}, "simple_server": {}}
     jobs = [(task, build_name) for task in tasks for build_name in builds]
@@ -90,7 +95,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                                                  else ensure_example(work, task))
             for build_name, runtime, hold in builds:
                 repository = work / "repositories" / build_name / task
-                direct = task == "seq_cls" and any(s.kind == DIRECT for s in systems)
+                direct = task == "seq_cls" and any(s.kind in SERVED_BY_DIRECT_MODEL for s in systems)
                 source, recipe = example, {}
                 if runtime == "qat":
                     source = qat / "width_mult_0.75"
@@ -101,6 +106,8 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                                                        num_threads=threads, **runtime_options[runtime], **recipe,
                                                        **batching),
                       show_progress=False)
+                if build_name.endswith(FLOOR_BUILD):
+                    install_floor(repository, task)
                 paths["triton"][(build_name, task)] = repository
                 progress.update()
             if any(s.kind == PADDLE_SERVING for s in systems):
@@ -130,9 +137,9 @@ def serving(system: System, task: str, paths: dict):
 
     if system.kind == BARE:
         yield "", 0, None
-    elif system.kind in (TRITON, DIRECT):
+    elif system.kind in (TRITON, *SERVED_BY_DIRECT_MODEL):
         # Only the measured entry (the ensemble loads its steps): an idle second engine would share the machine.
-        entry = direct_model_name(task) if system.kind == DIRECT else task
+        entry = direct_model_name(task) if system.kind in SERVED_BY_DIRECT_MODEL else task
         with TritonServer(paths["triton"][(system.build, task)], ServerPorts.free(), load_models=(entry,)) as server:
             spec, _ = read_build(paths["triton"][(system.build, task)], task)
             yield server.grpc_url, server.pid, spec
@@ -172,8 +179,9 @@ def _measure_system(system: System, task: str, paths: dict, workloads: dict, fil
             if workload.task.value != task:
                 continue
             for concurrency in args.concurrency:
-                model = direct_model_name(task) if system.kind == DIRECT else task
-                roles = {"direct": model} if system.kind == DIRECT else spec.step_roles if spec else {}
+                direct = system.kind in SERVED_BY_DIRECT_MODEL
+                model = direct_model_name(task) if direct else task
+                roles = {"direct": model} if direct else spec.step_roles if spec else {}
                 point = Point(system=system.name, kind=system.kind, task=task, workload=name,
                               workload_file=str(files[name].resolve()), concurrency=concurrency,
                               seconds=args.seconds, warmup_s=args.warmup, server_pid=pid, url=url, model=model,
@@ -187,7 +195,7 @@ def _measure_system(system: System, task: str, paths: dict, workloads: dict, fil
                     try:
                         row.perf_analyzer = asdict(perf_measure(analyzer, url, model, workload.requests,
                                                                 [t.name for t in spec.inputs], concurrency,
-                                                                args.seconds, batched=system.kind == DIRECT,
+                                                                args.seconds, batched=direct,
                                                                 stability_percentage=args.perf_analyzer_stability))
                     except RuntimeError as exc:  # e.g. no stable window on a busy machine: ours still counts
                         log.warning("%s c%d: %s", system.name, concurrency, exc)
@@ -233,7 +241,7 @@ def run(args) -> Report:
                              "python": platform.python_version()},
                     workloads={name: w.description for name, w in workloads.items()})
     analyzer = None
-    if args.perf_analyzer and any(s.kind in (TRITON, DIRECT) for s in systems):
+    if args.perf_analyzer and any(s.kind in (TRITON, *SERVED_BY_DIRECT_MODEL) for s in systems):
         from .perf_analyzer import ensure_perf_analyzer
 
         analyzer = ensure_perf_analyzer()

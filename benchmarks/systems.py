@@ -12,27 +12,31 @@ from serving_core.interface import Task
 
 BARE, TRITON, PADDLE_SERVING, SIMPLE_SERVER = "bare", "triton", "paddle_serving", "simple_server"
 DIRECT = "direct"  # the <name>_direct model of a Triton repository built with --direct (seq_cls)
+FLOOR = "floor"  # that direct model with an instant engine (benchmarks/floor.py): what serving adds
+SERVED_BY_DIRECT_MODEL = (DIRECT, FLOOR)
 RUNTIMES = ("paddle", "onnxruntime", "int8", "openvino", "ovint8", "auto", "qat")  # ovint8: OpenVINO INT8
 # (NNCF); qat: the compression recipe's INT8 program (benchmarks.run --qat), on the engine auto chooses
 
 
 NO_HOLD = "_nohold"  # suffix: the same --direct build with the direct model's batch hold off (--batch-hold-ms 0)
+FLOOR_BUILD = "_floor"  # suffix: the same --direct build, its direct model given the instant engine
 
 
 @dataclass(frozen=True)
 class System:
-    kind: str  # BARE, TRITON, DIRECT, PADDLE_SERVING or SIMPLE_SERVER
+    kind: str  # BARE, TRITON, DIRECT, FLOOR, PADDLE_SERVING or SIMPLE_SERVER
     runtime: str  # one of RUNTIMES
     hold: bool = True  # DIRECT: the direct model's default batch hold; False: --batch-hold-ms 0
 
     @property
     def name(self) -> str:
-        return f"{self.kind}_{self.build}"
+        return f"{self.kind}_{self.runtime if self.hold else self.runtime + NO_HOLD}"
 
     @property
     def build(self) -> str:
         """The Triton repository this system serves (or, bare, runs the model step of)."""
-        return self.runtime if self.hold else self.runtime + NO_HOLD
+        build = self.runtime if self.hold else self.runtime + NO_HOLD
+        return build + FLOOR_BUILD if self.kind == FLOOR else build
 
     @property
     def bare(self) -> "System":
@@ -47,12 +51,13 @@ ALL_SYSTEMS = (
 )
 
 
-# Asked for by name only (not in the default run): the other engines, --runtime auto, and the
-# direct model of every runtime, with its batch hold and without.
+# Asked for by name only (not in the default run): the other engines, --runtime auto, the
+# direct model of every runtime, with its batch hold and without, and its floor.
 MORE_SYSTEMS = (*(System(kind, runtime) for runtime in ("openvino", "ovint8", "auto", "qat")
                   for kind in (BARE, TRITON)),
                 *(System(DIRECT, runtime) for runtime in RUNTIMES),
-                *(System(DIRECT, runtime, hold=False) for runtime in RUNTIMES))
+                *(System(DIRECT, runtime, hold=False) for runtime in RUNTIMES),
+                *(System(FLOOR, runtime) for runtime in RUNTIMES))
 
 
 def system_named(name: str) -> System:
@@ -69,7 +74,7 @@ def _columns(rows):
 def make_caller(kind: str, task: Task, url: str, model: str, timeout_s: float = 600.0):
     """A function(rows) that sends one request to the server at `url` and parses its answer."""
     task = Task(task)
-    if kind in (TRITON, DIRECT):
+    if kind in (TRITON, *SERVED_BY_DIRECT_MODEL):
         return _triton_caller(task, url, model, timeout_s)
     if kind == PADDLE_SERVING:
         from clients.paddle_serving import PaddleServingClient

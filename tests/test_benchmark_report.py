@@ -42,6 +42,31 @@ def test_the_int8_target_names_the_best_build_by_each_load_generator():
     assert target["detail"].endswith("perf_analyzer 350.0/s (direct_qat) = 3.50")
 
 
+def test_the_floor_gives_the_best_ratio_a_server_that_adds_it_can_show():
+    """floor_*: the direct model with an instant engine. One request: (bare + floor) / bare. At
+    c16: engine and server CPU-seconds per text, E / (E + S). The floor row has no ratio itself."""
+    def point(system, concurrency, texts_per_s, p50_ms, cores):
+        row = _row(system, texts_per_s, concurrency=concurrency)
+        row.measurement.update(p50_ms=p50_ms, cpu_cores=cores)
+        return row
+
+    report = Report(settings={}, machine={"cpus": 2}, workloads={"seq_cls_short": ""}, rows=[
+        point("bare_int8", 1, 500.0, 2.0, 2.0), point("direct_int8", 1, 200.0, 4.0, 1.5),
+        point("floor_int8", 1, 800.0, 1.0, 0.8),
+        point("bare_int8", 16, 1000.0, 16.0, 2.0), point("direct_int8", 16, 500.0, 30.0, 1.8),
+        point("floor_int8", 16, 2000.0, 8.0, 1.0)])
+    report.rows[2].perf_analyzer = {"texts_per_s": 900.0, "p50_ms": 0.5, "client_cpu_cores": 0.02}
+    report.fill_ratios()
+    assert report.rows[2].ratio_to_bare == 0.0 and "held_ratio" not in report.rows[2].perf_analyzer
+    targets = {t["target"]: t for t in evaluate_targets(report)}
+    c1 = targets["one 16-token request p50 / bare (direct_int8)"]
+    assert c1["value"] == pytest.approx(2.0)
+    assert c1["detail"].endswith("floor_int8 1.00 ms, so at best 1.50 (perf_analyzer 1.25)")
+    c16 = targets["served/bare at c16, load generator's share left out (direct_int8, seq_cls_short)"]
+    # E = 2 cores / 1000 texts/s = 2 ms, S = 1 core / 2000 texts/s = 0.5 ms: at most 2 / 2.5.
+    assert c16["detail"].endswith("floor_int8 0.50 CPU-ms a text, so at most 0.80")
+
+
 def test_the_median_round_is_reported_with_every_round_beside_it():
     rows = [_row("triton_paddle", value) for value in (120.0, 180.0, 150.0)]
     median = _median_round(rows)
