@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .floor import c1_floor_ratio, c16_ceiling
-from .systems import BARE, DIRECT, FLOOR, PADDLE_SERVING, SIMPLE_SERVER, TRITON
+from .systems import BARE, DIRECT, FLOOR, PADDLE_SERVING, SERVED_BY_TRITON, SIMPLE_SERVER, TRITON
 
 
 @dataclass
@@ -248,7 +248,7 @@ def markdown(report: Report) -> str:
     lines += ["", "## Where the time goes in the Triton ensemble (mean ms per request, c1 and c16)", ""]
     profile_rows = []
     for row in report.rows:
-        if row.kind not in (TRITON, DIRECT, FLOOR) or row.concurrency not in (1, 16):
+        if row.kind not in SERVED_BY_TRITON or row.concurrency not in (1, 16):
             continue
         for model, step in row.measurement.get("steps", {}).items():
             profile_rows.append([row.workload, row.system, str(row.concurrency), model, f"{step['queue']:.2f}",

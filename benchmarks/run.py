@@ -56,8 +56,8 @@ from serving_core.runtime import ENGINE_CPU_FLAGS, cpu_flags, cpu_model
 
 from .loadgen import Point
 from .report import Report, Row, evaluate_targets, write
-from .systems import (ALL_SYSTEMS, BARE, DIRECT, FLOOR, FLOOR_BUILD, PADDLE_SERVING, SERVED_BY_DIRECT_MODEL,
-                      SIMPLE_SERVER, TRITON, System, system_named)
+from .systems import (ALL_SYSTEMS, BARE, FLOOR_BUILD, PADDLE_SERVING, SERVED_BY_DIRECT_MODEL, SERVED_BY_TRITON,
+                      SIMPLE_SERVER, System, system_named)
 from .workloads import WORKLOAD_NAMES, Workload, standard_workloads
 
 log = logging.getLogger("benchmarks.run")
@@ -85,7 +85,7 @@ def build_repositories(work: Path, tasks: list[str], systems: list[System], thre
                        "openvino": {"runtime": RuntimeKind.OPENVINO},
                        "ovint8": {"runtime": RuntimeKind.OPENVINO, "quantize": "int8", "quantize_options": measuring},
                        "auto": {"runtime": None}, "qat": {"runtime": None}}
-    builds = sorted({(s.build, s.runtime, s.hold) for s in systems if s.kind in (BARE, TRITON, DIRECT, FLOOR)}
+    builds = sorted({(s.build, s.runtime, s.hold) for s in systems if s.kind in (BARE, *SERVED_BY_TRITON)}
                     | ({("paddle", "paddle", True)} if any(s.kind == SIMPLE_SERVER for s in systems) else set()))
     paths: dict = {"examples": {}, "triton": {}, "paddle_serving": {}, "simple_server": {}}
     jobs = [(task, build_name) for task in tasks for build_name in builds]
@@ -137,7 +137,7 @@ def serving(system: System, task: str, paths: dict):
 
     if system.kind == BARE:
         yield "", 0, None
-    elif system.kind in (TRITON, *SERVED_BY_DIRECT_MODEL):
+    elif system.kind in SERVED_BY_TRITON:
         # Only the measured entry (the ensemble loads its steps): an idle second engine would share the machine.
         entry = direct_model_name(task) if system.kind in SERVED_BY_DIRECT_MODEL else task
         with TritonServer(paths["triton"][(system.build, task)], ServerPorts.free(), load_models=(entry,)) as server:
@@ -241,7 +241,7 @@ def run(args) -> Report:
                              "python": platform.python_version()},
                     workloads={name: w.description for name, w in workloads.items()})
     analyzer = None
-    if args.perf_analyzer and any(s.kind in (TRITON, *SERVED_BY_DIRECT_MODEL) for s in systems):
+    if args.perf_analyzer and any(s.kind in SERVED_BY_TRITON for s in systems):
         from .perf_analyzer import ensure_perf_analyzer
 
         analyzer = ensure_perf_analyzer()

@@ -14,6 +14,7 @@ BARE, TRITON, PADDLE_SERVING, SIMPLE_SERVER = "bare", "triton", "paddle_serving"
 DIRECT = "direct"  # the <name>_direct model of a Triton repository built with --direct (seq_cls)
 FLOOR = "floor"  # that direct model with an instant engine (benchmarks/floor.py): what serving adds
 SERVED_BY_DIRECT_MODEL = (DIRECT, FLOOR)
+SERVED_BY_TRITON = (TRITON, *SERVED_BY_DIRECT_MODEL)  # kinds a tritonserver serves
 RUNTIMES = ("paddle", "onnxruntime", "int8", "openvino", "ovint8", "auto", "qat")  # ovint8: OpenVINO INT8
 # (NNCF); qat: the compression recipe's INT8 program (benchmarks.run --qat), on the engine auto chooses
 
@@ -74,7 +75,7 @@ def _columns(rows):
 def make_caller(kind: str, task: Task, url: str, model: str, timeout_s: float = 600.0):
     """A function(rows) that sends one request to the server at `url` and parses its answer."""
     task = Task(task)
-    if kind in (TRITON, *SERVED_BY_DIRECT_MODEL):
+    if kind in SERVED_BY_TRITON:
         return _triton_caller(task, url, model, timeout_s)
     if kind == PADDLE_SERVING:
         from clients.paddle_serving import PaddleServingClient
