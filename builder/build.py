@@ -20,9 +20,10 @@ from serving_core.tensors import TensorSpec
 from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
 from serving_core.windows import WindowSettings
 from serving_core.encoder import FeedEncoder
-from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, read_vocab,
-                                       settings_from_tokenizer_config)
+from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, duplicated_tokens, read_vocab_lines,
+                                       settings_from_tokenizer_config, vocab_from_lines)
 
+from builder.source.program_probe import probe_program
 from builder.engine.choice import choose_engine, choose_for_quantized_program, expect_from_file
 from builder.engine.proof import SourceProbe, cannot_run, prove_converted, prove_paddle
 from builder.source.export import export_once
@@ -135,11 +136,19 @@ def read_model(model_dir: Path, options: BuildOptions) -> ModelToBuild:
     source = inspect_source(model_dir, options.tokenizer_dir, options.labels_file, options.slot_labels_file,
                             options.program_file)
     check_task(source, options.task.value)
+    if source.program is not None:
+        probe_program(source.program)  # a crash of Paddle's loader on a corrupt program fails here, by name
     name = options.name or ensemble_name_for(source.directory)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise UserError(f"--name {name!r}: use letters, digits, '_', '-' and '.' only")
     max_seq_len = resolve_max_seq_len(source, options.max_seq_len)
-    vocab = read_vocab(source.vocab_file)
+    lines = read_vocab_lines(source.vocab_file)
+    vocab = vocab_from_lines(lines, source.vocab_file)
+    duplicates = duplicated_tokens(lines)
+    if duplicates:
+        log.warning("%s lists %d tokens more than once (%s); each gets the id of its last line, as PaddleNLP's "
+                    "tokenizer gives it", source.vocab_file, len(duplicates),
+                    ", ".join(f"{t!r} at lines {[i + 1 for i in ids]}" for t, ids in list(duplicates.items())[:5]))
     tokenizer = ErnieTokenizer(vocab, settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len),
                                str(source.vocab_file))
     vocab_size = max(vocab.values()) + 1

@@ -10,13 +10,24 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from serving_core.tokenization import duplicated_tokens, read_vocab_lines
 from serving_core.program import ProgramFiles, ProgramFormat, is_quantized, read_signature
 
-from builder.source.detect import ModelSource
+from builder.source.detect import ModelSource, SourceKind, checkpoint_weights, weight_files
+from builder.source.pickled_weights import check_pickle, is_pickle
+from builder.source.mindspore import embedding_layout
 
 
 def weight_shapes(files: ProgramFiles) -> list[tuple[int, ...]]:
-    """Shapes of the program's parameters (PIR and ONNX; legacy programs give none)."""
+    """Shapes of the program's parameters (PIR and ONNX; legacy programs and graphs of an unusual
+    shape give none)."""
+    try:
+        return _weight_shapes(files)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError):
+        return []
+
+
+def _weight_shapes(files: ProgramFiles) -> list[tuple[int, ...]]:
     if files.format is ProgramFormat.PIR:
         data = json.loads(files.model_file.read_text(encoding="utf-8"))
         shapes = []
@@ -56,18 +67,32 @@ def architecture(shapes: list[tuple[int, ...]], config: dict) -> dict:
     return info
 
 
+def pickle_report(source: ModelSource) -> list[dict]:
+    """Each pickle in the model directory (read with the allow-list, never run): the globals it
+    names, whether it passes, and whether a build reads it."""
+    weights = checkpoint_weights(Path(source.directory)) if source.kind is SourceKind.CHECKPOINT else None
+    read = set(weight_files(weights)) if weights is not None else set()
+    return [{**check_pickle(path).to_json(), "read_by_build": path in read}
+            for path in sorted(Path(source.directory).iterdir()) if path.is_file() and is_pickle(path)]
+
+
 def describe(source: ModelSource) -> dict:
+    vocab_lines = read_vocab_lines(source.vocab_file)
     info = {"directory": str(source.directory), "format": source.kind.value,
             "labels": {k: list(v) for k, v in source.label_sets.items()}, "labels_origin": source.labels_origin,
             "vocab_file": str(source.vocab_file),
-            "vocab_size": sum(1 for _ in open(source.vocab_file, encoding="utf-8")),
+            "vocab_size": len(vocab_lines),
+            # Tokens listed more than once: each is given the id of its last line, as PaddleNLP gives it.
+            "vocab_duplicates": {token: ids for token, ids in list(duplicated_tokens(vocab_lines).items())[:20]},
             "size_mb": round(sum(p.stat().st_size for p in Path(source.directory).rglob("*") if p.is_file())
                              / 2**20, 2),
             "config": {k: source.config[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads",
                                                      "intermediate_size", "max_position_embeddings")
                        if k in source.config}}
+    info["pickles"] = pickle_report(source)
     if source.mindspore_files is not None:
         info["checkpoint"], info["run_config"] = map(str, source.mindspore_files)
+        info["embedding_layout"] = embedding_layout(source.mindspore_files[0])
         info["config"] = {**info["config"], "num_labels": source.config["num_labels"],
                           "layer_norm_eps": source.config["layer_norm_eps"], "gelu": "tanh approximation"}
     if source.program is not None:

@@ -131,11 +131,24 @@ def _read_pir(path: Path) -> ProgramSignature:
     return ProgramSignature(tuple(inputs), tuple(outputs))
 
 
-def _read_legacy(path: Path) -> ProgramSignature:
+def legacy_program(path: Path):
+    """A Paddle 2.x `.pdmodel` (a ProgramDesc protobuf), refused by name when it does not parse."""
+    from google.protobuf.message import DecodeError
     from paddle.base.proto import framework_pb2  # lazy: only the builder reads legacy files
 
     program = framework_pb2.ProgramDesc()
-    program.ParseFromString(path.read_bytes())
+    try:
+        program.ParseFromString(Path(path).read_bytes())
+    except DecodeError:
+        raise UserError("is not a Paddle program (the ProgramDesc does not parse); export it again",
+                        str(path)) from None
+    if not program.blocks:
+        raise UserError("is a Paddle program with no blocks; export it again", str(path))
+    return program
+
+
+def _read_legacy(path: Path) -> ProgramSignature:
+    program = legacy_program(path)
     block = program.blocks[0]
     variables = {v.name: v for v in block.vars}
 
@@ -157,10 +170,32 @@ def _read_legacy(path: Path) -> ProgramSignature:
                             tuple(fetches[k] for k in sorted(fetches)))
 
 
+def check_external_data(model, path: Path) -> None:
+    """Every tensor an ONNX model keeps in external files names a file beside it, inside the model's
+    directory, and a range within that file (ONNX Runtime would otherwise read any path it names)."""
+    directory = Path(path).resolve().parent
+    for tensor in model.graph.initializer:
+        if tensor.data_location != tensor.EXTERNAL:
+            continue
+        entry = {item.key: item.value for item in tensor.external_data}
+        location = entry.get("location", "")
+        target = (directory / location).resolve()
+        if not location or Path(location).is_absolute() or directory not in target.parents or not target.is_file():
+            raise UserError(f"tensor {tensor.name!r} keeps its data in {location!r}, which is not a file inside the "
+                            "model's directory", str(path))
+        try:
+            offset, length = int(entry.get("offset", 0)), int(entry.get("length", 0))
+        except ValueError:
+            offset = length = -1
+        if offset < 0 or length < 0 or offset + length > target.stat().st_size:
+            raise UserError(f"tensor {tensor.name!r}: its external data range does not fit {location!r}", str(path))
+
+
 def _read_onnx(path: Path) -> ProgramSignature:
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
+    check_external_data(model, path)
     initializers = {i.name for i in model.graph.initializer}
 
     def spec(value) -> TensorSpec:
@@ -185,10 +220,7 @@ def is_quantized(files: ProgramFiles) -> bool:
     if files.format is ProgramFormat.LEGACY:
         # The ops of the program's blocks: a 2.x file also carries the whole op registry, whose
         # names include every quantize op.
-        from paddle.base.proto import framework_pb2
-
-        program = framework_pb2.ProgramDesc()
-        program.ParseFromString(files.model_file.read_bytes())
+        program = legacy_program(files.model_file)
         return any(op.type.startswith(_QUANT_OPS) for block in program.blocks for op in block.ops)
     import onnx
 
@@ -204,7 +236,7 @@ def position_rows(files: ProgramFiles) -> int | None:
     readers = {ProgramFormat.PIR: _pir_graph, ProgramFormat.LEGACY: _legacy_graph, ProgramFormat.ONNX: _onnx_graph}
     try:
         lookups, producers = readers[files.format](files.model_file)
-    except (KeyError, ValueError, IndexError, TypeError, AttributeError):  # an unusual graph: no bound read
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError, RecursionError):  # unusual: no bound read
         return None
     rows = [table_rows for ids, table_rows in lookups if _counts_positions(ids, producers)]
     return min(rows) if rows else None
@@ -250,10 +282,7 @@ def _pir_graph(path: Path):
 
 
 def _legacy_graph(path: Path):
-    from paddle.base.proto import framework_pb2
-
-    program = framework_pb2.ProgramDesc()
-    program.ParseFromString(path.read_bytes())
+    program = legacy_program(path)
     block = program.blocks[0]
     variables = {v.name: v for v in block.vars}
     producers, lookups = {}, []

@@ -75,17 +75,51 @@ class EncodedBatch:
     truncated: np.ndarray
 
 
-def read_vocab(path: Path) -> dict[str, int]:
-    """PaddleNLP vocab.txt: one token a line, id = line number."""
-    vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig") as f:  # a BOM is not part of the first token
-        for index, line in enumerate(f):
-            token = line.rstrip("\n")
-            if token and token not in vocab:
-                vocab[token] = index
+VOCAB_FILE_LIMIT = 64 * 2**20  # the largest real vocabularies (250k tokens) are a few MiB
+SETTINGS_FILE_LIMIT = 16 * 2**20
+
+
+def _checked_size(path: Path, limit: int) -> None:
+    size = Path(path).stat().st_size
+    if size > limit:
+        raise UserError(f"is {size / 2**20:.0f} MiB; no real one is over {limit / 2**20:.0f} MiB: is it the right "
+                        "file?", str(path))
+
+
+def read_vocab_lines(path: Path) -> list[str]:
+    """vocab.txt's tokens as PaddleNLP's `load_vocabulary` reads them: one a line (universal
+    newlines), only the line break removed, a UTF-8 BOM kept as part of the first token."""
+    _checked_size(path, VOCAB_FILE_LIMIT)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as exc:
+        raise UserError(f"is not UTF-8 text ({exc}); save the vocabulary as UTF-8, one token a line",
+                        str(path)) from None
+
+
+def vocab_from_lines(lines: list[str], path: Path) -> dict[str, int]:
+    """Token -> id, id = line number. A token listed twice has the id of its last line, as
+    PaddleNLP gives it; empty lines hold no token."""
+    vocab = {token: index for index, token in enumerate(lines) if token}
     if not vocab:
         raise UserError("the vocabulary is empty", str(path))
     return vocab
+
+
+def read_vocab(path: Path) -> dict[str, int]:
+    """PaddleNLP vocab.txt as token -> id (`vocab_from_lines`)."""
+    return vocab_from_lines(read_vocab_lines(path), path)
+
+
+def duplicated_tokens(lines: list[str]) -> dict[str, list[int]]:
+    """Tokens listed more than once, with the ids (line numbers) of every listing; PaddleNLP
+    and the served tokenizer give such a token the last."""
+    seen: dict[str, list[int]] = {}
+    for index, token in enumerate(lines):
+        if token:
+            seen.setdefault(token, []).append(index)
+    return {token: ids for token, ids in seen.items() if len(ids) > 1}
 
 
 def truncated_lengths(first: int, second: int | None, budget: int) -> tuple[int, int]:
@@ -116,7 +150,10 @@ class ErnieTokenizer:
     def __init__(self, vocab: dict[str, int], settings: TokenizerSettings, vocab_file: str | None = None):
         missing = [t for t in settings.special_tokens if t not in vocab]
         if missing:
-            raise UserError(f"special tokens {missing} are not in the vocabulary; "
+            first = min(vocab, key=vocab.get)
+            bom = (f"; its first line starts with a UTF-8 BOM, which PaddleNLP reads as part of the token "
+                   f"({first!r}): save vocab.txt without the BOM") if first.startswith("\ufeff") else ""
+            raise UserError(f"special tokens {missing} are not in the vocabulary{bom}; "
                             "pass the vocab.txt the model was trained with", vocab_file)
         self.settings = settings
         self.pad_id = vocab[settings.pad_token]
@@ -198,17 +235,27 @@ def _build_rust_tokenizer(vocab: dict[str, int], settings: TokenizerSettings):
 def settings_from_tokenizer_config(directory: Path, max_seq_len: int) -> TokenizerSettings:
     """Read PaddleNLP's tokenizer_config.json / special_tokens_map.json when present."""
     values: dict = {}
+    origin: dict[str, Path] = {}
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         path = directory / name
         if path.is_file():
+            _checked_size(path, SETTINGS_FILE_LIMIT)
             try:
-                values.update(json.loads(path.read_text(encoding="utf-8")))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"invalid JSON ({exc}); fix or delete it", str(path)) from exc
+                loaded = json.loads(path.read_bytes().decode("utf-8"))
+            except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, nesting too deep
+                raise UserError(f"invalid JSON ({type(exc).__name__}: {str(exc)[:200]}); fix or delete it",
+                                str(path)) from None
+            if not isinstance(loaded, dict):
+                raise UserError("a tokenizer settings file is a JSON object", str(path))
+            values.update(loaded)
+            origin.update(dict.fromkeys(loaded, path))
 
     def token(key: str, default: str) -> str:
         value = values.get(key, default)
-        return value.get("content", default) if isinstance(value, dict) else value
+        value = value.get("content", default) if isinstance(value, dict) else value
+        if not isinstance(value, str) or not value:
+            raise UserError(f"{key} is {str(value)[:80]!r}; a special token is a non-empty string", str(origin[key]))
+        return value
 
     return TokenizerSettings(
         do_lower_case=bool(values.get("do_lower_case", True)),

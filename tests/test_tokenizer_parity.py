@@ -150,3 +150,80 @@ def test_qa_windows_equal_paddlenlp_overflow_features(tokenizers, max_seq_len, s
             row = batch.input_ids[b, w]
             assert list(row[: len(ids)]) == ids and (row[len(ids):] == 0).all()
             assert list(batch.token_type_ids[b, w, : len(types)]) == types
+
+
+# Awkward vocabularies, as real vocab.txt files sometimes are: every token gets the id PaddleNLP's
+# tokenizer gives it, on generated vocabularies and texts.
+_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_CHARS = list("打开空调播放音乐导航北京天气") + list("abcdefghijklmnopqrstuvwxyz0123456789") + list(",.!?#-'")
+_WORDS = ["play", "love", "story", "hello", "world", "un", "##able", "##s", "##ing", "##lo", "##a", "##b"]
+_AWKWARD = {"duplicate": None, "spaces": ["a b", "hello ", " world", "\t"], "empty": [""], "hashes": ["##", "###", "#"],
+            "long": ["x" * 101, "##" + "y" * 120, "z" * 100], "crlf": None, "bom": None}
+
+
+def _awkward_vocab(draw, strategies) -> tuple[list[str], str]:
+    """(lines, newline): the base tokens shuffled after the specials, with awkward entries put in."""
+    st = strategies
+    lines = _SPECIALS + draw(st.permutations(_CHARS + _WORDS))
+    kinds = draw(st.sets(st.sampled_from(sorted(_AWKWARD)), min_size=1))
+    for kind in sorted(kinds):
+        for entry in _AWKWARD[kind] or []:
+            lines.insert(draw(st.integers(5, len(lines))), entry)
+    if "duplicate" in kinds:  # any token, specials and ## pieces included, listed again anywhere
+        for token in draw(st.lists(st.sampled_from(lines[:40]), min_size=1, max_size=6)):
+            lines.insert(draw(st.integers(0, len(lines))), token)
+    if "bom" in kinds:  # PaddleNLP keeps a BOM in the first token: put an ordinary one first
+        lines.insert(0, "\ufeff" + draw(st.sampled_from(_CHARS)))
+    return lines, "\r\n" if "crlf" in kinds else "\n"
+
+
+def _texts(draw, strategies) -> list[str]:
+    pieces = strategies.sampled_from(_CHARS + ["play", "love", "hello", "unable", "hellos", "xyz", "##", "#a", "a b",
+                                               " ", "  ", "\t", "HELLO", "Play", "播放音乐", "x" * 101, "é", "[", "]"])
+    return ["".join(draw(strategies.lists(pieces, min_size=1, max_size=12))) for _ in range(6)]
+
+
+@pytest.mark.models  # PaddleNLP's tokenizer is the reference
+def test_awkward_vocabularies_give_paddlenlps_ids(tmp_path):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from paddlenlp.transformers import ErnieTokenizer as PaddleNLPErnieTokenizer
+
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def check(data):
+        lines, newline = _awkward_vocab(data.draw, st)
+        texts = _texts(data.draw, st)
+        vocab_file = tmp_path / "vocab.txt"
+        prefix = "\ufeff" if lines[0].startswith("\ufeff") else ""
+        vocab_file.write_bytes((prefix + newline.join([lines[0].lstrip("\ufeff"), *lines[1:]]) + newline)
+                               .encode("utf-8"))
+        reference = PaddleNLPErnieTokenizer(str(vocab_file))
+        ours = ErnieTokenizer.from_files(vocab_file, TokenizerSettings(max_seq_len=64))
+        theirs = reference(texts, max_length=64, truncation=True)["input_ids"]
+        batch = ours.encode(texts)
+        for row, text in enumerate(texts):
+            assert batch.input_ids[row, : batch.lengths[row]].tolist() == theirs[row], (text, lines)
+
+    check()
+
+
+def test_duplicated_tokens_take_the_last_line_and_are_named(tmp_path):
+    from serving_core.tokenization import duplicated_tokens, read_vocab, read_vocab_lines
+
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("\n".join(_SPECIALS + ["a", "b", "", "a", "[UNK]"]) + "\n", encoding="utf-8")
+    assert read_vocab(vocab_file)["a"] == 8 and read_vocab(vocab_file)["[UNK]"] == 9
+    assert duplicated_tokens(read_vocab_lines(vocab_file)) == {"[UNK]": [1, 9], "a": [5, 8]}
+    assert ErnieTokenizer.from_files(vocab_file, TokenizerSettings()).encode(["a zz"]).input_ids[0].tolist() == \
+        [2, 8, 9, 3]
+
+
+def test_a_bom_before_a_special_token_is_refused_with_the_reason(tmp_path):
+    from serving_core.errors import UserError
+
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_bytes(b"\xef\xbb\xbf" + "\n".join(_SPECIALS + ["a"]).encode("utf-8"))
+    with pytest.raises(UserError, match=r"\['\[PAD\]'\] are not in the vocabulary; its first line starts with a "
+                                        "UTF-8 BOM"):
+        ErnieTokenizer.from_files(vocab_file, TokenizerSettings())

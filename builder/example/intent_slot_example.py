@@ -82,13 +82,15 @@ def make_intent_slot_example(output: Path, spec: ExampleSpec = ExampleSpec(), sh
 
 
 def load_joint_ernie(directory: Path):
-    """The example's JointErnie in dygraph (from config.json, label files and joint_ernie.pdparams)."""
-    import paddle
+    """The example's JointErnie in dygraph (from config.json, label files and joint_ernie.pdparams,
+    read by the allow-list unpickler like every .pdparams)."""
     from paddlenlp.transformers import ErnieConfig
+
+    from builder.source.pickled_weights import load_pickled_weights
 
     intents_count = len((directory / "intent_label.txt").read_text(encoding="utf-8").split())
     slots_count = len((directory / "slot_label.txt").read_text(encoding="utf-8").split())
     model = joint_ernie_class()(ErnieConfig.from_pretrained(str(directory)), intents_count, slots_count)
-    model.set_state_dict(paddle.load(str(directory / "joint_ernie.pdparams")))
+    model.set_state_dict(load_pickled_weights(directory / "joint_ernie.pdparams"))
     model.eval()
     return model

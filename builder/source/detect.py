@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import enum
-import json
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, find_program, find_programs
 
 from builder.source.mindspore import find_student, student_config
+from builder.source.user_files import check_params_stream, checked_int, read_json, read_text
 
 CONFIG_NAMES = ("config.json", "model_config.json")
 # What PaddleNLP's save_pretrained writes, in the order preferred when several are present:
@@ -22,6 +26,74 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "model_stat
 def checkpoint_weights(directory: Path) -> Path | None:
     """The weights file (or shard index) PaddleNLP loads from `directory`, safetensors first."""
     return next((directory / name for name in WEIGHT_FILES if (directory / name).is_file()), None)
+
+
+def config_files(directory: Path) -> list[Path]:
+    """The model config files present (config.json, PaddleNLP 2.x's model_config.json)."""
+    return [Path(directory) / name for name in CONFIG_NAMES if (Path(directory) / name).is_file()]
+
+
+# Config keys the builder or PaddleNLP sizes the model by: whole numbers, or the file is refused.
+_SIZE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+              "max_position_embeddings", "type_vocab_size", "task_type_vocab_size", "num_labels", "num_classes",
+              "pad_token_id")
+
+
+def check_config_fits_weights(config: dict, safetensors: list[Path], directory: Path) -> None:
+    """Refuse a config that would make PaddleNLP build a model far larger than the weights hold
+    (a few bytes of config.json must not allocate gigabytes before the weights are read)."""
+    from builder.source.user_files import safetensors_shapes
+
+    held = sum(math.prod(shape) for path in safetensors for shape in safetensors_shapes(path).values())
+    hidden, layers, ffn = (config.get(k) or 0 for k in ("hidden_size", "num_hidden_layers", "intermediate_size"))
+    tables = sum(config.get(k) or 0 for k in ("vocab_size", "max_position_embeddings"))
+    at_least = tables * hidden + layers * (4 * hidden * hidden + 2 * hidden * ffn)
+    if at_least > 2 * held + 10**6:
+        where = config_files(directory)[0] if config_files(directory) else directory
+        raise UserError(f"describes a model of at least {at_least:,} parameters, but the weights hold {held:,}: "
+                        "this config is not the weights' own; use the config.json save_pretrained wrote with them",
+                        str(where))
+
+
+def check_weight_files(files: list[Path]) -> None:
+    """Read every weights file as a build will, running nothing: safetensors headers against the
+    file, pickles through the allow-list unpickler (refused with exit 2 naming the file and the
+    global); every tensor finite."""
+    from builder.source.pickled_weights import load_pickled_weights
+    from builder.source.user_files import safetensors_shapes, safetensors_tensors
+
+    for path in files:
+        if path.suffix == ".safetensors":
+            safetensors_shapes(path)
+            tensors = safetensors_tensors(path)
+        else:
+            tensors = load_pickled_weights(path).items()
+        for name, array in tensors:
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                raise UserError(f"tensor {name!r} holds NaN or infinite values: the file is corrupt, or the training "
+                                "that wrote it diverged", str(path))
+
+
+def weight_files(weights: Path) -> list[Path]:
+    """The files holding the tensors: `weights` itself, or the shards its index names, each checked
+    to be a file in the same directory (an index cannot point outside the model directory)."""
+    if not weights.name.endswith(".index.json"):
+        return [weights]
+    index = read_json(weights, "shard index")
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise UserError("a shard index needs a weight_map of tensor names to shard files, as save_pretrained "
+                        "writes it", str(weights))
+    shards = []
+    for shard in sorted(set(map(str, weight_map.values()))):
+        if Path(shard).name != shard or shard in ("", ".", ".."):
+            raise UserError(f"names the shard {shard!r}, which is not a file beside the index; shards stay in the "
+                            "model directory", str(weights))
+        if not (weights.parent / shard).is_file():
+            raise UserError(f"names the shard {shard!r}, which is missing; copy every shard the index lists",
+                            str(weights))
+        shards.append(weights.parent / shard)
+    return shards
 LABEL_FILE = "label.txt"
 
 
@@ -52,13 +124,20 @@ class ModelSource:
 
 
 def _read_config(directory: Path) -> dict:
-    for name in CONFIG_NAMES:
-        path = directory / name
-        if path.is_file():
-            try:
-                return _flatten_init_args(json.loads(path.read_text(encoding="utf-8-sig")))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"invalid JSON ({exc})", str(path)) from exc
+    for path in config_files(directory):
+        config = read_json(path, "model config")
+        if not isinstance(config, dict):
+            raise UserError("a model config is a JSON object of settings", str(path))
+        config = _flatten_init_args(config)
+        for key in _SIZE_KEYS:
+            checked_int(config, key, path, high=2**24 if key != "pad_token_id" else 2**31 - 1)
+        architectures = config.get("architectures")
+        if architectures is not None and not (isinstance(architectures, list)
+                                              and all(isinstance(a, str) for a in architectures)):
+            raise UserError("architectures must be a list of class names", str(path))
+        if not isinstance(config.get("id2label", {}), dict):
+            raise UserError("id2label must map class ids to names", str(path))
+        return config
     return {}
 
 
@@ -69,7 +148,8 @@ def _flatten_init_args(config: dict) -> dict:
     if "init_args" not in config:
         return config
     flat: dict = {}
-    for item in config.get("init_args") or []:
+    items = config.get("init_args") or []
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, dict):
             flat.update(_flatten_init_args(item))
     flat.update({k: v for k, v in config.items() if k not in ("init_args", "init_class")})
@@ -80,14 +160,11 @@ def _flatten_init_args(config: dict) -> dict:
 
 def read_label_file(path: Path) -> tuple[str, ...]:
     """PaddleNLP label.txt: one label a line, class id = line number (blank lines skipped)."""
-    try:
-        # utf-8-sig: a BOM (Windows editors write one) is not part of the first label.
-        labels = tuple(line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
-    except UnicodeDecodeError as exc:
-        raise UserError("is not UTF-8 text; save the label file as UTF-8, one label a line", str(path)) from exc
+    # read_text drops a BOM (Windows editors write one): it is not part of the first label.
+    labels = tuple(line.strip() for line in read_text(path, "label file").splitlines() if line.strip())
     if not labels:
         raise UserError("the label file is empty; write one label a line", str(path))
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
         raise UserError(f"labels appear more than once: {duplicates}", str(path))
     return labels
@@ -96,6 +173,8 @@ def read_label_file(path: Path) -> tuple[str, ...]:
 def _labels_from_config(config: dict) -> tuple[str, ...]:
     id2label = config.get("id2label") or {}
     if not id2label:
+        return ()
+    if not all(str(k).isdigit() for k in id2label):
         return ()
     ids = sorted(int(k) for k in id2label)
     if ids != list(range(len(ids))):
@@ -129,6 +208,8 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
                         "(PaddleNLP checkpoint or static export)", str(model_dir))
     student = find_student(model_dir, program_file) if not find_programs(model_dir) else None
     program = None if student else find_program(model_dir, program_file)
+    if program is not None and program.params_file is not None:
+        check_params_stream(program.params_file)  # before Paddle reads it: every declared size fits the file
     config = student_config(*student) if student else _read_config(model_dir)
     if student is not None:
         kind = SourceKind.MINDSPORE
@@ -136,6 +217,7 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
         kind = SourceKind.STATIC
     elif config and checkpoint_weights(model_dir) is not None:
         kind = SourceKind.CHECKPOINT
+        check_weight_files(weight_files(checkpoint_weights(model_dir)))
     else:
         found = ", ".join(sorted(p.name for p in model_dir.iterdir())[:12]) or "nothing"
         hint = (f"config.json is there but no weights ({', '.join(WEIGHT_FILES)}): was save_pretrained "

@@ -13,7 +13,9 @@ from serving_core.interface import Task
 from serving_core.program import ProgramFiles, ProgramFormat
 
 from builder.source.mindspore import load_student
-from builder.source.detect import ModelSource, SourceKind, checkpoint_weights
+from builder.source.detect import (ModelSource, SourceKind, check_config_fits_weights, checkpoint_weights, config_files,
+                                   weight_files)
+from builder.source.pickled_weights import safetensors_copy
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,19 @@ def load_dygraph_model(source: ModelSource, task: Task):
                         "export directory", str(source.directory))
     auto_class = getattr(transformers, _AUTO_CLASSES[task])
     weights = checkpoint_weights(Path(source.directory))
-    try:
-        model = auto_class.from_pretrained(str(source.directory),
-                                           use_safetensors=weights is not None and "safetensors" in weights.name)
-    except Exception as exc:
-        raise UserError(f"PaddleNLP could not load the checkpoint ({type(exc).__name__}: {exc}); "
-                        f"check config.json and {weights.name if weights else 'the weights'} come from the same "
-                        "save_pretrained", str(source.directory)) from exc
+    files = weight_files(weights)
+    with tempfile.TemporaryDirectory(prefix="ernie-weights-") as work:
+        directory = Path(source.directory)
+        if not weights.name.startswith("model.safetensors"):  # pickles: read by the allow-list, given as safetensors
+            directory = safetensors_copy(config_files(source.directory), files, Path(work))
+            files = [directory / "model.safetensors"]
+        check_config_fits_weights(source.config, files, source.directory)
+        try:
+            model = auto_class.from_pretrained(str(directory), use_safetensors=True)
+        except Exception as exc:
+            raise UserError(f"PaddleNLP could not load the checkpoint ({type(exc).__name__}: {exc}); "
+                            f"check config.json and {weights.name} come from the same save_pretrained",
+                            str(source.directory)) from exc
     model.eval()
     return model
 

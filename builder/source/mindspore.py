@@ -19,6 +19,8 @@ import numpy as np
 
 from serving_core.errors import UserError
 
+from builder.source.user_files import TEXT_LIMIT, checked_int, checked_size, read_yaml
+
 CONFIG_BLOCK = "td_student_net_cfg"
 LAYER_NORM_EPSILON = 1e-7  # MindSpore nn.LayerNorm as the zoo's TinyBERT builds it
 _CRC_MARK = b"crc_num"
@@ -76,7 +78,8 @@ def read_checkpoint(path: Path) -> dict[str, np.ndarray]:
     shapes: dict[str, tuple[int, ...]] = {}
     for value in message.value:
         tensor = value.tensor
-        if not value.tag or not value.HasField("tensor") or tensor.tensor_type not in _DTYPES:
+        if not isinstance(value.tag, str) or not value.tag or not value.HasField("tensor") \
+                or tensor.tensor_type not in _DTYPES:
             raise unreadable
         dtype = np.dtype(_DTYPES[tensor.tensor_type]).newbyteorder("<")
         parts.setdefault(value.tag, []).append(np.frombuffer(tensor.tensor_content, dtype=dtype))
@@ -105,6 +108,12 @@ _HEAD = {"bert.dense": "tinybert.pooler.dense", "dense_1": "classifier"}
 _SUFFIXES = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
 
 
+# Tensors the config is read from: a checkpoint without them is not a whole student.
+_REQUIRED = ("bert.bert_embedding_lookup.embedding_table", "bert.bert_encoder.layers.0.intermediate.weight",
+             "bert.bert_embedding_postprocessor.full_position_embeddings",
+             "bert.bert_embedding_postprocessor.embedding_table")
+
+
 def paddle_name(name: str) -> tuple[str, bool] | None:
     """(PaddleNLP's name, transpose) for a student parameter; None for a name the student has not."""
     if name in _EMBEDDINGS:
@@ -122,11 +131,37 @@ def paddle_name(name: str) -> tuple[str, bool] | None:
     return f"{target}.{_SUFFIXES[suffix]}", suffix == "weight" and "layernorm" not in base
 
 
+# The zoo's current `EmbeddingPostprocessor` holds the token type and position tables as
+# `nn.Embedding` cells; its older form held the same tensors as plain parameters.
+_CELL_LAYOUT = {"bert.bert_embedding_postprocessor.token_type_embedding.embedding_table":
+                    "bert.bert_embedding_postprocessor.embedding_table",
+                "bert.bert_embedding_postprocessor.full_position_embedding.embedding_table":
+                    "bert.bert_embedding_postprocessor.full_position_embeddings"}
+EMBEDDING_LAYOUTS = ("plain parameters (the zoo's older EmbeddingPostprocessor)",
+                     "nn.Embedding cells (the zoo's current EmbeddingPostprocessor)")
+
+
+def _student_name(tag: str) -> str:
+    name = re.sub(r"^bert\.", "", tag.replace("tinybert_", "bert_"))
+    return _CELL_LAYOUT.get(name, name)
+
+
 def student_tensors(path: Path) -> dict[str, np.ndarray]:
     """The checkpoint's tensors under the student's names, normalised as the zoo's own eval does
-    (`tinybert_` read as `bert_`, the task-distillation cell's leading `bert.` dropped)."""
-    return {re.sub(r"^bert\.", "", tag.replace("tinybert_", "bert_")): value
-            for tag, value in read_checkpoint(path).items()}
+    (`tinybert_` read as `bert_`, the task-distillation cell's leading `bert.` dropped), the
+    current layout's embedding cells under the older layout's names."""
+    tensors = read_checkpoint(path)
+    named = {_student_name(tag): value for tag, value in tensors.items()}
+    if len(named) < len(tensors):
+        raise UserError("holds the embedding tables twice, as plain parameters and as nn.Embedding cells; "
+                        "save the student from one network", str(path))
+    return named
+
+
+def embedding_layout(path: Path) -> str:
+    """Which of EMBEDDING_LAYOUTS the checkpoint's embedding tables are saved in."""
+    tags = {re.sub(r"^bert\.", "", tag.replace("tinybert_", "bert_")) for tag in read_checkpoint(path)}
+    return EMBEDDING_LAYOUTS[bool(tags & _CELL_LAYOUT.keys())]
 
 
 def find_student(directory: Path, chosen: str | None = None) -> tuple[Path, Path] | None:
@@ -139,7 +174,8 @@ def find_student(directory: Path, chosen: str | None = None) -> tuple[Path, Path
     if len(checkpoints) > 1:
         raise UserError(f"holds {len(checkpoints)} MindSpore checkpoints ({', '.join(c.name for c in checkpoints)}); "
                         "choose one with --program NAME", str(directory))
-    configs = [p for p in sorted(Path(directory).glob("*.y*ml")) if CONFIG_BLOCK in p.read_text(errors="replace")]
+    configs = [p for p in sorted(Path(directory).glob("*.y*ml")) if p.is_file()
+               and CONFIG_BLOCK.encode() in p.read_bytes()[:TEXT_LIMIT] and checked_size(p, TEXT_LIMIT, "yaml file")]
     if len(configs) != 1:
         found = ", ".join(p.name for p in configs) or "none"
         raise UserError(f"a MindSpore checkpoint needs the yaml of its task-distillation run (the zoo's "
@@ -151,17 +187,18 @@ def find_student(directory: Path, chosen: str | None = None) -> tuple[Path, Path
 def student_config(checkpoint: Path, config_file: Path) -> dict:
     """PaddleNLP TinyBertConfig settings from the yaml's student block, checked against the
     checkpoint's tensor shapes (a yaml from another run is refused)."""
-    import yaml
-
-    try:
-        block = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get(CONFIG_BLOCK) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"invalid yaml ({exc})", str(config_file)) from None
+    run = read_yaml(config_file, "yaml file") or {}
+    block = run.get(CONFIG_BLOCK) if isinstance(run, dict) else None
+    if not isinstance(block, dict):
+        raise UserError(f"{CONFIG_BLOCK} is not a block of settings", str(config_file))
     weights = student_tensors(checkpoint)
     if "dense_1.weight" not in weights and any("bert_embedding_lookup" in n for n in weights):
         raise UserError("no classifier (bert.dense_1): this is a general-distillation checkpoint; run task "
                         "distillation (the zoo's run_task_distill) and build its checkpoint", str(checkpoint))
     unknown = sorted(n for n in weights if paddle_name(n) is None)
+    missing = [n for n in _REQUIRED if n not in weights]
+    if missing:
+        raise UserError(f"the student has no {', '.join(missing)}: the checkpoint is incomplete", str(checkpoint))
     if unknown or "dense_1.weight" not in weights:
         raise UserError(f"parameters a TinyBERT student does not have: {', '.join(unknown[:5]) or 'no dense_1'}"
                         f"{' ...' if len(unknown) > 5 else ''}; only the zoo's task-distilled students "
@@ -173,11 +210,11 @@ def student_config(checkpoint: Path, config_file: Path) -> dict:
               "max_position_embeddings": weights["bert.bert_embedding_postprocessor.full_position_embeddings"].shape[0],
               "type_vocab_size": weights["bert.bert_embedding_postprocessor.embedding_table"].shape[0]}
     differ = [f"{key} {block[key]} (the weights: {value})" for key, value in config.items()
-              if key in block and int(block[key]) != value]
+              if key in block and checked_int(block, key, config_file) != value]
     if differ:
         raise UserError(f"the yaml's {CONFIG_BLOCK} does not describe this checkpoint: {'; '.join(differ)}; use the "
                         "yaml of the run that wrote it", str(config_file))
-    heads = int(block.get("num_attention_heads") or 0)
+    heads = checked_int(block, "num_attention_heads", config_file) or 0
     if heads <= 0 or config["hidden_size"] % heads:
         raise UserError(f"{CONFIG_BLOCK}.num_attention_heads must divide hidden_size {config['hidden_size']} "
                         "(the weights do not tell the number of heads)", str(config_file))

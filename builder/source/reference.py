@@ -27,6 +27,7 @@ from serving_core.windows import merge_windows, window_starts
 
 from builder.source.export import load_dygraph_model
 from builder.source.detect import ModelSource, SourceKind
+from builder.source.program_probe import probe_program
 
 
 def paddlenlp_tokenizer(source: ModelSource):
@@ -64,6 +65,7 @@ class SourceModel:
             self._runner = OnnxRunner(source.program)
             self.description = "the ONNX program on ONNX Runtime"
         else:
+            probe_program(source.program)  # a program Paddle's loader would crash on is refused first
             self._runner = PaddleRunner(source.program, onednn=False)
             self.description = "the program on Paddle Inference's native CPU kernels"
         self.input_names = [t.name for t in self._runner.signature.inputs]
