@@ -116,7 +116,10 @@ def test_corrupt_or_truncated_weights_fail_the_build_and_leave_the_repository_as
         (model / "inference.pdmodel").write_bytes((FIXTURES / "ernie3_seq_cls" / "inference.pdmodel").read_bytes())
         (model / "inference.pdiparams").write_bytes(content)
         for runtime in RUNTIMES.values():
-            with pytest.raises(UserError, match="cannot run with these weights") as failure:
+            # Refused by the parameters file's own check (declared sizes against the file) or, where the
+            # damage keeps the stream's shape, by Paddle.
+            with pytest.raises(UserError, match="is not a Paddle parameters file Paddle could read|cannot run with "
+                                                "these weights") as failure:
                 build(model, repository, BuildOptions(**options, **runtime, overwrite=True), show_progress=False)
             assert str(model / "inference.pdiparams") in str(failure.value)
             assert _tree(repository) == before
