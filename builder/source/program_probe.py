@@ -4,11 +4,11 @@ Paddle Inference's C++ loader can crash the whole process on a corrupted program
 parses (the intake fuzzer, tests/fuzz_intake.py, found a `.pdmodel` with a few flipped bytes that
 does): such a file must fail the command with the file named, not kill it. The child creates the
 predictor on Paddle's native kernels and runs one short batch; a child that dies, fails or hangs
-refuses the program. Each program (by path, size and modification time) is probed once a process.
+refuses the program. Each program (by content) is probed once a process.
 """
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
 import subprocess
 import sys
@@ -24,13 +24,19 @@ def probe_program(files: ProgramFiles) -> None:
     """Refuse (UserError naming the program) a Paddle program that Paddle cannot load and run."""
     if files.format is ProgramFormat.ONNX:
         return
-    stat = files.model_file.stat(), files.params_file.stat()
-    _probe(str(files.model_file), str(files.params_file), files.format.value,
-           tuple((s.st_size, s.st_mtime_ns) for s in stat))
+    digest = hashlib.sha256()
+    for path in (files.model_file, files.params_file):
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    if digest.hexdigest() not in _PROBED:
+        _probe(str(files.model_file), str(files.params_file), files.format.value)
+        _PROBED.add(digest.hexdigest())
 
 
-@functools.lru_cache(maxsize=64)
-def _probe(model_file: str, params_file: str, fmt: str, _stamp: tuple) -> None:
+_PROBED: set[str] = set()  # contents this process has seen Paddle load and run
+
+
+def _probe(model_file: str, params_file: str, fmt: str) -> None:
     command = [sys.executable, "-m", __name__, model_file, params_file, fmt]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)

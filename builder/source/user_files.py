@@ -43,24 +43,24 @@ def read_text(path: Path, what: str, limit: int = TEXT_LIMIT, bom: bool = True) 
                         str(path)) from None
 
 
-def read_json(path: Path, what: str = "JSON file") -> object:
-    """A JSON document, size-checked, its parse errors (deep nesting included) refused by name."""
+def _parsed(path: Path, what: str, kind: str, parse, errors: tuple):
     text = read_text(path, what)
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise UserError(f"invalid JSON ({type(exc).__name__}: {str(exc)[:200]})", str(path)) from None
+        return parse(text)
+    except (*errors, RecursionError, ValueError) as exc:  # deep nesting included
+        raise UserError(f"invalid {kind} ({type(exc).__name__}: {str(exc)[:200]})", str(path)) from None
+
+
+def read_json(path: Path, what: str = "JSON file") -> object:
+    """A JSON document, size-checked, its parse errors refused by name."""
+    return _parsed(path, what, "JSON", json.loads, ())
 
 
 def read_yaml(path: Path, what: str = "yaml file") -> object:
     """A yaml document through yaml.safe_load (plain data only), size-checked."""
     import yaml
 
-    text = read_text(path, what)
-    try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        raise UserError(f"invalid yaml ({type(exc).__name__}: {str(exc)[:200]})", str(path)) from None
+    return _parsed(path, what, "yaml", yaml.safe_load, (yaml.YAMLError,))
 
 
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
