@@ -94,6 +94,8 @@ def weight_files(weights: Path) -> list[Path]:
                             str(weights))
         shards.append(weights.parent / shard)
     return shards
+
+
 LABEL_FILE = "label.txt"
 
 
@@ -128,7 +130,10 @@ def _read_config(directory: Path) -> dict:
         config = read_json(path, "model config")
         if not isinstance(config, dict):
             raise UserError("a model config is a JSON object of settings", str(path))
-        config = _flatten_init_args(config)
+        try:
+            config = _flatten_init_args(config)
+        except RecursionError:
+            raise UserError("init_args are nested too deep for a model config", str(path)) from None
         for key in _SIZE_KEYS:
             checked_int(config, key, path, high=2**24 if key != "pad_token_id" else 2**31 - 1)
         architectures = config.get("architectures")
