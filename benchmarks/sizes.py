@@ -4,6 +4,7 @@
     medium    ernie-3.0-medium-zh  6 x 768, 12 heads, FFN 3072, vocab 40000 (the seeds' headline)
     nano      ernie-3.0-nano-zh    4 x 312
     base      ernie-3.0-base-zh    12 x 768
+    xbase     ernie-3.0-xbase-zh   20 x 1024, 16 heads, FFN 4096
     tinybert  tinybert-4l-312d-zh  4 x 312, 12 heads, FFN 1200
 """
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 CONFIGS = {"medium": ("ernie", "ernie-3.0-medium-zh"), "nano": ("ernie", "ernie-3.0-nano-zh"),
-           "base": ("ernie", "ernie-3.0-base-zh"), "tinybert": ("tinybert", "tinybert-4l-312d-zh")}
+           "base": ("ernie", "ernie-3.0-base-zh"), "xbase": ("ernie", "ernie-3.0-xbase-zh"),
+           "tinybert": ("tinybert", "tinybert-4l-312d-zh")}
 NUM_LABELS = 15  # TNEWS, the seeds' CPU benchmark task
 
 
@@ -50,3 +52,9 @@ def ensure_model(size: str, directory: Path, seed: int = 1) -> Path:
     (directory / "data.txt").write_text("\n".join(make_texts(200, False, seed=seed)) + "\n", encoding="utf-8")
     (directory / "model.json").write_text(json.dumps({"size": size, "config": name, "seed": seed}), encoding="utf-8")
     return directory
+
+
+if __name__ == "__main__":  # python -m benchmarks.sizes SIZE DIRECTORY
+    import sys
+
+    ensure_model(sys.argv[1], Path(sys.argv[2]))

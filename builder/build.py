@@ -25,9 +25,10 @@ from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, dupl
 
 from builder.source.program_probe import probe_program
 from builder.engine.choice import choose_engine, choose_for_quantized_program, expect_from_file
-from builder.engine.proof import SourceProbe, cannot_run, prove_converted, prove_paddle
+from builder.engine.proof import SourceProbe, cannot_run, load_source_model, prove_converted, prove_paddle
+from builder.phases import PhaseClock, phase
 from builder.source.export import export_once
-from builder.source.onnx_conversion import convert_to_onnx
+from builder.source.onnx_conversion import convert_to_onnx, converter_ready
 from builder.engine.quantize import calibration_rows, check_int8, quantize_dynamic_int8, quantize_static_openvino
 from builder.options import BuildOptions
 from builder.staging import CORE_DIR
@@ -53,6 +54,7 @@ class BuildReport:
     seconds: float
     calibration: dict | None = None  # INT8 builds: agreement with FP32 on the calibration texts
     engine_note: str = ""  # what the engine proof changed (e.g. oneDNN off), and its measured cost
+    cost: dict | None = None  # PhaseClock.to_json(): seconds and peak memory per phase
 
 
 def ensemble_name_for(directory: Path) -> str:
@@ -163,12 +165,11 @@ def read_model(model_dir: Path, options: BuildOptions) -> ModelToBuild:
 def compare_engines(model_dir: Path, options: BuildOptions):
     """What `--runtime auto` would measure and choose for this model, nothing written (`builder bench`)."""
     model = read_model(model_dir, options)
-    with tempfile.TemporaryDirectory(prefix="ernie-bench-") as work:
-        program = model.source.program or export_once(model.source, options.task, Path(work) / "program",
-                                                      options.int_dtype)
+    with tempfile.TemporaryDirectory(prefix="ernie-bench-") as work, conversion_ahead(model.source, options):
+        program, probe = source_outputs(model.source, options, model.tokenizer, Path(work))
         check_runtime_options(replace(options, runtime=None), program)
         engine = prepare_engine(model.source, replace(options, runtime=None, quantize=None), program,
-                                read_signature(program), model.tokenizer, Path(work))
+                                read_signature(program), model.tokenizer, Path(work), probe)
     if engine.choice is None:
         raise UserError("--gpu-onnxruntime runs on ONNX Runtime only: nothing to compare", str(model_dir))
     return engine.choice
@@ -176,63 +177,98 @@ def compare_engines(model_dir: Path, options: BuildOptions):
 
 def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: bool = True) -> BuildReport:
     started = time.perf_counter()
+    clock = PhaseClock()
     stages = tqdm(total=5, desc="build", unit="step", disable=not show_progress, leave=False)
 
     def stage(text: str) -> None:
         stages.set_postfix_str(text)
         log.info(text)
 
-    stage("reading model directory")
-    if options.quantize == "int8":  # auto decided here, for build.json and the model step's check
-        options = replace(options, quantize_options=options.quantize_options.resolved())
-    model = read_model(model_dir, options)
-    source, name, max_seq_len, tokenizer = model.source, model.name, model.max_seq_len, model.tokenizer
-    tokenizer_settings, vocab_size = tokenizer.settings, model.vocab_size
-    stages.update()
-
-    with tempfile.TemporaryDirectory(prefix="ernie-build-") as work:
-        work = Path(work)
-        stage("exporting static program" if source.program is None else "reading static program")
-        program = source.program or export_once(source, options.task, work / "program", options.int_dtype)
-        signature = read_signature(program)
-        log.info("program %s: inputs %s, outputs %s", program.model_file.name,
-                 [(t.name, t.dtype) for t in signature.inputs], [(t.name, list(t.shape)) for t in signature.outputs])
+    with clock.running():
+        stage("reading model directory")
+        if options.quantize == "int8":  # auto decided here, for build.json and the model step's check
+            options = replace(options, quantize_options=options.quantize_options.resolved())
+        with phase("read"):
+            model = read_model(model_dir, options)
+        source, name, max_seq_len, tokenizer = model.source, model.name, model.max_seq_len, model.tokenizer
+        tokenizer_settings, vocab_size = tokenizer.settings, model.vocab_size
         stages.update()
 
-        stage(f"preparing {options.runtime or 'the fastest correct'} engine")
-        check_runtime_options(options, program)
-        engine = prepare_engine(source, options, program, signature, tokenizer, work)
-        options, serving_program, signature, proof = engine.options, engine.files, engine.signature, engine.proof
-        stages.update()
+        with tempfile.TemporaryDirectory(prefix="ernie-build-") as work, conversion_ahead(source, options):
+            work = Path(work)
+            stage("running the source model" + (", exporting its static program" if source.program is None else ""))
+            program, probe = source_outputs(source, options, tokenizer, work)
+            signature = read_signature(program)
+            log.info("program %s: inputs %s, outputs %s", program.model_file.name,
+                     [(t.name, t.dtype) for t in signature.inputs],
+                     [(t.name, list(t.shape)) for t in signature.outputs])
+            stages.update()
 
-        stage("planning ensemble")
-        spec = PLANNERS[options.task](PlanInputs(name, options, program, serving_program, signature,
-                                                 tokenizer_settings, source.label_sets, tokenizer.pad_id,
-                                                 vocab_size, source.config.get("type_vocab_size"),
-                                                 source.program.model_file if source.program else source.directory,
-                                                 proof.onednn if proof else True))
-        plan = repository_plan(spec, options.triton(), source.vocab_file, serving_program)
-        check_wiring(plan.ensemble(), plan.configs())  # before either target is written
-        stages.update()
+            stage(f"preparing {options.runtime or 'the fastest correct'} engine")
+            check_runtime_options(options, program)
+            engine = prepare_engine(source, options, program, signature, tokenizer, work, probe)
+            options, serving_program, signature, proof = engine.options, engine.files, engine.signature, engine.proof
+            stages.update()
 
-        calibration = None
-        if options.quantize == "int8":
-            stage("checking INT8 against FP32")
-            calibration = calibrate(spec, source, program, serving_program, tokenizer, options).to_json()
-        stage("writing repository")
-        record = build_record(spec, source, options, signature, calibration, proof, engine.choice)
-        write_targets(spec, plan, record, serving_program, signature, source, options, Path(output))
-        stages.update()
+            stage("planning ensemble")
+            spec = PLANNERS[options.task](PlanInputs(name, options, program, serving_program, signature,
+                                                     tokenizer_settings, source.label_sets, tokenizer.pad_id,
+                                                     vocab_size, source.config.get("type_vocab_size"),
+                                                     source.program.model_file if source.program else source.directory,
+                                                     proof.onednn if proof else True))
+            plan = repository_plan(spec, options.triton(), source.vocab_file, serving_program)
+            check_wiring(plan.ensemble(), plan.configs())  # before either target is written
+            stages.update()
+
+            calibration = None
+            if options.quantize == "int8":
+                stage("checking INT8 against FP32")
+                with phase("calibrate"):
+                    calibration = calibrate(spec, source, program, serving_program, tokenizer, options).to_json()
+            stage("writing repository")
+            record = build_record(spec, source, options, signature, calibration, proof, engine.choice, clock)
+            with phase("write"):
+                write_targets(spec, plan, record, serving_program, signature, source, options, Path(output))
+            stages.update()
     stages.close()
     seconds = time.perf_counter() - started
+    log.info("where the build's time and memory went (peak RSS; a child process's beside the build's own):\n%s",
+             clock.table())
     notes = [engine.choice.describe() if engine.choice else "", proof.note if proof else ""]
     return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value,
                        spec_labels(spec), max_seq_len, options.runtime.value, seconds, calibration,
-                       "; ".join(n for n in notes if n))
+                       "; ".join(n for n in notes if n), clock.to_json())
+
+
+def conversion_ahead(source: ModelSource, options: BuildOptions):
+    """paddle2onnx's child started now where the build will likely convert (builder.source.onnx_conversion)."""
+    import contextlib
+
+    onnx_program = source.program is not None and source.program.format is ProgramFormat.ONNX
+    likely = options.runtime in (None, RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO) and not onnx_program
+    return converter_ready() if likely else contextlib.nullcontext()
+
+
+def source_outputs(source: ModelSource, options: BuildOptions, tokenizer, work: Path):
+    """(the static program, the source model's outputs on the probe texts): the source model is
+    loaded once, run on the probe texts, then exported (a checkpoint), then let go."""
+    weights = (source.program.params_file or source.program.model_file if source.program else
+               source.mindspore_files[0] if source.mindspore_files else checkpoint_weights(source.directory))
+    quantized = source.program is not None and source.program.format is not ProgramFormat.ONNX \
+        and is_quantized(source.program)
+    with phase("source model"):
+        if quantized:
+            _check_paddle_int8_runs(source.program)  # the program on Paddle is its own reference
+        reference = load_source_model(source, options.task, weights or source.directory)
+        probe = SourceProbe(reference, tokenizer, weights or source.directory, quantized=quantized)
+    if source.program is not None:
+        return source.program, probe
+    with phase("export"):
+        return export_once(source, options.task, work / "program", options.int_dtype, reference.dygraph_model), probe
 
 
 def build_record(spec, source: ModelSource, options: BuildOptions, signature: ProgramSignature,
-                 calibration: dict | None, proof, choice) -> dict:
+                 calibration: dict | None, proof, choice, clock: PhaseClock | None = None) -> dict:
     """What build.json holds besides the file record: the spec, where the source and its inputs
     were (so that verify finds them), the program's signature, INT8 calibration, the engine proof."""
     def resolved(path) -> str | None:
@@ -253,6 +289,7 @@ def build_record(spec, source: ModelSource, options: BuildOptions, signature: Pr
         "reduce_range": options.quantize_options.reduces_range if options.quantize else None,
         "engine_proof": proof.to_json() if proof else None,
         "engine_choice": choice.to_json() if choice else None,
+        "build_cost": clock.to_json() if clock else None,  # the phases up to writing the repository
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -304,16 +341,11 @@ class PreparedEngine:
 
 
 def prepare_engine(source, options: BuildOptions, program, signature: ProgramSignature, tokenizer,
-                   work: Path) -> PreparedEngine:
-    weights = (program.params_file or program.model_file if source.program else
-               source.mindspore_files[0] if source.mindspore_files else checkpoint_weights(source.directory))
-    if program.format is not ProgramFormat.ONNX and is_quantized(program):
-        _check_paddle_int8_runs(program)  # the program on Paddle is its own reference
-        probe = SourceProbe(source, options.task, tokenizer, weights, quantized=True)
+                   work: Path, probe: SourceProbe) -> PreparedEngine:
+    if probe.quantized:
         return _prepare_quantized_program(probe, options, program, signature, tokenizer, work)
     if options.runtime is None and options.gpu_onnxruntime:  # the GPU step runs on ONNX Runtime
         options = replace(options, runtime=RuntimeKind.ONNXRUNTIME)
-    probe = SourceProbe(source, options.task, tokenizer, weights or source.directory)
     convert = functools.lru_cache(maxsize=1)(lambda p: _try_convert(p, work / "model.onnx"))
     choice = None
     if options.runtime is None:
@@ -348,6 +380,11 @@ def _auto_engine(probe, program, convert, options: BuildOptions, source, tokeniz
 def _quantize(files, options: BuildOptions, source, tokenizer, signature: ProgramSignature, output: Path):
     """INT8 of the ONNX conversion: dynamic for ONNX Runtime; static for OpenVINO, its ranges
     measured on (up to 300 of) the calibration texts."""
+    with phase("quantize"):
+        return _quantized(files, options, source, tokenizer, signature, output)
+
+
+def _quantized(files, options: BuildOptions, source, tokenizer, signature: ProgramSignature, output: Path):
     if options.runtime is not RuntimeKind.OPENVINO:
         return quantize_dynamic_int8(files, output, options.quantize_options)
     rows = calibration_rows(options.quantize_options, source.directory, options.task is Task.QA or options.text_pair)
@@ -451,9 +488,15 @@ def spec_labels(spec) -> tuple[str, ...]:
     return tuple(getattr(settings, "labels", None) or getattr(settings, "intents", ()))
 
 
+CHECKED_CALIBRATION_TEXTS = 2000  # INT8 is checked against FP32 on at most this many (time and memory bounded)
+
+
 def calibrate(spec, source, program, serving_program, tokenizer, options: BuildOptions):
     """INT8 against the FP32 source model on calibration texts, with the spec's own windows."""
     pairs = spec.window.mode == "qa" or spec.text_pair
     rows = calibration_rows(options.quantize_options, source.directory, pairs)
+    if len(rows) > CHECKED_CALIBRATION_TEXTS:
+        log.info("checking INT8 on the first %d of %d calibration texts", CHECKED_CALIBRATION_TEXTS, len(rows))
+        rows = rows[:CHECKED_CALIBRATION_TEXTS]
     return check_int8(SourceModel(source, options.task), program, serving_program, options.runtime, tokenizer,
                       spec.window, rows, options.quantize_options)

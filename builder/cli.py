@@ -46,6 +46,8 @@ def _cmd_build(args) -> int:
     summary = {"ensemble": report.ensemble, "output": str(report.output), "models": report.models,
                "source": report.source_kind, "labels": len(report.labels), "max_seq_len": report.max_seq_len,
                "runtime": report.runtime, "seconds": round(report.seconds, 2)}
+    if report.cost:
+        summary["peak_mb"] = report.cost["peak_mb"]
     if report.calibration:
         summary["int8_calibration"] = report.calibration
     if report.engine_note:

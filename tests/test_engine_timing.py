@@ -7,7 +7,7 @@ import pytest
 
 from builder.build import build
 from builder.engine import timing
-from builder.engine.timing import relative_scores, served_shapes, time_runner
+from builder.engine.timing import EngineTiming, Race, served_shapes
 from builder.options import BuildOptions
 from builder.triton.repository import read_build
 from serving_core.interface import Task
@@ -49,15 +49,19 @@ def test_timing_measures_warm_shapes_not_their_first_run(example_model, monkeypa
     names = ["input_ids", "token_type_ids"]
     runner = FirstRunSlow(names)
     monkeypatch.setattr(timing, "time", runner)
-    short_ms, long_ms = time_runner(runner, served_shapes(tokenizer, names))
-    assert short_ms == pytest.approx(42.0)
-    assert long_ms == pytest.approx(timing.LONG_PER * 42.0 / 3)  # the median long shape holds 3 texts
+    timed = Race(tokenizer, "mixed").time("first", runner)  # the first engine of a race: both cycles in full
+    assert timed.long_timed
+    assert timed.short_ms == pytest.approx(42.0)
+    assert timed.long_ms == pytest.approx(timing.LONG_PER * 42.0 / 3)  # the median long shape holds 3 texts
 
 
-def test_scores_are_relative_to_the_fastest_at_each_shape():
-    scores = relative_scores({"a": (1.0, 40.0), "b": (2.0, 10.0)}, "mixed")
-    assert scores == pytest.approx({"a": 2.0, "b": 2 ** 0.5})
-    assert relative_scores({"a": (1.0, 40.0), "b": (2.0, 10.0)}, "short") == {"a": 1.0, "b": 2.0}
+def test_mixed_traffic_ranks_engines_by_both_figures_relative_to_the_fastest():
+    a, b, c = EngineTiming("a", 1.0, 40.0), EngineTiming("b", 2.0, 10.0), EngineTiming("c", 4.0, 6.0)
+    # relative to the fastest at each shape (short 1.0, long 6.0): a 1 x 6.67, b 2 x 1.67, c 4 x 1
+    relative = {t.engine: (t.short_ms / 1.0) * (t.long_ms / 6.0) for t in (a, b, c)}
+    by_score = [t.engine for t in sorted((a, b, c), key=lambda t: t.score("mixed"))]
+    assert by_score == sorted("abc", key=relative.get) == ["b", "c", "a"]
+    assert min((a, b, c), key=lambda t: t.score("short")) is a and min((a, b, c), key=lambda t: t.score("long")) is c
 
 
 def test_a_paddle_build_serves_the_kernels_it_timed_faster(example_model, tmp_path):

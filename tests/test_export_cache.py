@@ -27,3 +27,22 @@ def test_one_export_per_checkpoint_content(example_model, tmp_path, monkeypatch)
         export.export_once(inspect_source(changed), Task.SEQ_CLS, tmp_path / "unused")
     with pytest.raises(AssertionError, match="exported again"):
         export.export_once(inspect_source(example_model), Task.SEQ_CLS, tmp_path / "unused", int_dtype="int32")
+
+
+def test_one_onnx_conversion_per_program_content(example_model, tmp_path, monkeypatch):
+    from builder.source import onnx_conversion
+
+    monkeypatch.setenv(export.EXPORT_CACHE_ENV, str(tmp_path / "cache"))
+    program = export.export_once(inspect_source(example_model), Task.SEQ_CLS, tmp_path / "unused")
+    first = onnx_conversion.convert_to_onnx(program, tmp_path / "first.onnx")
+
+    def no_second_conversion():
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(onnx_conversion, "_start", no_second_conversion)
+    second = onnx_conversion.convert_to_onnx(program, tmp_path / "second.onnx")
+    assert second.model_file.read_bytes() == first.model_file.read_bytes()
+    with pytest.raises(AssertionError, match="converted again"):
+        onnx_conversion.convert_to_onnx(program, tmp_path / "opset13.onnx", opset=13)
+    with onnx_conversion.converter_ready():  # nothing started ahead where conversions are cached
+        assert onnx_conversion._WARM == []

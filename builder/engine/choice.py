@@ -12,7 +12,7 @@ to the fastest engine at that shape).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from serving_core.errors import UserError
@@ -20,18 +20,10 @@ from serving_core.program import ProgramFiles, ProgramFormat
 from serving_core.runtime import RuntimeKind, create_runner
 
 from builder.engine.proof import EngineProof, SourceProbe, cannot_run, prove_converted, prove_paddle
-from builder.engine.timing import relative_scores, served_shapes, time_runner
+from builder.engine.timing import EngineOverMemory, EngineTiming, Race, memory_limit_mb
+from builder.phases import phase
 
 log = logging.getLogger(__name__)
-
-EXPECT = ("short", "long", "mixed")
-
-
-@dataclass(frozen=True)
-class EngineTiming:
-    engine: str
-    short_ms: float  # median of one text of 12-20 tokens (builder.engine.timing)
-    long_ms: float  # median per eight max_seq_len texts, in batches of 3-8
 
 
 @dataclass(frozen=True)
@@ -48,8 +40,7 @@ class EngineChoice:
                             for t in self.timings]}
 
     def describe(self) -> str:
-        shown = "; ".join(f"{t.engine} {t.short_ms:.3g} ms (1 short text) / {t.long_ms:.3g} ms (8 x max_seq_len)"
-                          for t in self.timings)
+        shown = "; ".join(t.describe() for t in self.timings)
         refused = f"; set aside (engine_choice.refused says why): {', '.join(self.refused)}" if self.refused else ""
         what = f"{self.runtime} ({self.precision})" if self.precision != "fp32" else self.runtime
         return f"--runtime auto chose {what} for {self.expect} traffic: {shown}{refused}"
@@ -61,30 +52,44 @@ def choose_engine(probe: SourceProbe, program: ProgramFiles, tokenizer, convert,
     the ONNX conversion, or None where paddle2onnx cannot convert the program. With
     `quantize(kind, onnx files) -> INT8 files` the candidates are the INT8 models of the engines
     that quantize (ONNX Runtime dynamic, OpenVINO static), each after its FP32 conversion proved
-    right; the calibration gate then judges the one kept."""
-    if expect not in EXPECT:
-        raise UserError(f"--expect {expect!r}: use short, long, mixed or a file of typical texts")
-    candidates, refused = {}, {}
-    if program.format is not ProgramFormat.ONNX and quantize is None:
-        try:
-            proof = prove_paddle(probe, program, precision, threads, convert)
-            candidates[RuntimeKind.PADDLE] = (program, proof, proof.runner)
-        except UserError as exc:
-            refused[RuntimeKind.PADDLE.value] = exc.message[:300]
+    right; the calibration gate then judges the one kept. Engines are proven and timed one at a
+    time, the conversion's first (ONNX Runtime's figures confirm Paddle's native kernels)."""
+    race = Race(tokenizer, expect, memory_limit_mb(program))
+    proofs, served, refused = {}, {}, {}
     converted = program if program.format is ProgramFormat.ONNX else convert(program)
+    onnx_figures = None
     for kind in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
         if converted is None or (precision == "bf16" and kind is RuntimeKind.ONNXRUNTIME):
             continue
         try:
-            proof = prove_converted(probe, kind, converted, program, threads, precision)
             if quantize:
+                proof = prove_converted(probe, kind, converted, program, threads, precision)
                 files = quantize(kind, converted)
-                candidates[kind] = (files, proof, create_runner(kind, files, threads, precision))
+                proof = replace(proof, timing=_timed(race, kind, files, threads, precision))
             else:
-                candidates[kind] = (converted, proof, proof.runner)
+                proof, files = prove_converted(probe, kind, converted, program, threads, precision, race), converted
         except UserError as exc:
             refused[kind.value] = exc.message[:300]
-    return _fastest(candidates, refused, program, tokenizer, expect, "int8" if quantize else "fp32")
+            continue
+        except EngineOverMemory as exc:  # its INT8 model
+            refused[kind.value] = f"{exc}; --runtime {kind.value} serves it anyway"[:300]
+            continue
+        proofs[kind], served[kind] = proof, files
+        onnx_figures = proof.checked[-1] if kind is RuntimeKind.ONNXRUNTIME else onnx_figures
+    if program.format is not ProgramFormat.ONNX and quantize is None:
+        try:
+            proofs[RuntimeKind.PADDLE] = prove_paddle(probe, program, precision, threads, convert, race=race,
+                                                      onnx=onnx_figures)
+            served[RuntimeKind.PADDLE] = program
+        except UserError as exc:
+            refused[RuntimeKind.PADDLE.value] = exc.message[:300]
+    return _fastest(proofs, served, refused, program, race, "int8" if quantize else "fp32")
+
+
+def _timed(race: Race, kind: RuntimeKind, files: ProgramFiles, threads: int, precision: str):
+    runner = create_runner(kind, files, threads, precision)
+    with phase("time engines"):
+        return race.time(kind.value, runner)
 
 
 def choose_for_quantized_program(probe: SourceProbe, program: ProgramFiles, tokenizer, convert, threads: int,
@@ -96,30 +101,26 @@ def choose_for_quantized_program(probe: SourceProbe, program: ProgramFiles, toke
     raises UserError where paddle2onnx cannot: 2.1 converts none of PaddleSlim's programs). Each
     is proven against the program on Paddle's native kernels (`probe`), then timed as
     choose_engine times FP32 candidates."""
-    if expect not in EXPECT:
-        raise UserError(f"--expect {expect!r}: use short, long, mixed or a file of typical texts")
-    candidates, refused = {}, {}
-    try:
-        proof = prove_paddle(probe, program, "fp32", threads)
-        candidates[RuntimeKind.PADDLE] = (program, proof, proof.runner)
-    except UserError as exc:
-        refused[RuntimeKind.PADDLE.value] = exc.message[:300]
+    race = Race(tokenizer, expect, memory_limit_mb(program))
+    proofs, served, refused = {}, {}, {}
+    _try_candidate(proofs, served, refused, RuntimeKind.PADDLE,
+                   lambda: prove_paddle(probe, program, "fp32", threads, race=race), program)
     if program.format is ProgramFormat.LEGACY:
-        _try_candidate(candidates, refused, RuntimeKind.OPENVINO, lambda: prove_converted(
-            probe, RuntimeKind.OPENVINO, program, program, threads), program)
+        _try_candidate(proofs, served, refused, RuntimeKind.OPENVINO, lambda: prove_converted(
+            probe, RuntimeKind.OPENVINO, program, program, threads, race=race), program)
     try:
         converted = convert(program)
     except UserError as exc:  # paddle2onnx's reason
         refused[RuntimeKind.ONNXRUNTIME.value] = exc.message[:300]
     else:
         for kind in (RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
-            if kind not in candidates:
-                _try_candidate(candidates, refused, kind, lambda: prove_converted(probe, kind, converted, program,
-                                                                                    threads), converted)
-    return _fastest(candidates, refused, program, tokenizer, expect, "int8")
+            if kind not in proofs:
+                _try_candidate(proofs, served, refused, kind, lambda: prove_converted(probe, kind, converted, program,
+                                                                                      threads, race=race), converted)
+    return _fastest(proofs, served, refused, program, race, "int8")
 
 
-def _try_candidate(candidates: dict, refused: dict, kind: RuntimeKind, prove, files: ProgramFiles) -> None:
+def _try_candidate(proofs: dict, served: dict, refused: dict, kind: RuntimeKind, prove, files: ProgramFiles) -> None:
     """Add `kind` with its proof, or say why it is not one (its answers differ, or it cannot read
     the program: OpenVINO's Paddle reader has no INT8 embedding lookup)."""
     try:
@@ -130,22 +131,19 @@ def _try_candidate(candidates: dict, refused: dict, kind: RuntimeKind, prove, fi
     except Exception as exc:  # the engine cannot load or run the program at all
         refused[kind.value] = f"cannot run the program ({cannot_run(exc)})"
         return
-    candidates[kind] = (files, proof, proof.runner)
+    proofs[kind], served[kind] = proof, files
 
 
-def _fastest(candidates: dict, refused: dict, program: ProgramFiles, tokenizer, expect: str, precision: str):
-    """The candidate fastest for the expected traffic, with every candidate's timings."""
-    if not candidates:
+def _fastest(proofs: dict, served: dict, refused: dict, program: ProgramFiles, race: Race, precision: str):
+    """The proven engine fastest for the expected traffic, with every engine's timing (paddle's:
+    its served kernels')."""
+    if not proofs:
         raise UserError("no engine computes what the source model does: " + "; ".join(
             f"{engine}: {why}" for engine, why in refused.items()), str(program.model_file))
-    shapes = served_shapes(tokenizer, sorted({t.name for _, _, r in candidates.values() for t in r.signature.inputs}))
-    timings = [EngineTiming(kind.value, *time_runner(runner, shapes)) for kind, (_, _, runner) in candidates.items()]
-    scores = relative_scores({t.engine: (t.short_ms, t.long_ms) for t in timings}, expect)
-    chosen = min(candidates, key=lambda kind: scores[kind.value])
-    choice = EngineChoice(chosen.value, expect, tuple(timings), refused, precision)
+    chosen = min(proofs, key=lambda kind: proofs[kind].timing.score(race.expect))
+    choice = EngineChoice(chosen.value, race.expect, tuple(p.timing for p in proofs.values()), refused, precision)
     log.info("%s", choice.describe())
-    files, proof, _ = candidates[chosen]
-    return chosen, files, proof, choice
+    return chosen, served[chosen], proofs[chosen], choice
 
 
 def expect_from_file(path: Path, tokenizer) -> str:

@@ -25,7 +25,8 @@ from serving_core.encoder import FeedEncoder
 from serving_core.tokenization import KNOWN_MODEL_INPUTS, ErnieTokenizer
 from serving_core.windows import WindowSettings
 
-from builder.engine.timing import relative_scores, served_shapes, time_runner
+from builder.engine.timing import EngineOverMemory, Race, memory_limit_mb
+from builder.phases import phase
 from builder.source.reference import SourceModel
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "qat": 5e-2}  # largest output differen
 # wrote erf GELU for a tanh GELU; 0.9 for oneDNN on TinyBERT). "qat": a quantization-aware program, whose
 # fake quantization rounds, and a value near a rounding edge lands one step apart on another engine's
 # arithmetic: Paddle 2.6's own native and oneDNN kernels differ by 0.021 on ERNIE 3.0 Medium's (equal labels).
-TIMED_RUNS = 5
+TIMED_RUNS = 3  # the first run is not timed (allocations, first-shape preparation)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ class EngineProof:
     checked: tuple[EngineFigures, ...]
     onednn: bool = True  # paddle runtime: oneDNN kernels (False: Paddle's native CPU kernels)
     note: str = ""
-    runner: object = field(default=None, repr=False, compare=False)  # the engine as proven (auto times it)
     tolerance: float = TOLERANCE["fp32"]  # the largest difference the chosen engine was allowed
+    timing: object = field(default=None, repr=False, compare=False)  # EngineTiming, where a race timed it
 
     def to_json(self) -> dict:
         return {"reference": self.reference, "onednn": self.onednn, "note": self.note, "tolerance": self.tolerance,
@@ -75,27 +76,22 @@ class EngineProof:
 
 
 class SourceProbe:
-    """The source model's outputs on PROBE_TEXTS; engines are measured against them."""
+    """The source model's outputs on PROBE_TEXTS; engines are measured against them. The model
+    itself is not kept: a build holds one copy of the model at a time."""
 
-    def __init__(self, source, task, tokenizer: ErnieTokenizer, weights_file: Path, quantized: bool = False):
+    def __init__(self, model: SourceModel, tokenizer: ErnieTokenizer, weights_file: Path, quantized: bool = False):
         self.quantized = quantized  # a quantization-aware program: engines are held to TOLERANCE["qat"]
         self.tokenizer = tokenizer
+        self.dygraph, self.reference = model.dygraph, model.description
         encoder = FeedEncoder(tokenizer, WindowSettings(), list(KNOWN_MODEL_INPUTS))
         self.feeds = encoder.encode([list(PROBE_TEXTS)]).feeds  # every input a program may take
         try:
-            self.model = SourceModel(source, task)
-            self.expected = [o.astype(np.float32) for o in self.model.run(self.feeds)]
+            self.expected = [o.astype(np.float32) for o in model.run(self.feeds)]
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(f"the program cannot run with these weights ({type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0][:300]}); the file may be truncated, corrupt or "
-                            "from another model: export it again", str(weights_file)) from exc
+            raise _cannot_run(exc, weights_file) from exc
         self.scale = max(1.0, max(float(np.abs(o).max()) for o in self.expected))
-
-    @property
-    def reference(self) -> str:
-        return self.model.description
 
     def tolerance(self, precision: str = "fp32") -> float:
         """How far an engine computing at `precision` may be from the source model's outputs."""
@@ -120,72 +116,156 @@ class SourceProbe:
         return figures
 
 
+def load_source_model(source, task, weights_file: Path) -> SourceModel:
+    """The source model (builder.source.reference), or why its weights cannot run."""
+    try:
+        return SourceModel(source, task)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise _cannot_run(exc, weights_file) from exc
+
+
+def _cannot_run(exc: Exception, weights_file: Path) -> UserError:
+    return UserError(f"the program cannot run with these weights ({type(exc).__name__}: "
+                     f"{str(exc).strip().splitlines()[0][:300]}); the file may be truncated, corrupt or from "
+                     "another model: export it again", str(weights_file))
+
+
 def prove_paddle(probe: SourceProbe, program: ProgramFiles, precision: str, threads: int,
-                 convert=None, pick_kernels: bool = True) -> EngineProof:
+                 convert=None, pick_kernels: bool = True, race: Race | None = None,
+                 onnx: EngineFigures | None = None) -> EngineProof:
     """Paddle Inference on the kernels that compute what the source model does, the faster of
     the two where both do (`pick_kernels`; FP32 only): oneDNN, Paddle's default, or its native
-    CPU kernels. `convert(program) -> ONNX files or None` gives ONNX Runtime's figures where
-    oneDNN differs, which also confirm the native kernels where they are the reference
-    themselves (a static export)."""
+    CPU kernels, timed by `race` (a race of their own where none is given). Where oneDNN differs,
+    ONNX Runtime's figures (`onnx`, else measured on `convert(program)`, ONNX files or None) also
+    confirm the native kernels when they are the reference themselves (a static export). One
+    predictor is held at a time; `proof.timing` is the served kernels' timing, when timed."""
     tolerance = probe.tolerance(precision)
-    default_runner = PaddleRunner(program, threads, precision)
-    onednn = probe.measure(default_runner, "paddle (oneDNN)")
-    if onednn.agrees(tolerance):
-        if pick_kernels and precision == "fp32":
-            return _faster_kernels(probe, program, threads, default_runner, onednn, tolerance)
-        return EngineProof(probe.reference, (onednn,), runner=default_runner, tolerance=tolerance)
-    native_runner = PaddleRunner(program, threads, onednn=False)
-    native = probe.measure(native_runner, "paddle (native kernels)")
-    converted = convert(program) if convert is not None else None
-    onnx = probe.measure(OnnxRunner(converted, threads), "onnxruntime") if converted is not None else None
-    checked = tuple(f for f in (onednn, native, onnx) if f is not None)
-    confirmed = probe.model.dygraph or (onnx is not None and onnx.agrees(tolerance))
-    if precision != "fp32" or not native.agrees(tolerance) or not confirmed:
+    picks = pick_kernels and precision == "fp32"
+    race = race if race is not None else Race(probe.tokenizer, "mixed", memory_limit_mb(program)) if picks else None
+    onednn = _measured(probe, lambda: PaddleRunner(program, threads, precision), "paddle (oneDNN)", tolerance,
+                       race, "oneDNN")
+    if onednn.figures.agrees(tolerance):
+        if not picks and onednn.over_memory:
+            raise UserError(f"Paddle Inference's oneDNN kernels: {onednn.over_memory}", str(program.model_file))
+        if not picks:
+            return EngineProof(probe.reference, (onednn.figures,), tolerance=tolerance, timing=onednn.timing)
+        return _faster_kernels(probe, program, threads, onednn, tolerance, race)
+    native = _measured(probe, lambda: PaddleRunner(program, threads, onednn=False), "paddle (native kernels)",
+                       tolerance, None, None)
+    if onnx is None and not probe.dygraph and convert is not None:
+        converted = convert(program)
+        if converted is not None:
+            with phase("prove onnxruntime"):
+                onnx = probe.measure(OnnxRunner(converted, threads), "onnxruntime")
+    checked = tuple(f for f in (onednn.figures, native.figures, onnx) if f is not None)
+    confirmed = probe.dygraph or (onnx is not None and onnx.agrees(tolerance))
+    if precision != "fp32" or not native.figures.agrees(tolerance) or not confirmed:
         raise UserError(f"Paddle Inference does not compute what the source model ({probe.reference}) does on "
                         f"sample texts: {'; '.join(f.describe() for f in checked)} (tolerance "
                         f"{tolerance:g}). Nothing was written; try another --runtime",
                         str(program.model_file))
-    note = (f"Paddle Inference's oneDNN kernels change this model's outputs by {onednn.difference:.3g}; its "
-            f"native CPU kernels agree with the source model ({native.difference:.2g}) and serve it instead, "
-            f"at {native.ms_per_batch:.1f} ms a probe batch against {onednn.ms_per_batch:.1f} ms with oneDNN")
+    timing = _time(race, program, threads, False, "native") if race is not None else None
+    note = (f"Paddle Inference's oneDNN kernels change this model's outputs by {onednn.figures.difference:.3g}; "
+            f"its native CPU kernels agree with the source model ({native.figures.difference:.2g}) and serve it "
+            f"instead, at {native.figures.ms_per_batch:.1f} ms a probe batch against "
+            f"{onednn.figures.ms_per_batch:.1f} ms with oneDNN")
     if onnx is not None and onnx.agrees(tolerance):
         note += f"; --runtime onnxruntime agrees too ({onnx.difference:.2g}) at {onnx.ms_per_batch:.1f} ms"
     log.warning(note)
-    return EngineProof(probe.reference, checked, onednn=False, note=note, runner=native_runner, tolerance=tolerance)
+    return EngineProof(probe.reference, checked, onednn=False, note=note, tolerance=tolerance, timing=timing)
 
 
-def _faster_kernels(probe: SourceProbe, program: ProgramFiles, threads: int, onednn_runner: PaddleRunner,
-                    onednn: EngineFigures, tolerance: float) -> EngineProof:
-    """Both kernels timed on the shapes a server gives them (builder.engine.timing), each
-    relative to the faster at its shape: oneDNN redoes its weight layouts when shapes change,
-    which a single repeated shape hides. Native kernels that differ from the source are not kept."""
-    native_runner = PaddleRunner(program, threads, onednn=False)
-    native = probe.measure(native_runner, "paddle (native kernels)")
-    if not native.agrees(tolerance):
-        return EngineProof(probe.reference, (onednn, native), runner=onednn_runner, tolerance=tolerance)
-    shapes = served_shapes(probe.tokenizer, [t.name for t in onednn_runner.signature.inputs])
-    timed = {"oneDNN": time_runner(onednn_runner, shapes), "native": time_runner(native_runner, shapes)}
-    score = relative_scores(timed, "mixed")
-    use_native = score["native"] < score["oneDNN"]
-    shown = ", ".join(f"{k} {short:.3g} ms (1 short text) / {long:.3g} ms (8 x max_seq_len)"
-                      for k, (short, long) in timed.items())
+@dataclass(frozen=True)
+class _Measured:
+    figures: EngineFigures
+    timing: object = None  # EngineTiming where it was timed
+    over_memory: str = ""  # why its timing was stopped (EngineOverMemory), if it was
+
+
+def _measured(probe: SourceProbe, make_runner, engine: str, tolerance: float, race: Race | None,
+              kernels: str | None) -> _Measured:
+    """A predictor's figures on the probe texts and, where it agrees and a race is given, its
+    timing (as paddle's `kernels`); the predictor is let go before this returns."""
+    with phase("prove paddle"):
+        runner = make_runner()
+        figures = probe.measure(runner, engine)
+    timing, over = None, ""
+    if race is not None and figures.agrees(tolerance):
+        with phase("time engines"):
+            try:
+                timing = race.time("paddle", runner, kernels, figures.ms_per_batch * 8 / len(PROBE_TEXTS))
+            except EngineOverMemory as exc:
+                over = str(exc)
+                log.warning("%s", over)
+    return _Measured(figures, timing, over)
+
+
+def _time(race: Race, program: ProgramFiles, threads: int, onednn: bool, kernels: str):
+    runner = PaddleRunner(program, threads, onednn=onednn)
+    with phase("time engines"):
+        try:
+            return race.time("paddle", runner, kernels)
+        except EngineOverMemory as exc:
+            raise UserError(f"Paddle Inference's {kernels} kernels: {exc}", str(program.model_file)) from None
+
+
+def _faster_kernels(probe: SourceProbe, program: ProgramFiles, threads: int, onednn: _Measured,
+                    tolerance: float, race: Race) -> EngineProof:
+    """Both kernels timed on the shapes a server gives them (builder.engine.timing): oneDNN redoes
+    its weight layouts when shapes change, which a single repeated shape hides. Native kernels that
+    differ from the source are not kept."""
+    native = _measured(probe, lambda: PaddleRunner(program, threads, onednn=False), "paddle (native kernels)",
+                       tolerance, race, "native")
+    usable = [m for m in (onednn, native) if m.figures.agrees(tolerance) and m.timing is not None]
+    if not usable:
+        why = "; ".join(m.over_memory or m.figures.describe() for m in (onednn, native))
+        raise UserError(f"Paddle Inference has no kernels to serve this model with: {why}", str(program.model_file))
+    if len(usable) == 1:
+        kept = usable[0]
+        set_aside = native if kept is onednn else onednn
+        reason = set_aside.over_memory or f"they differ from the source model ({set_aside.figures.describe()})"
+        note = (f"Paddle Inference runs on its {'oneDNN' if kept is onednn else 'native CPU'} kernels; "
+                f"its {'native CPU' if kept is onednn else 'oneDNN'} kernels were set aside: {reason}")
+        if kept is onednn and not set_aside.over_memory:
+            note = ""  # Paddle's default, the other kernels differing: nothing to say
+        else:
+            log.info(note)
+        return EngineProof(probe.reference, (onednn.figures, native.figures), onednn=kept is onednn, note=note,
+                           tolerance=tolerance, timing=kept.timing)
+    best = min((onednn.timing, native.timing), key=lambda t: t.score(race.expect))
+    use_native = best is native.timing
+    shown = ", ".join(t.describe().removeprefix("paddle ") for t in (onednn.timing, native.timing))
     note = (f"Paddle Inference runs on its {'native CPU' if use_native else 'oneDNN'} kernels, the faster on "
             f"served shapes: {shown}")
     log.info(note)
-    return EngineProof(probe.reference, (onednn, native), onednn=not use_native, note=note,
-                       runner=native_runner if use_native else onednn_runner, tolerance=tolerance)
+    return EngineProof(probe.reference, (onednn.figures, native.figures), onednn=not use_native, note=note,
+                       tolerance=tolerance, timing=best)
 
 
 def prove_converted(probe: SourceProbe, kind: RuntimeKind, converted: ProgramFiles, program: ProgramFiles,
-                    threads: int, precision: str = "fp32") -> EngineProof:
+                    threads: int, precision: str = "fp32", race: Race | None = None) -> EngineProof:
     """An engine that runs the ONNX conversion (ONNX Runtime, OpenVINO), or OpenVINO reading a
     Paddle 2.x program itself (`converted` is `program`), must compute what the source model does
-    (paddle2onnx has lost weights of some Paddle 2.x programs silently)."""
+    (paddle2onnx has lost weights of some Paddle 2.x programs silently). Timed by `race` where given."""
     tolerance = probe.tolerance(precision)
-    runner = create_runner(kind, converted, threads, precision)
-    figures = probe.measure(runner, kind.value)
+    with phase(f"prove {kind.value}"):
+        runner = create_runner(kind, converted, threads, precision)
+        figures = probe.measure(runner, kind.value)
     if figures.agrees(tolerance):
-        return EngineProof(probe.reference, (figures,), runner=runner, tolerance=tolerance)
+        timing = None
+        if race is not None:
+            with phase("time engines"):
+                try:
+                    timing = race.time(kind.value, runner,
+                                       probe_ms_per_8=figures.ms_per_batch * 8 / len(PROBE_TEXTS))
+                except EngineOverMemory as exc:
+                    message = f"{exc}; --runtime {kind.value} serves it anyway"
+            if timing is None:
+                raise UserError(message, str(program.model_file))
+        return EngineProof(probe.reference, (figures,), tolerance=tolerance, timing=timing)
+    del runner
     advice = "export the model again or report the program to paddle2onnx"
     try:
         if prove_paddle(probe, program, "fp32", threads, pick_kernels=False):

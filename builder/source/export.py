@@ -58,11 +58,14 @@ def load_dygraph_model(source: ModelSource, task: Task):
     return model
 
 
-def export_checkpoint(source: ModelSource, task: Task, output_dir: Path, int_dtype: str = "int64") -> ProgramFiles:
-    """paddle.jit.to_static + paddle.jit.save into output_dir/inference.{json,pdiparams}."""
+def export_checkpoint(source: ModelSource, task: Task, output_dir: Path, int_dtype: str = "int64",
+                      model=None) -> ProgramFiles:
+    """paddle.jit.to_static + paddle.jit.save into output_dir/inference.{json,pdiparams}, of
+    `model` where the caller has loaded it already (to_static turns it into the static program:
+    run it as the source model before, not after)."""
     import paddle
 
-    model = load_dygraph_model(source, task)
+    model = model if model is not None else load_dygraph_model(source, task)
     specs = [paddle.static.InputSpec([None, None], int_dtype, "input_ids"),
              paddle.static.InputSpec([None, None], int_dtype, "token_type_ids")]
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -75,13 +78,14 @@ def export_checkpoint(source: ModelSource, task: Task, output_dir: Path, int_dty
 EXPORT_CACHE_ENV = "ERNIE_SERVING_EXPORT_CACHE"
 
 
-def export_once(source: ModelSource, task: Task, output_dir: Path, int_dtype: str = "int64") -> ProgramFiles:
+def export_once(source: ModelSource, task: Task, output_dir: Path, int_dtype: str = "int64",
+                model=None) -> ProgramFiles:
     """`export_checkpoint`, reused from the directory $ERNIE_SERVING_EXPORT_CACHE when it is set:
     one export per checkpoint content, task and dtype (the test suite builds the same example
     checkpoints dozens of times; an export takes 5-7 s, reading one back well under one)."""
     cache = os.environ.get(EXPORT_CACHE_ENV)
     if not cache:
-        return export_checkpoint(source, task, output_dir, int_dtype)
+        return export_checkpoint(source, task, output_dir, int_dtype, model)
     digest = hashlib.sha256(f"{task.value}:{int_dtype}".encode())
     for path in sorted(p for p in Path(source.directory).iterdir() if p.is_file()):
         digest.update(path.name.encode())
@@ -94,7 +98,7 @@ def export_once(source: ModelSource, task: Task, output_dir: Path, int_dtype: st
     Path(cache).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".export-"))
     try:
-        export_checkpoint(source, task, staging, int_dtype)
+        export_checkpoint(source, task, staging, int_dtype, model)
         staging.rename(target)
     except OSError:  # another build exported the same checkpoint first
         pass

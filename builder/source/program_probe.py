@@ -18,6 +18,8 @@ from pathlib import Path
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat
 
+from builder.phases import run_child
+
 TIMEOUT_S = 600  # loading and one two-token batch: seconds even for large models
 
 
@@ -40,7 +42,7 @@ _PROBED: set[str] = set()  # contents this process has seen Paddle load and run
 def _probe(model_file: str, params_file: str, fmt: str) -> None:
     command = [sys.executable, "-m", __name__, model_file, params_file, fmt]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+        result = run_child(command, TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise UserError(f"Paddle did not load and run the program within {TIMEOUT_S} s", model_file) from None
     if result.returncode < 0:  # an error Paddle raises is left to the build, which says what to do about it

@@ -72,6 +72,11 @@ class SourceModel:
         self._dtypes = {t.name: t.dtype for t in self._runner.signature.inputs}
         self._outputs = [t.name for t in self._runner.signature.outputs]
 
+    @property
+    def dygraph_model(self):
+        """PaddleNLP's model object (None for a program), for an export that reuses it."""
+        return self._model if self.dygraph else None
+
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self.dygraph:
             import paddle
