@@ -49,6 +49,11 @@ def _status_kb(field_name: str) -> int:
     return 0
 
 
+def rss_mb() -> float:
+    """This process's resident memory now."""
+    return _status_kb("VmRSS") / 1024
+
+
 def release_memory() -> None:
     """Hand the C heap's free pages back to the OS (glibc keeps what engines freed: 1.1 GB after
     Paddle's oneDNN predictor on ERNIE 3.0 Medium, until this). No garbage collection: engines go

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from serving_core.encoder import FeedEncoder
 from serving_core.windows import WindowSettings
 
+from builder.phases import rss_mb
+
 SHORT_TEXT = "明天早上七点提醒我给妈妈打电话然后把空调调到二十六度"  # CJK: one token a character, plus [CLS] and [SEP]
 SHORT_LENGTHS = (14, 10, 16, 12, 18, 11, 15, 9, 17, 13, 19, 8)  # characters of SHORT_TEXT, one text a run
 LONG_TEXT = "导航到北京西站然后播放周杰伦的歌" * 64
@@ -128,14 +130,6 @@ class EngineOverMemory(Exception):
         self.grown_mb, self.limit_mb = grown_mb, limit_mb
 
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
-    except (OSError, StopIteration):
-        return 0.0
-
-
 def memory_limit_mb(program) -> float:
     """MEMORY_PER_WEIGHT x the size of a program's weights (its parameters file, or the ONNX
     file), at least MEMORY_FLOOR_MB."""
@@ -152,7 +146,7 @@ class _MemoryWatched:
 
     def run(self, feeds):
         result = self._runner.run(feeds)
-        grown = _rss_mb() - self._baseline_mb
+        grown = rss_mb() - self._baseline_mb
         if grown > self._limit_mb:
             raise EngineOverMemory(self._engine, grown, self._limit_mb)
         return result
@@ -168,7 +162,7 @@ class Race:
             raise UserError(f"--expect {expect!r}: use short, long, mixed or a file of typical texts")
         self.tokenizer, self.expect = tokenizer, expect
         self.timings: list[EngineTiming] = []
-        self.memory_limit_mb, self.baseline_mb = memory_limit_mb, _rss_mb()
+        self.memory_limit_mb, self.baseline_mb = memory_limit_mb, rss_mb()
 
     def best(self, engines=None) -> EngineTiming | None:
         """The fastest so far for the expected traffic, of `engines` where given."""
