@@ -20,10 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from serving_core.drain import DrainOptions
 from serving_core.errors import EXIT_CODES, ServerError, UserError
 from serving_core.interface import Task
 
 log = logging.getLogger("builder")
+DRAIN_DEFAULTS = DrainOptions()
 
 
 def _cmd_make_example(args) -> int:
@@ -72,8 +74,8 @@ def _cmd_serve(args) -> int:
     from builder.serving.supervisor import Supervisor, SupervisorOptions
 
     log_file = Path(args.log_file) if args.log_file else None
-    # SIGTERM (docker stop, kubectl) stops the server, during start-up too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM (docker stop, kubectl, systemd) as Ctrl-C: a drain once serving, a stop during start-up.
+    signal.signal(signal.SIGTERM, _interrupt)
     if is_pipeline_service(Path(args.repository)):
         server = PipelineService(Path(args.repository), args.grpc_port, args.http_port, log_file, args.host)
         banner = f"Paddle Serving pipeline {args.repository}: gRPC {server.url}, HTTP {server.http_url}"
@@ -95,13 +97,33 @@ def _cmd_serve(args) -> int:
     try:
         with server:
             print(f"serving {banner} (log {server.log_file}); Ctrl-C stops", flush=True)
-            if supervisor is not None:
-                supervisor.watch()
-            while server.is_running():
-                time.sleep(1.0)
-            raise ServerError(f"the server exited (code {server.returncode}); see {server.log_file}")
-    except KeyboardInterrupt:
+            try:
+                if supervisor is not None:
+                    supervisor.watch()
+                while server.is_running():
+                    time.sleep(1.0)
+                raise ServerError(f"the server exited (code {server.returncode}); see {server.log_file}")
+            except KeyboardInterrupt:
+                if isinstance(server, TritonServer) and server.is_running():
+                    _drain(server, args)
+    except KeyboardInterrupt:  # during start-up, or a second signal during the drain: stopped at once
         return 0
+    return 0
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def _drain(server, args) -> None:
+    """Answer every request in flight before Triton stops (its own stop refuses an ensemble's next step)."""
+    log.info("stopping: draining first (a second Ctrl-C or SIGTERM stops at once)")
+    try:
+        report = server.drain(DrainOptions(args.drain_delay, args.drain_timeout))
+    except (OSError, RuntimeError) as exc:
+        log.error("the drain failed, stopping anyway: %s", exc)
+        return
+    (log.warning if report.unanswered else log.info)("%s", report.summary())
 
 
 def _cmd_check(args) -> int:
@@ -269,7 +291,10 @@ def _add_serve(sub) -> None:
                                    "fails the command exits 3 with the reason. The server dies with this "
                                    "process, even on SIGKILL. A Triton repository is checked first as "
                                    "`builder check` does, and refused (exit 2) with the files at fault when "
-                                   "it is not as built.",
+                                   "it is not as built. Ctrl-C or SIGTERM drains first: the server reports not "
+                                   "ready, serves --drain-delay seconds more, then every ensemble takes no new "
+                                   "request and those in flight are answered (up to --drain-timeout) before "
+                                   "Triton stops; a second signal stops at once.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("repository", help="Triton model repository (a directory, or s3://[host:port/]bucket/path with "
                    "the AWS_* variables), or a Paddle Serving service directory")
@@ -291,6 +316,12 @@ def _add_serve(sub) -> None:
                    help="extra tritonserver flags, e.g. --triton-arg='--log-verbose=1' (repeatable)")
     p.add_argument("--python", help="the Python the Triton steps run in (its version picks the stub, its "
                    "site-packages are what the steps import; default: this one)")
+    p.add_argument("--drain-delay", type=float, default=DRAIN_DEFAULTS.delay_s,
+                   help="Triton, on Ctrl-C or SIGTERM: seconds the server still serves after reporting not "
+                        "ready, while load balancers notice (default: %(default)s)")
+    p.add_argument("--drain-timeout", type=float, default=DRAIN_DEFAULTS.timeout_s,
+                   help="Triton, on Ctrl-C or SIGTERM: then seconds the requests in flight get to be answered "
+                        "before Triton stops (default: %(default)s)")
     p.set_defaults(func=_cmd_serve)
 
 

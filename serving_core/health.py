@@ -18,7 +18,7 @@ ADMIN_HEADER = "ernie-admin-key"  # the header Triton's restricted HTTP APIs che
 PROBE_TEXT = "ok"
 
 
-def _call(url: str, body: dict | None, headers: dict[str, str], timeout: float) -> dict:
+def call_json(url: str, body: dict | None, headers: dict[str, str], timeout: float) -> dict:
     data = None if body is None else json.dumps(body).encode("utf-8")
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **headers},
                                      method="GET" if body is None else "POST")
@@ -36,10 +36,10 @@ def _call(url: str, body: dict | None, headers: dict[str, str], timeout: float) 
 
 def ready_ensembles(base_url: str, headers: dict[str, str], timeout: float = 10.0) -> dict[str, dict]:
     """Name -> config of every ready ensemble on the server."""
-    index = _call(f"{base_url}/v2/repository/index", {"ready": True}, headers, timeout)
+    index = call_json(f"{base_url}/v2/repository/index", {"ready": True}, headers, timeout)
     configs = {}
     for model in index if isinstance(index, list) else []:
-        config = _call(f"{base_url}/v2/models/{model['name']}/config", None, headers, timeout)
+        config = call_json(f"{base_url}/v2/models/{model['name']}/config", None, headers, timeout)
         if config.get("platform") == "ensemble":
             configs[model["name"]] = config
     return configs
@@ -66,7 +66,7 @@ def probe(base_url: str, headers: dict[str, str] | None = None, timeout: float =
             results[name] = "not loaded"
             continue
         try:
-            _call(f"{base_url}/v2/models/{name}/infer", probe_body(configs[name]), headers, timeout)
+            call_json(f"{base_url}/v2/models/{name}/infer", probe_body(configs[name]), headers, timeout)
             results[name] = None
         except (OSError, RuntimeError) as exc:
             results[name] = str(exc)

@@ -56,6 +56,10 @@ def test_deployment_is_what_a_platform_team_runs(resources):
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 300
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert "/opt/ernie/health.py" in container["livenessProbe"]["exec"]["command"]
+    drain = container["lifecycle"]["preStop"]["exec"]["command"]  # run against a server in test_drain.py
+    assert drain[:3] == ["python3", "-m", "serving_core.drain"]
+    seconds = float(drain[drain.index("--delay") + 1]) + float(drain[drain.index("--timeout") + 1])
+    assert seconds + 10 <= pod["terminationGracePeriodSeconds"]  # 10 s left for Triton's own stop
     assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
     assert pod["securityContext"]["runAsNonRoot"] and container["securityContext"]["allowPrivilegeEscalation"] is False
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()

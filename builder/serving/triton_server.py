@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving_core.drain import DrainOptions, DrainReport, drain
 from serving_core.errors import ServerError
 from serving_core.health import ADMIN_HEADER
 
@@ -232,6 +233,10 @@ class TritonServer(ServerProcess):
             self._process = self.spawn(self.command(), env=self.environment(), stdout=sink,
                                        stderr=subprocess.STDOUT)
         return self
+
+    def drain(self, options: DrainOptions = DrainOptions()) -> DrainReport:
+        """Report not ready, then answer every request in flight on the ensembles (serving_core.drain)."""
+        return drain(f"http://{self.http_url}", self.admin_http_headers, options, log=log.info)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

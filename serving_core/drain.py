@@ -1,0 +1,129 @@
+"""Stop taking traffic without failing a request in flight: a drain before Triton is stopped.
+
+Triton's own shutdown (SIGINT/SIGTERM) refuses new requests at once, and that includes the next
+step of an ensemble request already in flight: a large request caught between its steps fails.
+A drain therefore comes first:
+
+1. The server stops being ready: a model that cannot load (`NOT_READY_MODEL`, a step whose code
+   raises) is loaded from the request's own files; with strict readiness (Triton's default) a
+   model that failed to load makes `/v2/health/ready` answer 400, so load balancers and
+   Kubernetes stop sending, while every model keeps answering.
+2. It keeps serving for `delay_s`, the time those load balancers take to notice.
+3. Every ensemble is unloaded. Triton refuses new requests to it at once, lets each request in
+   flight finish all its steps, and reports the ensemble UNAVAILABLE when the last one is answered.
+   The drain waits for that, up to `timeout_s`; then the server can be stopped.
+
+Standard library only: `builder serve` runs it on SIGTERM, and a container runs it before the
+stop (a Kubernetes preStop hook: `python3 -m serving_core.drain --url 127.0.0.1:8000`, the admin
+key from $ERNIE_SERVING_ADMIN_KEY, since unloading is an admin API).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from serving_core.health import ADMIN_HEADER, call_json, ready_ensembles
+
+NOT_READY_MODEL = "_draining"  # its failed load is what makes the server report not ready
+_NOT_READY_CONFIG = {"backend": "python", "max_batch_size": 0,
+                     "input": [{"name": "DRAINING", "data_type": "TYPE_INT32", "dims": [1]}],
+                     "output": [{"name": "DRAINING", "data_type": "TYPE_INT32", "dims": [1]}]}
+_NOT_READY_CODE = b"raise RuntimeError('this server is draining: it answers the requests in flight, no new ones')\n"
+
+
+_HOLDING = ("READY", "UNLOADING")  # an unloaded ensemble is one of these until its last request is answered
+
+
+@dataclass(frozen=True)
+class DrainOptions:
+    delay_s: float = 5.0  # not ready but still serving, while load balancers notice
+    timeout_s: float = 30.0  # for the requests in flight to be answered
+    poll_s: float = 0.1
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    ensembles: tuple[str, ...]  # unloaded
+    unanswered: tuple[str, ...]  # ensembles still holding requests when the timeout passed
+    seconds: float
+
+    def summary(self) -> str:
+        drained = f"drained {len(self.ensembles)} ensemble(s) in {self.seconds:.1f} s"
+        if self.unanswered:
+            return f"{drained}; still answering after the timeout: {', '.join(self.unanswered)}"
+        return f"{drained}; every request in flight was answered"
+
+
+def mark_not_ready(base_url: str, headers: dict[str, str], timeout: float = 30.0) -> None:
+    """Make the server report not ready (its models keep answering)."""
+    body = {"parameters": {"config": json.dumps(_NOT_READY_CONFIG),
+                           "file:1/model.py": base64.b64encode(_NOT_READY_CODE).decode("ascii")}}
+    try:
+        call_json(f"{base_url}/v2/repository/models/{NOT_READY_MODEL}/load", body, headers, timeout)
+    except RuntimeError as exc:  # the load is meant to fail; any other refusal is the drain's error
+        if "draining" not in str(exc):
+            raise
+    else:
+        raise RuntimeError(f"{NOT_READY_MODEL} loaded, so the server still reports ready")
+
+
+def _states(base_url: str, headers: dict[str, str], timeout: float) -> dict[str, str]:
+    index = call_json(f"{base_url}/v2/repository/index", {}, headers, timeout)
+    return {model["name"]: model.get("state", "") for model in index}
+
+
+def drain(base_url: str, headers: dict[str, str], options: DrainOptions = DrainOptions(),
+          log=lambda message: None) -> DrainReport:
+    """Not ready, keep serving `delay_s`, unload every ensemble, wait (up to `timeout_s`) until the
+    requests in flight on them are answered. Raises RuntimeError when the server refuses a step."""
+    started = time.monotonic()
+    mark_not_ready(base_url, headers)
+    ensembles = sorted(ready_ensembles(base_url, headers))
+    log(f"not ready: new requests go elsewhere; still serving {options.delay_s:g} s, then "
+        f"{', '.join(ensembles) or 'no ensemble'} take(s) no new request and get up to "
+        f"{options.timeout_s:g} s to answer those in flight")
+    time.sleep(options.delay_s)
+    for name in ensembles:
+        call_json(f"{base_url}/v2/repository/models/{name}/unload",
+              {"parameters": {"unload_dependents": False}}, headers, 30.0)
+    deadline = time.monotonic() + options.timeout_s
+    busy = list(ensembles)
+    while busy:
+        states = _states(base_url, headers, 30.0)
+        busy = [name for name in busy if states.get(name) in _HOLDING]
+        if not busy or time.monotonic() >= deadline:
+            break
+        time.sleep(options.poll_s)
+    return DrainReport(tuple(ensembles), tuple(busy), time.monotonic() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="127.0.0.1:8000", help="Triton HTTP address (default: %(default)s)")
+    parser.add_argument("--delay", type=float, default=DrainOptions.delay_s,
+                        help="seconds still serving after turning not ready (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=DrainOptions.timeout_s,
+                        help="seconds the requests in flight get to be answered (default: %(default)s)")
+    args = parser.parse_args(argv)
+    key = os.environ.get("ERNIE_SERVING_ADMIN_KEY", "")
+    if not key:
+        print("drain: ERNIE_SERVING_ADMIN_KEY is not set; unloading models is an admin API", file=sys.stderr)
+        return 2
+    base = args.url if args.url.startswith("http") else f"http://{args.url}"
+    try:
+        report = drain(base, {ADMIN_HEADER: key}, DrainOptions(args.delay, args.timeout),
+                       log=lambda message: print(f"drain: {message}", file=sys.stderr, flush=True))
+    except (OSError, RuntimeError) as exc:
+        print(f"drain failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"drain: {report.summary()}", file=sys.stderr)
+    return 1 if report.unanswered else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
