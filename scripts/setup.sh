@@ -36,7 +36,7 @@ with_retries() {
 }
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 with_retries .venv/bin/python -m pip install --quiet --upgrade pip
-with_retries .venv/bin/python -m pip install --quiet --progress-bar off -e ".[test]"
+with_retries .venv/bin/python -m pip install --quiet --progress-bar off -e ".[test,bench]"  # the tests run the benchmark harness too
 # Paddle Serving 0.9 needs special handling on Python 3.11 (see the script's docstring).
 with_retries .venv/bin/python scripts/install_paddle_serving.py
 # The bundled tritonserver's Python stub links libpython3.X: builder/serving/triton_server.py puts the
