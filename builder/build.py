@@ -177,6 +177,7 @@ def compare_engines(model_dir: Path, options: BuildOptions):
 
 def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: bool = True) -> BuildReport:
     started = time.perf_counter()
+    check_long_text(options)
     clock = PhaseClock()
     stages = tqdm(total=5, desc="build", unit="step", disable=not show_progress, leave=False)
 
@@ -439,6 +440,17 @@ def _prepare_quantized_program(probe: SourceProbe, options: BuildOptions, progra
     if files is not program:
         signature = runtime_signature(signature, read_signature(files), program)
     return PreparedEngine(options, files, signature, proof, choice)
+
+
+def check_long_text(options: BuildOptions) -> None:
+    """Refuse --long-text where it cannot work, before any work is done."""
+    if options.long_text != "truncate" and options.task is not Task.SEQ_CLS:
+        raise UserError(f"--long-text is for seq_cls; {options.task.value} reads long text in windows already "
+                        "(--stride, --max-windows)")
+    for flag, on in (("--text-pair", options.text_pair), ("--direct", options.direct),
+                     ("--gpu-onnxruntime", options.gpu_onnxruntime)):
+        if on and options.long_text == "windows":
+            raise UserError(f"--long-text windows reads single texts through the ensemble; build without {flag}")
 
 
 def check_runtime_options(options: BuildOptions, program) -> None:

@@ -34,6 +34,7 @@ def _path(value):
 
 
 TOKEN_TASKS = "token_cls, qa and intent_slot"
+WINDOWS = "long text in windows (token_cls, qa; seq_cls with --long-text windows)"
 INT8 = "INT8 (ONNX Runtime or OpenVINO)"
 GPU = "GPU containers (seq_cls; not loadable in the bundled CPU server)"
 PADDLE_SERVING = "Paddle Serving target"
@@ -120,11 +121,19 @@ FLAGS = (
     Flag("--gpu-fp16", "gpu_fp16", "TensorRT in FP16", GPU, argparse={"action": "store_true"}),
     Flag("--tag-scheme", "tag_scheme", "tag scheme (default: from the labels)", TOKEN_TASKS,
          argparse={"choices": ["bio", "bioes", "io"]}),
+    Flag("--long-text", "long_text", "seq_cls: a text longer than --max-seq-len is cut and answered with "
+         "truncated: true (truncate), or read whole in windows --stride tokens apart whose answers make one "
+         "answer, its `windows` saying how many were read (windows) (default: %(default)s)", WINDOWS,
+         argparse={"choices": ["truncate", "windows"], "default": "truncate"}),
+    Flag("--long-text-aggregate", "long_text_aggregate", "seq_cls windows: mean (the windows' mean logits, then "
+         "softmax or sigmoid; single-label default) or max (each class's highest probability over the windows; "
+         "multi-label default)", WINDOWS, argparse={"choices": ["mean", "max"]}),
     Flag("--stride", "stride", "step between window starts over long text (PaddleNLP's doc_stride; default: "
-         "token_cls (max_seq_len-2)//2, qa max_seq_len//4)", TOKEN_TASKS, argparse={"type": int}),
-    Flag("--max-windows", "max_windows", "token_cls and qa: windows per text; a longer text is cut (to a generous "
-         "character bound before tokenizing, then to this many windows) and answered with truncated: true; 0: no "
-         "bound (default: %(default)s)", TOKEN_TASKS, argparse={"type": int, "default": 32}),
+         "token_cls (max_seq_len-2)//2, qa max_seq_len//4, seq_cls 3/4 of a window)", WINDOWS,
+         argparse={"type": int}),
+    Flag("--max-windows", "max_windows", "windows per text; a longer text is cut (to a generous character bound "
+         "before tokenizing, then to this many windows) and answered with truncated: true; 0: no bound "
+         "(default: %(default)s)", WINDOWS, argparse={"type": int, "default": 32}),
     Flag("--max-question-len", "max_question_len", "qa: question tokens kept (default: %(default)s)", TOKEN_TASKS,
          argparse={"type": int, "default": 64}),
     Flag("--max-answer-len", "max_answer_len", "qa: longest answer in tokens (default: %(default)s)", TOKEN_TASKS,

@@ -32,8 +32,10 @@ class BuildOptions:
     threshold: float = 0.5
     int_dtype: str = "int64"  # dtype of exported id inputs (checkpoints only)
     tag_scheme: str | None = None  # token_cls / intent_slot: bio, bioes, io; default: from the labels
-    stride: int | None = None  # token_cls / qa: step between window starts (PaddleNLP doc_stride)
-    max_windows: int = 32  # token_cls / qa: windows per text (longer text is cut and flagged); 0: no bound
+    stride: int | None = None  # windows (token_cls, qa, seq_cls --long-text windows): step between window starts
+    max_windows: int = 32  # windows per text (longer text is cut and flagged); 0: no bound
+    long_text: str = "truncate"  # seq_cls: "windows" reads a longer text in windows, their answers aggregated
+    long_text_aggregate: str | None = None  # seq_cls windows: mean (logits) or max (probabilities); default by task
     max_question_len: int = 64  # qa
     max_answer_len: int = 30  # qa
     n_best: int = 20  # qa

@@ -11,7 +11,7 @@ from serving_core.interface import Task
 from serving_core.spec import EnsembleSpec
 
 from builder.source.reference import (reference_answers, reference_entities, reference_intent_slot, reference_logits,
-                        reference_probabilities)
+                                      reference_probabilities, reference_window_probabilities)
 from builder.triton.repository import read_build
 from builder.source.detect import ModelSource, inspect_source
 
@@ -45,16 +45,25 @@ def _verify_seq_cls(ctx, rows):
 
     texts = [r[0] for r in rows]
     pairs = [r[1] for r in rows] if ctx.spec.text_pair else None
-    settings = ctx.spec.postprocess
-    expected = reference_probabilities(reference_logits(ctx.source, texts, pairs, ctx.max_seq_len),
-                                       settings.multi_label)
+    settings, window = ctx.spec.postprocess, ctx.spec.window
+    windows = None
+    if settings.aggregate:  # --long-text windows
+        expected, windows = reference_window_probabilities(ctx.source, texts, ctx.max_seq_len, window.stride,
+                                                           window.max_windows, settings.multi_label,
+                                                           settings.aggregate)
+    else:
+        expected = reference_probabilities(reference_logits(ctx.source, texts, pairs, ctx.max_seq_len),
+                                           settings.multi_label)
     client = SeqClsClient(ctx.url, ctx.model)
     served = client.probabilities(texts, pairs)
-    served_labels = np.array([r.label for r in client.classify(texts, pairs)])
+    results = client.classify(texts, pairs)
+    served_labels = np.array([r.label for r in results])
     if settings.multi_label:
         same = same_decisions(served, expected, settings.threshold, ctx.tolerance)
     else:
         same = same_labels(served_labels, expected, ctx.tolerance)
+    if windows is not None:  # every window the source read was read
+        same &= np.array([r.windows == count for r, count in zip(results, windows)])
     mismatches = [{"text": texts[i], "served": settings.labels[served_labels[i]],
                    "source": settings.labels[int(expected[i].argmax())]} for i in np.flatnonzero(~same)]
     return same.mean(), float(np.abs(served - expected).max()), mismatches

@@ -36,10 +36,11 @@ class SeqClsResult:
     text_pair: str | None = None
     labels: list[str] | None = None  # multi-label: every label over the threshold
     top_k: list[dict] = field(default_factory=list)  # [{"label": ..., "probability": ...}]
+    windows: int | None = None  # a model built with --long-text windows: the windows of the text it read
 
     def to_json(self) -> dict:
         return answers.seq_cls(self.text, self.label, self.label_name, self.confidence, self.truncated,
-                               self.text_pair, self.labels, self.top_k)
+                               self.text_pair, self.labels, self.top_k, self.windows)
 
 
 class SeqClsClient(TaskClient):
@@ -52,6 +53,7 @@ class SeqClsClient(TaskClient):
         self.labels: list[str] = self.info.parameter(interface.PARAM_LABELS, [])
         self.text_pair: bool = self.info.parameter(interface.PARAM_TEXT_PAIR, False)
         self.multi_label: bool = self.info.parameter(interface.PARAM_MULTI_LABEL, False)
+        self.windowed: bool = self.info.parameters.get(interface.PARAM_LONG_TEXT) == "windows"
 
     def probabilities(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         """[len(texts), num_labels] probabilities (softmax, or sigmoid for multi-label)."""
@@ -65,6 +67,8 @@ class SeqClsClient(TaskClient):
             outputs += [interface.PROBABILITIES, interface.SELECTED]
         if not self.multi_label:
             outputs += [interface.LABEL, interface.CONFIDENCE]
+        if self.windowed:
+            outputs.append(interface.WINDOWS)
         columns = self._run(texts, pairs, outputs)
         results = []
         for row, text in enumerate(texts):
@@ -76,7 +80,8 @@ class SeqClsClient(TaskClient):
             result = SeqClsResult(
                 text=text, text_pair=pairs[row] if pairs is not None else None, label=label,
                 label_name=columns[interface.LABEL_NAME][row].decode("utf-8"), confidence=confidence,
-                truncated=bool(columns[interface.TRUNCATED][row]))
+                truncated=bool(columns[interface.TRUNCATED][row]),
+                windows=int(columns[interface.WINDOWS][row]) if self.windowed else None)
             if interface.PROBABILITIES in columns:
                 result.top_k = answers.top_k(columns[interface.PROBABILITIES][row], self.labels, top_k)
                 if self.multi_label:

@@ -17,13 +17,16 @@ def top_k(probabilities: np.ndarray, labels: list[str] | tuple[str, ...], k: int
 
 
 def seq_cls(text: str, label: int, label_name: str, confidence: float, truncated: bool, pair: str | None = None,
-            selected: list[str] | None = None, best: list[dict] | None = None) -> dict:
-    """`selected`: multi-label, every label over the threshold; `best`: the `top_k` list."""
+            selected: list[str] | None = None, best: list[dict] | None = None, windows: int | None = None) -> dict:
+    """`selected`: multi-label, every label over the threshold; `best`: the `top_k` list;
+    `windows`: built with --long-text windows, how many windows of the text were read."""
     answer = {"text": text}
     if pair is not None:
         answer["text_pair"] = pair
     answer.update({"label": int(label), "label_name": label_name, "confidence": float(confidence),
                    "truncated": bool(truncated)})
+    if windows is not None:
+        answer["windows"] = int(windows)
     if selected is not None:
         answer["labels"] = list(selected)
     if best:

@@ -40,6 +40,7 @@ LABEL_NAME = "label_name"
 PROBABILITIES = "probabilities"
 SELECTED = "selected"  # multi-label: BOOL [num_labels], probability >= threshold
 TRUNCATED = "truncated"  # BOOL per text: the text (or pair) was cut
+WINDOWS = "windows"  # INT32 per text, --long-text windows: the windows read (their answers aggregated)
 # Multi-label `label` / `confidence` are flat: the ids (probabilities) over the threshold, text
 # after text, one separator between consecutive texts (-1 / -1.0). One text: exactly its ids.
 MULTI_LABEL_SEPARATOR = -1
@@ -73,7 +74,8 @@ END_LOGITS = "end_logits"
 TOKEN_INDEX = "token_index"  # [W, L] per text: text token at each window position, -1 elsewhere
 OFFSETS = "offsets"  # [T, 2] per text: character offsets of each text token
 TEXT_TRUNCATED = "text_truncated"  # [1] per text, from the tokenizer; the postprocess answers it as TRUNCATED
-TOKENIZER_EXTRAS = (TEXT_TRUNCATED, TOKEN_INDEX, OFFSETS)
+TEXT_WINDOWS = "text_windows"  # [1] per text, from the tokenizer: its windows (seq_cls --long-text windows)
+TOKENIZER_EXTRAS = (TEXT_TRUNCATED, TEXT_WINDOWS, TOKEN_INDEX, OFFSETS)
 
 # Ensemble `parameters` keys a client reads to learn how to talk to a model.
 PARAM_TASK = "task"
@@ -81,6 +83,7 @@ PARAM_MAX_BATCH_SIZE = "max_batch_size"  # texts one request may carry
 PARAM_LABELS = "labels"  # JSON array of label names, index = class id
 PARAM_TEXT_PAIR = "text_pair"
 PARAM_MULTI_LABEL = "multi_label"
+PARAM_LONG_TEXT = "long_text"  # seq_cls: "truncate" or "windows" (the answers then carry WINDOWS)
 PARAM_MAX_SEQ_LEN = "max_seq_len"
 PARAM_SLOT_LABELS = "slot_labels"
 PARAM_SCHEME = "tag_scheme"

@@ -13,6 +13,24 @@ class SeqClsSettings:
     labels: tuple[str, ...]
     multi_label: bool = False
     threshold: float = 0.5
+    # --long-text windows: how a document's windows make one answer ("" : one window per text)
+    aggregate: str = ""
+
+    def __post_init__(self):
+        if self.aggregate not in ("", *AGGREGATES):
+            raise ValueError(f"aggregate {self.aggregate!r} is not one of {AGGREGATES}")
+
+
+# How the windows of one long text make its answer:
+# mean: the mean of the windows' logits, then softmax (sigmoid for multi-label);
+# max: the most probable windows' probabilities, class by class.
+AGGREGATES = ("mean", "max")
+
+
+def default_aggregate(multi_label: bool) -> str:
+    """mean for single-label (one distribution over the document), max for multi-label (a label
+    any part of the document carries)."""
+    return "max" if multi_label else "mean"
 
 
 @dataclass
@@ -33,10 +51,26 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def probabilities_of(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    logits = logits.astype(np.float32, copy=False)
+    return sigmoid(logits) if multi_label else softmax(logits)
+
+
 def decode(logits: np.ndarray, settings: SeqClsSettings) -> SeqClsBatch:
     """Softmax + argmax, or (multi-label, PaddleNLP convention) sigmoid + threshold."""
-    logits = logits.astype(np.float32, copy=False)
-    probabilities = sigmoid(logits) if settings.multi_label else softmax(logits)
+    return decide(probabilities_of(logits, settings.multi_label), settings)
+
+
+def decode_windows(window_logits: list[np.ndarray], settings: SeqClsSettings) -> SeqClsBatch:
+    """One answer per text from its windows' [W, C] logits, by `settings.aggregate`."""
+    if settings.aggregate == "max":
+        return decide(np.stack([probabilities_of(w, settings.multi_label).max(axis=0) for w in window_logits]),
+                      settings)
+    return decode(np.stack([w.astype(np.float32).mean(axis=0) for w in window_logits]), settings)
+
+
+def decide(probabilities: np.ndarray, settings: SeqClsSettings) -> SeqClsBatch:
+    """Argmax, and (multi-label) every class at or over the threshold."""
     label = probabilities.argmax(axis=-1).astype(np.int64)
     confidence = np.take_along_axis(probabilities, label[:, None], axis=-1)[:, 0]
     if settings.multi_label:

@@ -119,6 +119,25 @@ def reference_logits(source: ModelSource, texts: list[str], pairs: list[str] | N
     return np.concatenate(parts).astype(np.float32)
 
 
+def reference_window_probabilities(source: ModelSource, texts: list[str], max_seq_len: int, stride: int,
+                                   max_windows: int, multi_label: bool, aggregate: str) -> tuple[np.ndarray, list[int]]:
+    """seq_cls --long-text windows: [N, C] probabilities of the source model over each text's
+    PaddleNLP-tokenized windows (mean: of the mean logits; max: each class's highest), and the
+    windows read per text."""
+    tokenizer = paddlenlp_tokenizer(source)
+    run = model_function(source, Task.SEQ_CLS, tokenizer.pad_token_id)
+    rows, counts = [], []
+    for text in texts:
+        ids, _, _ = _windows_of(tokenizer, text, max_seq_len, stride, max_windows)
+        (logits,) = run(ids, np.zeros_like(ids))
+        if aggregate == "max":
+            rows.append(reference_probabilities(logits, multi_label).max(axis=0))
+        else:
+            rows.append(reference_probabilities(logits.mean(axis=0, keepdims=True), multi_label)[0])
+        counts.append(len(ids))
+    return np.stack(rows).astype(np.float32), counts
+
+
 def reference_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
     """Paddle's sigmoid (multi-label) or softmax over the last axis."""
     import paddle

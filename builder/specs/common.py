@@ -80,14 +80,19 @@ def outputs_by_rank(inputs: PlanInputs, expected: dict[int, int], task_hint: str
     return grouped
 
 
-def tokenizer_layout(inputs: PlanInputs, window: WindowSettings) -> tuple[tuple[IOTensor, ...], tuple[IOTensor, ...]]:
-    """(the program's feeds as the tokenizer writes them, the tokenizer's bookkeeping outputs)."""
+def tokenizer_layout(inputs: PlanInputs, window: WindowSettings,
+                     per_token: bool = True) -> tuple[tuple[IOTensor, ...], tuple[IOTensor, ...]]:
+    """(the program's feeds as the tokenizer writes them, the tokenizer's bookkeeping outputs).
+    Windows: the text token at each window position and its character offsets where the answer is
+    per token (`per_token`), else how many windows each text has."""
     check_inputs(inputs)
     seq_dims = (-1,) if window.mode == "truncate" else (-1, -1)
     feeds = tuple(IOTensor(spec.name, spec.dtype, seq_dims) for spec in inputs.signature.inputs)
     extras = [IOTensor(interface.TEXT_TRUNCATED, "bool", (1,))]
-    if window.mode != "truncate":
+    if window.mode != "truncate" and per_token:
         extras += [IOTensor(interface.TOKEN_INDEX, "int32", (-1, -1)), IOTensor(interface.OFFSETS, "int32", (-1, 2))]
+    elif window.mode != "truncate":
+        extras.append(IOTensor(interface.TEXT_WINDOWS, "int32", (1,)))
     return feeds, tuple(extras)
 
 
@@ -107,11 +112,11 @@ def model_settings(inputs: PlanInputs) -> ModelStepSettings:
 
 def ensemble_spec(inputs: PlanInputs, text_inputs: list[IOTensor], window: WindowSettings,
                   program_outputs: list[tuple[TensorSpec, tuple[int, ...], str]], post_inputs: list[IOTensor],
-                  post_outputs: list[IOTensor], postprocess) -> EnsembleSpec:
+                  post_outputs: list[IOTensor], postprocess, per_token: bool = True) -> EnsembleSpec:
     """The spec of tokenizer -> model -> postprocess. `program_outputs`: (program output, its dims
     without the batch axis, the tensor the postprocess reads it as). Every postprocess also
-    passes on the tokenizer's truncation flag, one per text."""
-    feeds, extras = tokenizer_layout(inputs, window)
+    passes on the tokenizer's truncation flag, one per text. `per_token`: see tokenizer_layout."""
+    feeds, extras = tokenizer_layout(inputs, window, per_token)
     for spec, _, _ in program_outputs:
         if inputs.options.gpu_onnxruntime and spec.dtype != "float32":
             raise inputs.fail(f"output {spec.name} is {spec.dtype}; the native GPU step declares float32")

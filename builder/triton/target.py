@@ -41,7 +41,8 @@ def client_parameters(spec: EnsembleSpec, max_batch_size: int) -> dict[str, str]
                                  interface.PARAM_MAX_SEQ_LEN: spec.tokenizer.max_seq_len}
     if spec.task == interface.Task.SEQ_CLS:
         values.update({interface.PARAM_LABELS: list(settings.labels), interface.PARAM_TEXT_PAIR: spec.text_pair,
-                       interface.PARAM_MULTI_LABEL: settings.multi_label})
+                       interface.PARAM_MULTI_LABEL: settings.multi_label,
+                       interface.PARAM_LONG_TEXT: "windows" if settings.aggregate else "truncate"})
     elif spec.task == interface.Task.TOKEN_CLS:
         values.update({interface.PARAM_LABELS: list(settings.labels), interface.PARAM_SCHEME: settings.scheme})
     elif spec.task == interface.Task.INTENT_SLOT:

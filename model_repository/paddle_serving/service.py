@@ -34,13 +34,14 @@ from serving_adapter import RunnerServiceHandler  # noqa: E402
 from serving_core import answers, interface  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.qa import best_answer  # noqa: E402
-from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
+from serving_core.seq_cls import SeqClsSettings, decode, decode_windows  # noqa: E402
 from serving_core.spec import EnsembleSpec  # noqa: E402
 from serving_core.published import PADDLE_SERVING_KEYS, read_array_repr, seq_cls_fields, token_cls_fields  # noqa: E402
 from serving_core.token_cls import (TokenClsSettings, decode_entities, token_entities,  # noqa: E402
                                     token_probabilities)
 from serving_core.encoder import FeedEncoder  # noqa: E402
 from serving_core.tokenization import ErnieTokenizer, is_blank  # noqa: E402
+from serving_core.windows import WindowedBatch  # noqa: E402
 
 BAD_REQUEST = 400
 SERVICE = json.loads((HERE / "service.json").read_text(encoding="utf-8"))
@@ -132,14 +133,23 @@ class ErnieOp(Op):
 
     def _decode_seq_cls(self, columns, batch, fetch, request):
         top_k = int(json.loads(request.get("top_k", "0")))
-        decoded = decode(fetch[SPEC.program_output(interface.LOGITS)], self.settings)
+        logits = fetch[SPEC.program_output(interface.LOGITS)]
+        windows = None
+        if isinstance(batch, WindowedBatch):  # --long-text windows: [sum windows, C], text after text
+            windows = batch.windows
+            bounds = np.cumsum([0, *windows])
+            decoded = decode_windows([logits[start:end] for start, end in zip(bounds[:-1], bounds[1:])],
+                                     self.settings)
+        else:
+            decoded = decode(logits, self.settings)
         labels = list(self.settings.labels)
         pairs = columns[1] if len(columns) > 1 else [None] * len(columns[0])
         multi_label = self.settings.multi_label
         selected = [[labels[c] for c in np.flatnonzero(row)] for row in decoded.selected]
         result = [answers.seq_cls(text, decoded.label[i], labels[decoded.label[i]], decoded.confidence[i],
                                   batch.truncated[i], pairs[i], selected[i] if multi_label else None,
-                                  answers.top_k(decoded.probabilities[i], labels, top_k))
+                                  answers.top_k(decoded.probabilities[i], labels, top_k),
+                                  None if windows is None else windows[i])
                   for i, text in enumerate(columns[0])]
         return result, seq_cls_fields(decoded.label, decoded.confidence, decoded.selected if multi_label else None)
 

@@ -50,6 +50,7 @@ class TritonPythonModel(StepModel):
             return arrays, {"tokens": encoded.lengths}
         arrays[interface.TOKEN_INDEX] = batch.token_index
         arrays[interface.OFFSETS] = batch.offsets
+        arrays[interface.TEXT_WINDOWS] = batch.windows.astype(np.int32).reshape(-1, 1)
         return arrays, {"tokens": batch.lengths, "windows": batch.windows,
                         "offsets": np.maximum(batch.num_tokens, 1)}
 
@@ -67,7 +68,7 @@ class TritonPythonModel(StepModel):
         return responses
 
     def _cut(self, name, array, extents, rows):
-        if name == interface.TEXT_TRUNCATED:
+        if name in (interface.TEXT_TRUNCATED, interface.TEXT_WINDOWS):
             return array
         if name == interface.OFFSETS:
             return array[:, : max(int(extents["offsets"][rows].max()), 1)]
