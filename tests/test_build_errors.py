@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ from builder.build import build
 from builder.options import BuildOptions
 from serving_core.errors import UserError
 from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
 
-OPTIONS = BuildOptions(task=Task.SEQ_CLS, name="intent")
+# Engine choice is test_engine_timing's subject: these builds pin one engine.
+OPTIONS = BuildOptions(task=Task.SEQ_CLS, name="intent", runtime=RuntimeKind.ONNXRUNTIME)
 
 
 def _copy(model: Path, tmp_path: Path, name: str = "model") -> Path:
@@ -38,7 +41,7 @@ def test_tokenizer_dir_flag(static_export, tmp_path):
     tokenizer = tmp_path / "tok"
     tokenizer.mkdir()
     shutil.move(model / "vocab.txt", tokenizer / "vocab.txt")
-    report = build(model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, tokenizer_dir=tokenizer),
+    report = build(model, tmp_path / "repo", replace(OPTIONS, name=None, tokenizer_dir=tokenizer),
                    show_progress=False)
     assert report.ensemble == "model"
 
@@ -101,10 +104,12 @@ def test_existing_repository_is_never_clobbered(static_export, tmp_path):
     assert (repo / "intent" / "config.pbtxt").read_text() == config
     assert not _leftovers(tmp_path)
     # A good build with --overwrite replaces it; a second ensemble lives beside it.
-    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent", overwrite=True, max_seq_len=32),
+    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent", overwrite=True, max_seq_len=32,
+                                             runtime=RuntimeKind.ONNXRUNTIME),
           show_progress=False)
     assert '"max_seq_len"' in (repo / "intent" / "config.pbtxt").read_text()
-    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="other"), show_progress=False)
+    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="other", runtime=RuntimeKind.ONNXRUNTIME),
+        show_progress=False)
     assert {p.name for p in repo.iterdir()} == {"intent", "intent_tokenizer", "intent_model", "intent_postprocess",
                                                 "other", "other_tokenizer", "other_model", "other_postprocess"}
 
@@ -202,7 +207,8 @@ def test_the_position_table_of_the_weights_bounds_max_seq_len(tmp_path):
     ErnieTokenizer(str(source / "vocab.txt")).save_pretrained(str(source))
     (source / "config.json").write_text(json.dumps({"max_position_embeddings": 2048}))  # what the recipe leaves
     assert position_rows(find_program(source)) == 16  # not the task-type table (3 rows, computed ids too)
-    build(source, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, name="short"), show_progress=False)
+    build(source, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS, name="short", runtime=RuntimeKind.ONNXRUNTIME),
+        show_progress=False)
     spec, _ = read_build(tmp_path / "repo", "short")
     assert spec.tokenizer.max_seq_len == 16
     with pytest.raises(UserError, match=r"exceeds the program's position table \(16 positions\); use at most 16"):

@@ -15,6 +15,7 @@ from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.source.detect import SourceKind, inspect_source
 from builder.verify import verify
 from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
 
 pytestmark = pytest.mark.server
 
@@ -60,7 +61,8 @@ def test_save_pretrained_wrote_what_the_names_say(checkpoints):
 def test_every_layout_builds_serves_and_verifies(checkpoints, tmp_path):
     repository = tmp_path / "repo"
     for name, directory in checkpoints.items():
-        build(directory, repository, BuildOptions(task=Task.SEQ_CLS, name=name), show_progress=False)
+        build(directory, repository, BuildOptions(task=Task.SEQ_CLS, name=name, runtime=RuntimeKind.ONNXRUNTIME),
+            show_progress=False)
     with TritonServer(repository, ServerPorts.free()) as server:
         for name, directory in checkpoints.items():
             report = verify(repository, name, server.grpc_url, ROWS)

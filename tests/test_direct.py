@@ -34,12 +34,13 @@ def repository(example_model, tmp_path_factory):
     for name, extra in ENGINES.items():
         build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name=name, direct=True, **extra),
               show_progress=False)
-    build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="intent_pair", text_pair=True, direct=True),
-          show_progress=False)
+    build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="intent_pair", text_pair=True, direct=True,
+                                            runtime=RuntimeKind.ONNXRUNTIME), show_progress=False)
     # A long batching window: concurrent requests surely share one execute(), and the default hold
     # after it: the direct model sends that batch's answers, errors included, itself.
     build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="intent_held", direct=True, model_batching=(
-        BatchingOptions(max_queue_delay_us=300_000, hold_ms=MODEL_HOLD_MS))), show_progress=False)
+        BatchingOptions(max_queue_delay_us=300_000, hold_ms=MODEL_HOLD_MS)), runtime=RuntimeKind.ONNXRUNTIME),
+          show_progress=False)
     return repo
 
 

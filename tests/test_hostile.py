@@ -25,6 +25,7 @@ from builder.triton.config import BatchingOptions
 from clients.triton import bytes_input
 from serving_core.health import probe
 from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
 
 pytestmark = pytest.mark.server
 HEALTH_SCRIPT = Path(__file__).resolve().parent.parent / "serving_core" / "health.py"
@@ -35,7 +36,7 @@ def repository(example_model, token_cls_model, tmp_path_factory):
     repo = tmp_path_factory.mktemp("hostile") / "models"
     build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="intent"), show_progress=False)
     # A long batching window: concurrent requests to the model step surely share one execute().
-    build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="batched",
+    build(example_model, repo, BuildOptions(task=Task.SEQ_CLS, name="batched", runtime=RuntimeKind.ONNXRUNTIME,
                                             model_batching=BatchingOptions(max_queue_delay_us=300_000)),
           show_progress=False)
     build(token_cls_model, repo, BuildOptions(task=Task.TOKEN_CLS, name="ner"), show_progress=False)

@@ -21,6 +21,7 @@ from builder.serving.triton_server import ServerPorts, TritonServer
 from clients.seq_cls import SeqClsClient
 from clients.token_cls import TokenClsClient
 from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
 
 from . import published_clients as published
 
@@ -36,7 +37,8 @@ def built(example_model, token_cls_model, tmp_path_factory):
     for name, model, task, extra in [("seqcls", example_model, Task.SEQ_CLS, {}),
                                      ("multilabel", example_model, Task.SEQ_CLS, {"multi_label": True}),
                                      ("ernie_tokencls", token_cls_model, Task.TOKEN_CLS, {})]:
-        build(model, output, BuildOptions(task=task, name=name, target="all", max_seq_len=64, **extra),
+        build(model, output, BuildOptions(task=task, name=name, target="all", max_seq_len=64,
+                                          runtime=RuntimeKind.ONNXRUNTIME, **extra),
               show_progress=False)
     return output
 

@@ -18,13 +18,15 @@ from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts
 from clients.seq_cls import SeqClsClient
 from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
 
 pytestmark = pytest.mark.server
 
 
 def test_serve_answers_and_stops_on_ctrl_c(static_export, tmp_path):
     repo = tmp_path / "repo"
-    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent"), show_progress=False)
+    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent", runtime=RuntimeKind.ONNXRUNTIME),
+        show_progress=False)
     ports = ServerPorts.free()
     process = subprocess.Popen([sys.executable, "-m", "builder", "serve", str(repo), "--grpc-port", str(ports.grpc),
                                 "--http-port", str(ports.http), "--metrics-port", str(ports.metrics)],
@@ -114,7 +116,8 @@ def _process_group(pgid: int) -> list[psutil.Process]:
 @pytest.fixture(scope="module")
 def repo(static_export, tmp_path_factory):
     repo = tmp_path_factory.mktemp("serve") / "repo"
-    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent"), show_progress=False)
+    build(static_export, repo, BuildOptions(task=Task.SEQ_CLS, name="intent", runtime=RuntimeKind.ONNXRUNTIME),
+        show_progress=False)
     return repo
 
 

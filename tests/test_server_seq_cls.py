@@ -58,11 +58,12 @@ def repository(example_model, static_export, tmp_path_factory):
         "intent_ort": (example_model, {"runtime": RuntimeKind.ONNXRUNTIME}),
         "intent_openvino": (example_model, {"runtime": RuntimeKind.OPENVINO}),
         "intent_static": (static_export, {}),
-        "intent_pair": (example_model, {"text_pair": True}),
-        "intent_multi": (example_model, {"multi_label": True, "threshold": 0.2}),
-        "intent_short": (example_model, {"max_seq_len": 8}),
+        "intent_pair": (example_model, {"text_pair": True, "runtime": RuntimeKind.ONNXRUNTIME}),
+        "intent_multi": (example_model, {"multi_label": True, "threshold": 0.2, "runtime": RuntimeKind.ONNXRUNTIME}),
+        "intent_short": (example_model, {"max_seq_len": 8, "runtime": RuntimeKind.ONNXRUNTIME}),
         # A 20 ms batching window, so that the batching test does not depend on timing luck.
-        "intent_batched": (example_model, {"model_batching": BatchingOptions(max_queue_delay_us=20_000)}),
+        "intent_batched": (example_model, {"model_batching": BatchingOptions(max_queue_delay_us=20_000),
+                                            "runtime": RuntimeKind.ONNXRUNTIME}),
         "intent_duplicates": (duplicated, {"runtime": RuntimeKind.PADDLE}),
     }
     for name, (model, extra) in variants.items():

@@ -40,8 +40,8 @@ def repository(token_cls_model, qa_model, intent_slot_model, tmp_path_factory):
     repo = tmp_path_factory.mktemp("tasks") / "models"
     variants = {
         "ner": (token_cls_model, Task.TOKEN_CLS, {}),
-        "ner_windows": (token_cls_model, Task.TOKEN_CLS, {"max_seq_len": 16, "stride": 4,
-                                                           "max_windows": 0}),
+        "ner_windows": (token_cls_model, Task.TOKEN_CLS, {"max_seq_len": 16, "stride": 4, "max_windows": 0,
+                                                           "runtime": RuntimeKind.ONNXRUNTIME}),
         "ner_ort": (token_cls_model, Task.TOKEN_CLS, {"runtime": RuntimeKind.ONNXRUNTIME}),
         "ner_openvino": (token_cls_model, Task.TOKEN_CLS, {"runtime": RuntimeKind.OPENVINO}),
         "ner_buckets": (token_cls_model, Task.TOKEN_CLS, {"shape_buckets": 8}),
@@ -49,7 +49,7 @@ def repository(token_cls_model, qa_model, intent_slot_model, tmp_path_factory):
         "qa_openvino": (qa_model, Task.QA, {"runtime": RuntimeKind.OPENVINO}),
         "qa_buckets": (qa_model, Task.QA, {"max_seq_len": 32, "stride": 8, "shape_buckets": 8}),
         # A 20 ms batching window, so that the batching test does not depend on timing luck.
-        "qa_windows": (qa_model, Task.QA, {"max_seq_len": 32, "stride": 8,
+        "qa_windows": (qa_model, Task.QA, {"max_seq_len": 32, "stride": 8, "runtime": RuntimeKind.ONNXRUNTIME,
                                            "model_batching": BatchingOptions(max_queue_delay_us=20_000)}),
         "slots": (intent_slot_model, Task.INTENT_SLOT, {"max_seq_len": 16}),
         "slots_ort": (intent_slot_model, Task.INTENT_SLOT, {"runtime": RuntimeKind.ONNXRUNTIME}),
