@@ -11,7 +11,8 @@ A drain therefore comes first:
 2. It keeps serving for `delay_s`, the time those load balancers take to notice.
 3. Every ensemble is unloaded. Triton refuses new requests to it at once, lets each request in
    flight finish all its steps, and reports the ensemble UNAVAILABLE when the last one is answered.
-   The drain waits for that, up to `timeout_s`; then the server can be stopped.
+   The drain waits for that, then does the same for every other model (steps, `_direct` models),
+   all within `timeout_s`; then the server can be stopped, and has nothing left to wait for.
 
 Standard library only: `builder serve` runs it on SIGTERM, and a container runs it before the
 stop (a Kubernetes preStop hook: `python3 -m serving_core.drain --url 127.0.0.1:8000`, the admin
@@ -79,8 +80,9 @@ def _states(base_url: str, headers: dict[str, str], timeout: float) -> dict[str,
 
 def drain(base_url: str, headers: dict[str, str], options: DrainOptions = DrainOptions(),
           log=lambda message: None) -> DrainReport:
-    """Not ready, keep serving `delay_s`, unload every ensemble, wait (up to `timeout_s`) until the
-    requests in flight on them are answered. Raises RuntimeError when the server refuses a step."""
+    """Not ready, keep serving `delay_s`, unload every ensemble and wait until the requests in
+    flight on them are answered, then the same for every other model (the steps, `_direct`
+    models), all within `timeout_s`. Raises RuntimeError when the server refuses a step."""
     started = time.monotonic()
     mark_not_ready(base_url, headers)
     ensembles = sorted(ready_ensembles(base_url, headers))
@@ -88,18 +90,27 @@ def drain(base_url: str, headers: dict[str, str], options: DrainOptions = DrainO
         f"{', '.join(ensembles) or 'no ensemble'} take(s) no new request and get up to "
         f"{options.timeout_s:g} s to answer those in flight")
     time.sleep(options.delay_s)
-    for name in ensembles:
-        call_json(f"{base_url}/v2/repository/models/{name}/unload",
-              {"parameters": {"unload_dependents": False}}, headers, 30.0)
     deadline = time.monotonic() + options.timeout_s
-    busy = list(ensembles)
+    unanswered = _unload(base_url, headers, ensembles, deadline, options.poll_s)
+    if not unanswered:  # the steps are idle now; a model called directly may still be answering
+        others = [name for name, state in _states(base_url, headers, 30.0).items() if state == "READY"]
+        unanswered = _unload(base_url, headers, others, deadline, options.poll_s)
+    return DrainReport(tuple(ensembles), tuple(unanswered), time.monotonic() - started)
+
+
+def _unload(base_url: str, headers: dict[str, str], names: list[str], deadline: float, poll_s: float) -> list[str]:
+    """Unload `names`; those still answering requests when `deadline` passes."""
+    for name in names:
+        call_json(f"{base_url}/v2/repository/models/{name}/unload",
+                  {"parameters": {"unload_dependents": False}}, headers, 30.0)
+    busy = list(names)
     while busy:
         states = _states(base_url, headers, 30.0)
         busy = [name for name in busy if states.get(name) in _HOLDING]
         if not busy or time.monotonic() >= deadline:
             break
-        time.sleep(options.poll_s)
-    return DrainReport(tuple(ensembles), tuple(busy), time.monotonic() - started)
+        time.sleep(poll_s)
+    return busy
 
 
 def main(argv: list[str] | None = None) -> int:

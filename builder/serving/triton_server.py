@@ -149,6 +149,8 @@ def is_remote(repository: Path | str) -> bool:
     return str(repository).startswith(REMOTE_SCHEMES)
 
 
+EXIT_TIMEOUT_S = 5  # Triton's own wait at stop, for models still loaded (its default: 30)
+
 # Triton APIs that change or expose the server itself: only callers holding the admin key.
 RESTRICTED_APIS = ("shared-memory", "model-repository", "logging", "trace")
 
@@ -205,7 +207,10 @@ class TritonServer(ServerProcess):
                 f"--metrics-address={self.host}", f"--metrics-port={self.ports.metrics}",
                 f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}",
                 "--model-control-mode=explicit", *(f"--load-model={name}" for name in self.load_models),
-                "--log-verbose=0", *self.extra_args]
+                # Requests in flight are answered by a drain before the stop (builder serve); what Triton
+                # would otherwise wait for is a model whose stub died and was reloaded, which it never
+                # frees (30 s by default, at every stop after a recovery).
+                f"--exit-timeout-secs={EXIT_TIMEOUT_S}", "--log-verbose=0", *self.extra_args]
 
     def environment(self) -> dict[str, str]:
         _, libs_dir = _pytriton_dirs()
