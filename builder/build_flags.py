@@ -86,7 +86,7 @@ FLAGS = (
          "a multiple of this many tokens, texts to 1, 2, 3, 4, 6, 8, 12, ...; the buckets of up to "
          f"{WARM_UP_TOKENS} tokens are run once when it loads. For Paddle's oneDNN kernels, which keep about 4.5 MB "
          "(Medium) for every new batch shape they meet: buckets bound that memory, at the cost of the padded "
-         "compute (10-21%% fewer texts/s measured on Medium, README); 0: off (default: %(default)s)",
+         "compute (10-21%% fewer texts/s measured on Medium, docs/benchmarks.md); 0: off (default: %(default)s)",
          argparse={"type": int, "default": 0}),
     Flag("--text-pair", "text_pair", "sentence-pair model: adds the TEXT_PAIR input",
          argparse={"action": "store_true"}),

@@ -21,7 +21,7 @@ class BatchHold:
     """After answering two or more requests at once, the step keeps its instance for `hold_ms`,
     never longer than `max_share` of the time the batch took: at most that share of
     throughput is spent waiting. A held batch's responses are sent one by one, which costs
-    more than returning them together (5-8 ms against about 3 for 16 on Medium, README), so
+    more than returning them together (5-8 ms against about 3 for 16 on Medium, docs/benchmarks.md), so
     fast engines behind slow clients serve more unheld. A lone request is never held (one
     client waits on nobody)."""
 
