@@ -23,19 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.workloads import parse_shape
+
 SHAPES = {"1 x 16": (1, "明天早上七点提醒我给妈妈打"), "32 x 128": (32, "导航到北京西站然后播放周杰伦的歌" * 12)}
-FILLER = "导航到北京西站然后播放周杰伦的歌"  # CJK: one token a character
-
-
-def parse_shape(text: str) -> tuple[str, tuple[int, str]]:
-    """"8x16" -> ("8 x 16", (8, a text of 16 tokens with [CLS] and [SEP]))."""
-    try:
-        count, tokens = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: write a shape as TEXTSxTOKENS, e.g. 8x16") from None
-    if count < 1 or tokens < 3:
-        raise argparse.ArgumentTypeError(f"{text!r}: at least one text of three tokens")
-    return f"{count} x {tokens}", (count, (FILLER * (tokens // len(FILLER) + 1))[:tokens - 2])
 ENGINES = {"paddle": {"runtime": "paddle"}, "onnxruntime": {"runtime": "onnxruntime"},
            "openvino": {"runtime": "openvino"}, "onnxruntime_int8": {"runtime": "onnxruntime", "quantize": "int8"},
            "openvino_int8": {"runtime": "openvino", "quantize": "int8"},

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import RESULTS, measure, parse_shape
+from .engines import RESULTS, measure
+from .workloads import parse_shape
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "paddle2" / "qat_seq_cls"
 BUILDS = {"fp32 paddle": ("fp32", "paddle"), "fp32 onnxruntime": ("fp32", "onnxruntime"),

@@ -206,7 +206,7 @@ def _measure_system(system: System, task: str, paths: dict, workloads: dict, fil
     return rows
 
 
-def _median_round(rows: list[Row]) -> Row:
+def median_round(rows: list[Row]) -> Row:
     """The round with the median throughput; every round's texts/s kept beside it."""
     ordered = sorted(rows, key=lambda r: r.measurement["texts_per_s"])
     row = ordered[(len(ordered) - 1) // 2]
@@ -253,7 +253,7 @@ def run(args) -> Report:
                 for system in systems:
                     for row in _measure_system(system, task, paths, workloads, files, args, work, analyzer, progress):
                         rounds.setdefault((row.workload, row.system, row.concurrency), []).append(row)
-    report.rows = [_median_round(rows) for rows in rounds.values()]
+    report.rows = [median_round(rows) for rows in rounds.values()]
     report.fill_ratios()
     if args.tokenizer and "seq_cls" in tasks:
         from .tokenizer_speed import compare

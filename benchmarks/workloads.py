@@ -9,6 +9,7 @@ to 6-15 tokens on ERNIE 3.0's vocabulary, so requests of one workload differed i
 """
 from __future__ import annotations
 
+import argparse
 import re
 from dataclasses import dataclass
 
@@ -98,3 +99,17 @@ def standard_workloads(requests: int = 64, seed: int = 0) -> dict[str, Workload]
     ]
     assert tuple(w.name for w in workloads) == WORKLOAD_NAMES
     return {w.name: w for w in workloads}
+
+
+FILLER = "导航到北京西站然后播放周杰伦的歌"  # CJK: one token a character
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, str]]:
+    """"8x16" -> ("8 x 16", (8, a text of 16 tokens with [CLS] and [SEP]))."""
+    try:
+        count, tokens = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a shape as TEXTSxTOKENS, e.g. 8x16") from None
+    if count < 1 or tokens < 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least one text of three tokens")
+    return f"{count} x {tokens}", (count, (FILLER * (tokens // len(FILLER) + 1))[:tokens - 2])

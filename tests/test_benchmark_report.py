@@ -5,7 +5,7 @@ import pytest
 
 from benchmarks.perf_analyzer import input_data
 from benchmarks.report import Report, Row, evaluate_targets, held_ratio
-from benchmarks.run import _median_round
+from benchmarks.run import median_round
 
 
 def _row(system: str, texts_per_s: float, client: float = 0.0, concurrency: int = 16) -> Row:
@@ -69,7 +69,7 @@ def test_the_floor_gives_the_best_ratio_a_server_that_adds_it_can_show():
 
 def test_the_median_round_is_reported_with_every_round_beside_it():
     rows = [_row("triton_paddle", value) for value in (120.0, 180.0, 150.0)]
-    median = _median_round(rows)
+    median = median_round(rows)
     assert median.measurement["texts_per_s"] == 150.0
     assert median.round_texts_per_s == [120.0, 180.0, 150.0]
 
@@ -85,7 +85,7 @@ def test_perf_analyzer_input_data_is_one_entry_per_request_with_each_input_as_ro
 def test_engine_shapes_are_texts_by_tokens():
     import argparse
 
-    from benchmarks.engines import parse_shape
+    from benchmarks.workloads import parse_shape
 
     label, (count, text) = parse_shape("8x16")
     assert label == "8 x 16" and count == 8 and len(text) == 14  # + [CLS] and [SEP]: 16 tokens of CJK

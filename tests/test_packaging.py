@@ -58,3 +58,17 @@ print(len({modules!r}))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout.split()[-1]) > 50
+
+
+HARNESS = {"run", "loadgen", "perf_analyzer", "systems", "workloads", "report"}  # benchmarks/ kept product-grade
+
+
+def test_tests_import_only_the_benchmark_harness():
+    """The one-off studies in benchmarks/ may change or go; no test imports them."""
+    imported = set()
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks."):
+                imported.add((path.name, node.module.split(".")[1]))
+    assert {module for _, module in imported} <= HARNESS, sorted(imported)
+    assert imported  # the harness is tested

@@ -12,13 +12,14 @@ import time
 import psutil
 import pytest
 
-from benchmarks.loadgen import descendants_running
 from builder.build import build
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts
 from clients.seq_cls import SeqClsClient
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
+
+from .processes import descendants_running
 
 pytestmark = pytest.mark.server
 
