@@ -9,7 +9,7 @@ to max_seq_len), so such a server grows with the variety of what clients send. P
 batch up to a bucket (lengths to a multiple of `length_step`, rows to the next of 1, 2, 3, 4, 6,
 8, 12, 16, ...) bounds that to the buckets within the token budget (95 at 16 tokens a step and
 4096 tokens), the small ones run once at load. The padding is computed, though: on Medium it
-cost 10-21% of the texts/s (`python -m benchmarks.shape_buckets`, docs/benchmarks.md), which is why it is
+cost 10-21% of the texts/s (`python -m benchmarks.studies.shape_buckets`, docs/benchmarks.md), which is why it is
 not the default. Padding rows repeat the batch's first row and padded positions hold each
 input's pad value, which the program masks, so every real row's answer is what it is without
 padding (tests/test_shape_buckets.py checks it against the unpadded engine).

@@ -16,6 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from benchmarks.common import descendants_running
 from builder.build import build
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts, TritonServer
@@ -26,7 +27,6 @@ from serving_core.health import probe
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
-from .processes import descendants_running
 
 pytestmark = pytest.mark.server
 HEALTH_SCRIPT = Path(__file__).resolve().parent.parent / "serving_core" / "health.py"

@@ -12,6 +12,7 @@ import time
 import psutil
 import pytest
 
+from benchmarks.common import descendants_running
 from builder.build import build
 from builder.options import BuildOptions
 from builder.serving.triton_server import ServerPorts
@@ -19,7 +20,6 @@ from clients.seq_cls import SeqClsClient
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
-from .processes import descendants_running
 
 pytestmark = pytest.mark.server
 

@@ -122,7 +122,7 @@ def test_padding_to_buckets_changes_no_answer_of_the_paddle_engine(repository):
 
 
 def test_the_bucket_benchmark_compares_steps_in_their_own_processes(repository):
-    done = subprocess.run([sys.executable, "-m", "benchmarks.shape_buckets", str(repository), "ents_plain",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.studies.shape_buckets", str(repository), "ents_plain",
                            "--steps", "0", "8", "--shapes", "12", "--max-rows", "5", "--lengths", "3", "30",
                            "--passes", "1"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

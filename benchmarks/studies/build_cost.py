@@ -1,7 +1,7 @@
 """What a build costs, by model size and flags: wall time and peak memory of `builder build`.
 
-    .venv/bin/python -m benchmarks.build_cost --sizes nano medium base xbase
-    .venv/bin/python -m benchmarks.build_cost --sizes medium --flags auto int8 --output build_cost_medium
+    .venv/bin/python -m benchmarks.studies.build_cost --sizes nano medium base xbase
+    .venv/bin/python -m benchmarks.studies.build_cost --sizes medium --flags auto int8 --output build_cost_medium
 
 Each model is made once from PaddleNLP's own configuration (benchmarks.sizes: random weights,
 nothing downloaded). Each build runs as its own `builder build` process, nothing else of ours
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 INT8_GATE = ["--min-agreement", "0.9"]  # random weights make few confident decisions: a looser gate
 FLAGS = {"auto": [], "paddle": ["--runtime", "paddle"], "onnxruntime": ["--runtime", "onnxruntime"],
          "openvino": ["--runtime", "openvino"], "int8": ["--quantize", "int8", *INT8_GATE],
@@ -77,7 +77,7 @@ def _children(process):
 def made_model(size: str, directory: Path) -> Path:
     """benchmarks.sizes.ensure_model in a child process (the model's memory goes with it)."""
     subprocess.run([sys.executable, "-m", "benchmarks.sizes", size, str(directory)], check=True, capture_output=True,
-                   cwd=Path(__file__).parent.parent)
+                   cwd=Path(__file__).resolve().parents[2])
     return directory
 
 
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.output}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     (RESULTS / f"{args.output}.md").write_text(
-        f"# Build cost\n\n`python -m benchmarks.build_cost --sizes {' '.join(args.sizes)} --flags "
+        f"# Build cost\n\n`python -m benchmarks.studies.build_cost --sizes {' '.join(args.sizes)} --flags "
         f"{' '.join(args.flags)}`\n\n{table(rows)}\n\n## Seconds and peak memory per phase\n\n{phase_table(rows)}\n",
         encoding="utf-8")
     print(table(rows))

@@ -1,7 +1,7 @@
 """seq_cls variants side by side: Paddle FP32, ONNX Runtime FP32 and INT8, width-pruned (0.5)
 and pruned + INT8.
 
-    .venv/bin/python -m benchmarks.runtimes --requests 20
+    .venv/bin/python -m benchmarks.studies.runtimes --requests 20
 
 One run, same model and texts: each runtime bare (pre-tokenized batches, in process) and
 served (its own Triton ensemble, one client), on short commands (batch 32), long texts
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Result, ensure_example, summarize, timed
+from ..common import Result, ensure_example, summarize, timed
 
 
 def main() -> None:
@@ -39,8 +39,8 @@ def main() -> None:
     from serving_core.program import find_program
     from serving_core.runtime import RuntimeKind
 
-    from .bare import BareEngine
-    from .workloads import make_texts
+    from ..bare import BareEngine
+    from ..workloads import make_texts
 
     quiet_frameworks()
     work = Path(args.workdir)

@@ -1,7 +1,7 @@
 """Every engine side by side on models of the sizes users deploy: bare, per shape, in one run.
 
-    .venv/bin/python -m benchmarks.engines --sizes medium nano --rounds 5
-    .venv/bin/python -m benchmarks.engines --sizes medium --shapes 4x16 8x16 16x16 --output engines_batches
+    .venv/bin/python -m benchmarks.studies.engines --sizes medium nano --rounds 5
+    .venv/bin/python -m benchmarks.studies.engines --sizes medium --shapes 4x16 8x16 16x16 --output engines_batches
 
 For each size (benchmarks.sizes: PaddleNLP's own configuration, random weights) the model is
 built once per engine with `builder build` (paddle, onnxruntime, openvino; onnxruntime and
@@ -33,7 +33,7 @@ ENGINES = {"paddle": {"runtime": "paddle"}, "onnxruntime": {"runtime": "onnxrunt
            "onnxruntime_int8_per_channel": {"runtime": "onnxruntime", "quantize": "int8", "per_channel": True},
            "onnxruntime_int8_embeddings": {"runtime": "onnxruntime", "quantize": "int8", "embeddings": True}}
 DEFAULT_ENGINES = ["paddle", "onnxruntime", "openvino", "onnxruntime_int8", "openvino_int8"]
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def build_engines(model: Path, repository: Path, threads: int, names: list[str] = DEFAULT_ENGINES) -> dict:
@@ -43,7 +43,7 @@ def build_engines(model: Path, repository: Path, threads: int, names: list[str] 
     from serving_core.interface import Task
     from serving_core.runtime import RuntimeKind
 
-    from .bare import BareEngine
+    from ..bare import BareEngine
 
     engines = {}
     for name in names:
@@ -138,7 +138,7 @@ def main() -> None:
 
     from builder.quiet import quiet_frameworks
 
-    from .sizes import ensure_model
+    from ..sizes import ensure_model
 
     quiet_frameworks()
     rows = []
@@ -151,7 +151,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.output}.json").write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
     table = markdown(rows)
-    (RESULTS / f"{args.output}.md").write_text("# Engines side by side (`python -m benchmarks.engines`)\n\n" + table)
+    title = "# Engines side by side (`python -m benchmarks.studies.engines`)"
+    (RESULTS / f"{args.output}.md").write_text(f"{title}\n\n{table}")
     print(table)
 
 

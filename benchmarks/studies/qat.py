@@ -1,7 +1,7 @@
 """The compression recipe's INT8 programs against their FP32 model, on every engine that runs each.
 
-    .venv/bin/python -m benchmarks.qat --rounds 5
-    .venv/bin/python -m benchmarks.qat --compressed DIR/qat_seq_cls --output qat_medium   # another run of the recipe
+    .venv/bin/python -m benchmarks.studies.qat --rounds 5
+    .venv/bin/python -m benchmarks.studies.qat --compressed DIR/qat_seq_cls --output qat_medium  # another recipe run
 
 Builds, with `builder build`, the fixture ERNIE 3.0 Tiny's recipe wrote
 (tests/fixtures/paddle2/qat_seq_cls, see make_qat_fixture.py): the fine-tuned FP32 model on Paddle
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from .engines import RESULTS, measure
-from .workloads import parse_shape
+from ..workloads import parse_shape
 
-FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "paddle2" / "qat_seq_cls"
+FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "paddle2" / "qat_seq_cls"
 BUILDS = {"fp32 paddle": ("fp32", "paddle"), "fp32 onnxruntime": ("fp32", "onnxruntime"),
           "fp32 openvino": ("fp32", "openvino"), "int8 paddle": ("int8", "paddle"),
           "int8 openvino": ("int8", "openvino"), "quant_emb paddle": ("quant_emb", "paddle")}
@@ -38,7 +38,7 @@ def build_all(compressed: Path, repository: Path, threads: int) -> dict:
     from serving_core.interface import Task
     from serving_core.runtime import RuntimeKind
 
-    from .bare import BareEngine
+    from ..bare import BareEngine
 
     engines = {}
     for label, (program, runtime) in BUILDS.items():

@@ -1,6 +1,6 @@
 """Every task's example model as FP32, width-pruned (0.5), INT8 and pruned + INT8, in one run.
 
-    .venv/bin/python -m benchmarks.variants --requests 10
+    .venv/bin/python -m benchmarks.studies.variants --requests 10
 
 Per task and variant: size on disk, bare throughput (our tokenizer + windows + the engine in
 process) and served throughput (its Triton ensemble, one client, batches of 8), and the
@@ -14,9 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from .bare import BareEngine
-from .common import ensure_example, summarize, timed
-from .systems import TRITON, make_caller
+from ..bare import BareEngine
+from ..common import ensure_example, summarize, timed
+from ..systems import TRITON, make_caller
 
 VARIANTS = ("fp32", "pruned", "int8", "pruned_int8")
 

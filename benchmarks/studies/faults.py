@@ -1,7 +1,7 @@
 """A step's backend stub killed under load, served by `builder serve`: how many requests fail
 and how soon every answer is right again (the supervisor's probe and reload).
 
-    .venv/bin/python -m benchmarks.faults [--step model|tokenizer|postprocess] [--clients 8]
+    .venv/bin/python -m benchmarks.studies.faults [--step model|tokenizer|postprocess] [--clients 8]
                                           [--seconds 40] [--kill-at 8] [--work demo/bench-faults]
 
 Closed-loop gRPC clients send one seq_cls text each, over and over; at --kill-at seconds the
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from clients.triton import bytes_input
     from serving_core.interface import Task
 
-    from .common import ensure_example
-    from .loadgen import descendants_running
+    from ..common import descendants_running, ensure_example
 
     work = Path(args.work)
     repository = work / "repository"

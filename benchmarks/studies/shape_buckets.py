@@ -1,6 +1,6 @@
 """What shape buckets (builder --shape-buckets) cost and bound, on a built Paddle model step.
 
-    python -m benchmarks.shape_buckets REPOSITORY MODEL [--steps 0 16 8 4] [--kernels onednn]
+    python -m benchmarks.studies.shape_buckets REPOSITORY MODEL [--steps 0 16 8 4] [--kernels onednn]
 
 Each configuration runs in its own process (memory is per process): the model step's program
 on its engine, unbucketed (step 0) or padded to buckets of each length step and warmed as the
@@ -104,7 +104,7 @@ def table(runs: list[BucketRun]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.shape_buckets", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.shape_buckets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("repository", help="a Triton repository built by `builder build`")
     parser.add_argument("model", help="the ensemble's name in it")
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs = []
     for step in args.steps:
-        child = [sys.executable, "-m", "benchmarks.shape_buckets", *(argv if argv is not None else sys.argv[1:]),
+        child = [sys.executable, "-m", "benchmarks.studies.shape_buckets",
+                 *(argv if argv is not None else sys.argv[1:]),
                  "--step", str(step)]
         done = subprocess.run(child, capture_output=True, text=True, check=False)
         if done.returncode != 0:
