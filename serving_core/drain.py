@@ -34,7 +34,8 @@ NOT_READY_MODEL = "_draining"  # its failed load is what makes the server report
 _NOT_READY_CONFIG = {"backend": "python", "max_batch_size": 0,
                      "input": [{"name": "DRAINING", "data_type": "TYPE_INT32", "dims": [1]}],
                      "output": [{"name": "DRAINING", "data_type": "TYPE_INT32", "dims": [1]}]}
-_NOT_READY_CODE = b"raise RuntimeError('this server is draining: it answers the requests in flight, no new ones')\n"
+_NOT_READY_REASON = "this server is draining: it answers the requests in flight, no new ones"
+_NOT_READY_CODE = f"raise RuntimeError({_NOT_READY_REASON!r})\n".encode()
 
 
 _HOLDING = ("READY", "UNLOADING")  # an unloaded ensemble is one of these until its last request is answered
@@ -50,7 +51,7 @@ class DrainOptions:
 @dataclass(frozen=True)
 class DrainReport:
     ensembles: tuple[str, ...]  # unloaded
-    unanswered: tuple[str, ...]  # ensembles still holding requests when the timeout passed
+    unanswered: tuple[str, ...]  # models still holding requests when the timeout passed
     seconds: float
 
     def summary(self) -> str:
@@ -66,8 +67,8 @@ def mark_not_ready(base_url: str, headers: dict[str, str], timeout: float = 30.0
                            "file:1/model.py": base64.b64encode(_NOT_READY_CODE).decode("ascii")}}
     try:
         call_json(f"{base_url}/v2/repository/models/{NOT_READY_MODEL}/load", body, headers, timeout)
-    except RuntimeError as exc:  # the load is meant to fail; any other refusal is the drain's error
-        if "draining" not in str(exc):
+    except RuntimeError as exc:  # the load is meant to fail, with its own reason; any other is the drain's error
+        if _NOT_READY_REASON not in str(exc):
             raise
     else:
         raise RuntimeError(f"{NOT_READY_MODEL} loaded, so the server still reports ready")
