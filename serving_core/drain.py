@@ -14,9 +14,11 @@ A drain therefore comes first:
    The drain waits for that, then does the same for every other model (steps, `_direct` models),
    all within `timeout_s`; then the server can be stopped, and has nothing left to wait for.
 
-Standard library only: `builder serve` runs it on SIGTERM, and a container runs it before the
-stop (a Kubernetes preStop hook: `python3 -m serving_core.drain --url 127.0.0.1:8000`, the admin
-key from $ERNIE_SERVING_ADMIN_KEY, since unloading is an admin API).
+Standard library only: `builder serve` runs it on SIGTERM; a Kubernetes preStop hook runs it
+before the stop (`python3 -m serving_core.drain --url 127.0.0.1:8000`); and a container whose
+stop is a SIGTERM to its first process runs Triton under it
+(`python3 -m serving_core.drain -- tritonserver ARGS`: drained on SIGTERM, then stopped). The
+admin key comes from $ERNIE_SERVING_ADMIN_KEY, since unloading is an admin API.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import argparse
 import base64
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -114,6 +118,33 @@ def _unload(base_url: str, headers: dict[str, str], names: list[str], deadline: 
     return busy
 
 
+def run_draining(command: list[str], base_url: str, headers: dict[str, str], options: DrainOptions,
+                 log=lambda message: None) -> int:
+    """Run `command` (a tritonserver) as a child; on SIGTERM or SIGINT drain it, then stop it with
+    SIGINT (a second signal stops it at once). Returns its exit code. For containers whose stop
+    is a SIGTERM to their first process (`docker stop`, compose)."""
+    child = subprocess.Popen(command)
+    signals: list[int] = []
+
+    def on_signal(signum, _frame):
+        signals.append(signum)
+        if len(signals) > 1 and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    while child.poll() is None and not signals:
+        time.sleep(0.2)
+    if child.poll() is None:
+        try:
+            log(drain(base_url, headers, options, log).summary())
+        except (OSError, RuntimeError) as exc:
+            log(f"the drain failed, stopping anyway: {exc}")
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    return child.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="127.0.0.1:8000", help="Triton HTTP address (default: %(default)s)")
@@ -121,19 +152,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds still serving after turning not ready (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=DrainOptions.timeout_s,
                         help="seconds the requests in flight get to be answered (default: %(default)s)")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="-- tritonserver ARGS: run it, and drain it when SIGTERM or SIGINT comes (a container's "
+                             "command); without it, drain the server at --url now (a preStop hook)")
     args = parser.parse_args(argv)
     key = os.environ.get("ERNIE_SERVING_ADMIN_KEY", "")
     if not key:
         print("drain: ERNIE_SERVING_ADMIN_KEY is not set; unloading models is an admin API", file=sys.stderr)
         return 2
     base = args.url if args.url.startswith("http") else f"http://{args.url}"
+    options = DrainOptions(args.delay, args.timeout)
+    say = lambda message: print(f"drain: {message}", file=sys.stderr, flush=True)  # noqa: E731
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if command:
+        return run_draining(command, base, {ADMIN_HEADER: key}, options, say)
     try:
-        report = drain(base, {ADMIN_HEADER: key}, DrainOptions(args.delay, args.timeout),
-                       log=lambda message: print(f"drain: {message}", file=sys.stderr, flush=True))
+        report = drain(base, {ADMIN_HEADER: key}, options, log=say)
     except (OSError, RuntimeError) as exc:
         print(f"drain failed: {exc}", file=sys.stderr)
         return 1
-    print(f"drain: {report.summary()}", file=sys.stderr)
+    say(report.summary())
     return 1 if report.unanswered else 0
 
 

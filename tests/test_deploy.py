@@ -226,7 +226,8 @@ def test_container_checks_the_repository_before_triton_starts(repository, tmp_pa
     """The Dockerfile's command runs `python3 -m builder check` from its copy of the project first:
     here with the container's Python and package list, on the repository and on an altered copy."""
     command = (DEPLOY / "Dockerfile").read_text().split("CMD", 1)[1]
-    assert command.index("python3 -m builder check") < command.index("exec tritonserver")
+    triton = command.index("exec python3 -m serving_core.drain -- tritonserver")  # Triton under the drain
+    assert command.index("python3 -m builder check") < triton
     python = _container_python()
     done = subprocess.run([str(python), "-m", "builder", "check", str(repository)], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)

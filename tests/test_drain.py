@@ -95,7 +95,7 @@ def _ready(http_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=10) as response:
             return response.status == 200
-    except urllib.error.HTTPError:
+    except (urllib.error.URLError, OSError):  # 400 (not ready), or not listening yet
         return False
 
 
@@ -149,3 +149,31 @@ def test_the_prestop_drain_answers_what_is_in_flight_and_needs_the_admin_key(rep
         with pytest.raises(Exception, match="intent"):  # an ensemble takes no new request
             SeqClsClient(server.grpc_url, "intent").classify(["打开空调"])
         assert NOT_READY_MODEL not in [p.name for p in (server.repository.iterdir())]  # nothing written there
+
+
+def test_a_container_command_run_under_the_drain_answers_what_is_in_flight_on_sigterm(repository):
+    """The Dockerfile runs Triton under `python -m serving_core.drain -- tritonserver ...`: `docker
+    stop`'s SIGTERM drains it first, then stops it; here with the bundled tritonserver's command."""
+    key = "drain-test-key"
+    server = TritonServer(repository, ServerPorts.free(), admin_key=key)
+    process = subprocess.Popen([sys.executable, "-m", "serving_core.drain", "--url", server.http_url,
+                                "--delay", "0.5", "--timeout", "300", "--", *server.command()],
+                               env={**server.environment(), "ERNIE_SERVING_ADMIN_KEY": key},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _ready(server.http_url):
+            assert process.poll() is None and time.monotonic() < deadline, "the server never got ready"
+            time.sleep(0.5)
+        in_flight = _InFlight(server.grpc_url)
+        _wait_until_busy(process.pid)
+        process.send_signal(signal.SIGTERM)
+        assert len(in_flight.answers) < 8, "every request was answered before the signal: nothing was in flight"
+        output, _ = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert in_flight.join() == {i: BATCH for i in range(8)}
+    assert process.returncode == 0, output[-3000:]
+    assert "every request in flight was answered" in output
+
