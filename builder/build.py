@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from serving_core.embedding import AS_EXPORTED
 from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.program import ProgramFormat, ProgramSignature, is_quantized, position_rows, read_signature
@@ -37,7 +38,7 @@ from builder.triton.wiring import check_wiring
 from builder.specs import PLANNERS, PlanInputs
 from builder.triton.target import repository_plan
 from builder.source.reference import SourceModel
-from builder.source.detect import ModelSource, check_task, checkpoint_weights, inspect_source
+from builder.source.detect import ModelSource, SourceKind, check_task, checkpoint_weights, inspect_source
 
 log = logging.getLogger("builder")
 
@@ -162,9 +163,27 @@ def read_model(model_dir: Path, options: BuildOptions) -> ModelToBuild:
     return ModelToBuild(source, name, max_seq_len, tokenizer, vocab_size)
 
 
+def embedding_pooling(source: ModelSource, options: BuildOptions) -> str | None:
+    """--task embedding: the pooling exported with a checkpoint (--pooling, default cls), or a
+    static export's own output (serving_core.embedding.AS_EXPORTED); None for other tasks."""
+    if options.task is not Task.EMBEDDING:
+        return None
+    if source.kind is SourceKind.STATIC:
+        if options.pooling is not None:
+            raise UserError(f"--pooling {options.pooling}: a static export answers its own vectors (its pooling "
+                            "was exported with it); build without --pooling, or pass the checkpoint",
+                            str(source.program.model_file))
+        return AS_EXPORTED
+    if source.kind is not SourceKind.CHECKPOINT:
+        raise UserError(f"a {source.kind.value} is a classifier; an embedding is built from an encoder's PaddleNLP "
+                        "checkpoint or a static export answering [batch, dim]", str(source.directory))
+    return options.pooling or "cls"
+
+
 def compare_engines(model_dir: Path, options: BuildOptions):
     """What `--runtime auto` would measure and choose for this model, nothing written (`builder bench`)."""
     model = read_model(model_dir, options)
+    options = replace(options, pooling=embedding_pooling(model.source, options))
     with tempfile.TemporaryDirectory(prefix="ernie-bench-") as work, conversion_ahead(model.source, options):
         program, probe = source_outputs(model.source, options, model.tokenizer, Path(work))
         check_runtime_options(replace(options, runtime=None), program)
@@ -192,6 +211,7 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
         with phase("read"):
             model = read_model(model_dir, options)
         source, name, max_seq_len, tokenizer = model.source, model.name, model.max_seq_len, model.tokenizer
+        options = replace(options, pooling=embedding_pooling(source, options))
         tokenizer_settings, vocab_size = tokenizer.settings, model.vocab_size
         stages.update()
 
@@ -260,12 +280,13 @@ def source_outputs(source: ModelSource, options: BuildOptions, tokenizer, work: 
     with phase("source model"):
         if quantized:
             _check_paddle_int8_runs(source.program)  # the program on Paddle is its own reference
-        reference = load_source_model(source, options.task, weights or source.directory)
+        reference = load_source_model(source, options.task, weights or source.directory, options.pooling)
         probe = SourceProbe(reference, tokenizer, weights or source.directory, quantized=quantized)
     if source.program is not None:
         return source.program, probe
     with phase("export"):
-        return export_once(source, options.task, work / "program", options.int_dtype, reference.dygraph_model), probe
+        return export_once(source, options.task, work / "program", options.int_dtype, reference.dygraph_model,
+                           options.pooling), probe
 
 
 def build_record(spec, source: ModelSource, options: BuildOptions, signature: ProgramSignature,
@@ -444,9 +465,11 @@ def _prepare_quantized_program(probe: SourceProbe, options: BuildOptions, progra
 
 def check_long_text(options: BuildOptions) -> None:
     """Refuse --long-text where it cannot work, before any work is done."""
-    if options.long_text != "truncate" and options.task is not Task.SEQ_CLS:
-        raise UserError(f"--long-text is for seq_cls; {options.task.value} reads long text in windows already "
-                        "(--stride, --max-windows)")
+    if options.long_text != "truncate" and options.task not in (Task.SEQ_CLS, Task.EMBEDDING):
+        raise UserError(f"--long-text is for seq_cls and embedding; {options.task.value} reads long text in windows "
+                        "already (--stride, --max-windows)")
+    if options.task is Task.EMBEDDING and options.long_text_aggregate not in (None, "mean"):
+        raise UserError("an embedding's windows are averaged: build without --long-text-aggregate")
     for flag, on in (("--text-pair", options.text_pair), ("--direct", options.direct),
                      ("--gpu-onnxruntime", options.gpu_onnxruntime)):
         if on and options.long_text == "windows":
@@ -462,6 +485,9 @@ def check_runtime_options(options: BuildOptions, program) -> None:
     if options.direct and (options.task is not Task.SEQ_CLS or options.multi_label or options.gpu_onnxruntime):
         raise UserError("--direct serves single-label seq_cls on the CPU (a multi-label answer's length varies "
                         "per text, which a batched model cannot return); build without it")
+    if options.quantize and options.task is Task.EMBEDDING:
+        raise UserError("--quantize int8 is checked by the classes it keeps; an embedding's INT8 check (cosine, "
+                        "nearest neighbours) is not built yet: serve the embedding in FP32")
     if options.quantize == "int8" and options.runtime not in (None, RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
         raise UserError("--quantize int8 runs on ONNX Runtime (dynamic) or OpenVINO (NNCF, static): add "
                         "--runtime onnxruntime or --runtime openvino")
@@ -510,5 +536,5 @@ def calibrate(spec, source, program, serving_program, tokenizer, options: BuildO
     if len(rows) > CHECKED_CALIBRATION_TEXTS:
         log.info("checking INT8 on the first %d of %d calibration texts", CHECKED_CALIBRATION_TEXTS, len(rows))
         rows = rows[:CHECKED_CALIBRATION_TEXTS]
-    return check_int8(SourceModel(source, options.task), program, serving_program, options.runtime, tokenizer,
-                      spec.window, rows, options.quantize_options)
+    return check_int8(SourceModel(source, options.task, options.pooling), program, serving_program, options.runtime,
+                      tokenizer, spec.window, rows, options.quantize_options)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from serving_core.embedding import POOLINGS
 from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
@@ -34,7 +35,8 @@ def _path(value):
 
 
 TOKEN_TASKS = "token_cls, qa and intent_slot"
-WINDOWS = "long text in windows (token_cls, qa; seq_cls with --long-text windows)"
+WINDOWS = "long text in windows (token_cls, qa; seq_cls and embedding with --long-text windows)"
+EMBEDDING = "sentence embeddings (--task embedding)"
 INT8 = "INT8 (ONNX Runtime or OpenVINO)"
 GPU = "GPU containers (seq_cls; not loadable in the bundled CPU server)"
 PADDLE_SERVING = "Paddle Serving target"
@@ -121,9 +123,16 @@ FLAGS = (
     Flag("--gpu-fp16", "gpu_fp16", "TensorRT in FP16", GPU, argparse={"action": "store_true"}),
     Flag("--tag-scheme", "tag_scheme", "tag scheme (default: from the labels)", TOKEN_TASKS,
          argparse={"choices": ["bio", "bioes", "io"]}),
-    Flag("--long-text", "long_text", "seq_cls: a text longer than --max-seq-len is cut and answered with "
-         "truncated: true (truncate), or read whole in windows --stride tokens apart whose answers make one "
-         "answer, its `windows` saying how many were read (windows) (default: %(default)s)", WINDOWS,
+    Flag("--pooling", "pooling", "how a window's token vectors make its vector: cls (the last layer's [CLS]), "
+         "mean (of the real tokens) or pooler (the encoder's tanh(dense([CLS])), PaddleNLP's semantic-search "
+         "models), exported with the checkpoint (default: cls; a static export answers its own output)", EMBEDDING,
+         argparse={"choices": list(POOLINGS)}),
+    Flag("--no-normalize", "normalize", "answer the vectors as pooled, not L2-normalised", EMBEDDING,
+         convert=lambda off: not off, argparse={"action": "store_true"}),
+    Flag("--long-text", "long_text", "seq_cls, embedding: a text longer than --max-seq-len is cut and answered "
+         "with truncated: true (truncate), or read whole in windows --stride tokens apart whose answers make one "
+         "answer (seq_cls: by --long-text-aggregate; embedding: the mean vector, then normalised), its `windows` "
+         "saying how many were read (windows) (default: %(default)s)", WINDOWS,
          argparse={"choices": ["truncate", "windows"], "default": "truncate"}),
     Flag("--long-text-aggregate", "long_text_aggregate", "seq_cls windows: mean (the windows' mean logits, then "
          "softmax or sigmoid; single-label default) or max (each class's highest probability over the windows; "

@@ -34,8 +34,11 @@ class BuildOptions:
     tag_scheme: str | None = None  # token_cls / intent_slot: bio, bioes, io; default: from the labels
     stride: int | None = None  # windows (token_cls, qa, seq_cls --long-text windows): step between window starts
     max_windows: int = 32  # windows per text (longer text is cut and flagged); 0: no bound
-    long_text: str = "truncate"  # seq_cls: "windows" reads a longer text in windows, their answers aggregated
+    long_text: str = "truncate"  # seq_cls, embedding: "windows" reads a longer text in windows, answers aggregated
     long_text_aggregate: str | None = None  # seq_cls windows: mean (logits) or max (probabilities); default by task
+    pooling: str | None = None  # embedding: how a checkpoint's tokens are pooled (serving_core.embedding.POOLINGS);
+    # None: cls for a checkpoint, a static program's own output
+    normalize: bool = True  # embedding: L2-normalise the vectors
     max_question_len: int = 64  # qa
     max_answer_len: int = 30  # qa
     n_best: int = 20  # qa

@@ -10,8 +10,9 @@ import numpy as np
 from serving_core.interface import Task
 from serving_core.spec import EnsembleSpec
 
-from builder.source.reference import (reference_answers, reference_entities, reference_intent_slot, reference_logits,
-                                      reference_probabilities, reference_window_probabilities)
+from builder.source.reference import (reference_answers, reference_embeddings, reference_entities,
+                                      reference_intent_slot, reference_logits, reference_probabilities,
+                                      reference_window_probabilities)
 from builder.triton.repository import read_build
 from builder.source.detect import ModelSource, inspect_source
 
@@ -23,8 +24,9 @@ class VerifyReport:
     model: str
     task: str
     texts: int
-    agreement: float  # share of texts whose answer (label, entities, span, intent+slots) is identical
-    max_diff: float  # largest difference of a probability or score
+    agreement: float  # share of texts whose answer (label, entities, span, intent+slots) is identical, or
+    # (embedding) whose vector is within cosine MIN_COSINE of the source's
+    max_diff: float  # largest difference of a probability, score or (relative) vector component
     tolerance: float
     mismatches: list[dict] = field(default_factory=list)
     min_agreement: float = 1.0  # INT8 / bf16 builds state a lower bar
@@ -159,8 +161,37 @@ def _verify_qa(ctx, rows):
     return float(np.mean(same)), 0.0, mismatches
 
 
+MIN_COSINE = 0.9999  # an FP32 engine's vector against the source model's
+
+
+def _verify_embedding(ctx, rows):
+    from clients.embedding import EmbeddingClient
+
+    texts = [r[0] for r in rows]
+    settings, window = ctx.spec.postprocess, ctx.spec.window
+    expected, windows = reference_embeddings(ctx.source, texts, ctx.max_seq_len, settings, window.stride,
+                                             window.max_windows)
+    results = EmbeddingClient(ctx.url, ctx.model).encode(texts)
+    served = np.array([r["embedding"] for r in results], dtype=np.float32)
+    cosine = cosines(served, expected)
+    same = cosine >= MIN_COSINE
+    if settings.aggregate:  # every window the source read was read
+        same &= np.array([r["windows"] == count for r, count in zip(results, windows)])
+    diff = float(np.abs(served - expected).max()) / max(1.0, float(np.abs(expected).max()))
+    mismatches = [{"text": texts[i], "cosine": round(float(cosine[i]), 6),
+                   "served_windows": results[i].get("windows"), "source_windows": windows[i]}
+                  for i in np.flatnonzero(~same)]
+    return float(same.mean()), diff, mismatches
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row cosine similarity of two [N, dim] arrays."""
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return (a * b).sum(axis=1) / norms
+
+
 _VERIFIERS = {Task.SEQ_CLS: _verify_seq_cls, Task.TOKEN_CLS: _verify_token_cls, Task.QA: _verify_qa,
-              Task.INTENT_SLOT: _verify_intent_slot}
+              Task.INTENT_SLOT: _verify_intent_slot, Task.EMBEDDING: _verify_embedding}
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,11 @@ def intent_slot(text: str, intent: str, confidence: float, slots: list[Entity], 
     return {"text": text, "intent": intent, "confidence": round(float(confidence), 6),
             "slots": [{"slot": s.label, "entity": s.text, "start": s.start, "end": s.end, "score": round(s.score, 6)}
                       for s in slots], "truncated": bool(truncated)}
+
+
+def embedding(text: str, vector, truncated: bool, windows: int | None = None) -> dict:
+    """`windows`: built with --long-text windows, how many windows of the text were read."""
+    answer = {"text": text, "embedding": [float(v) for v in vector], "truncated": bool(truncated)}
+    if windows is not None:
+        answer["windows"] = int(windows)
+    return answer

@@ -17,6 +17,7 @@ class Task(str, enum.Enum):
     TOKEN_CLS = "token_cls"
     QA = "qa"
     INTENT_SLOT = "intent_slot"
+    EMBEDDING = "embedding"
 
     def __str__(self) -> str:
         return self.value
@@ -26,7 +27,7 @@ class Task(str, enum.Enum):
 # Paddle Serving request keys per task, in the order of the ensemble's text inputs (a seq_cls
 # model takes `text_pair` only when built with --text-pair).
 REQUEST_KEYS = {Task.SEQ_CLS: ("text", "text_pair"), Task.TOKEN_CLS: ("text",), Task.INTENT_SLOT: ("text",),
-                Task.QA: ("question", "context")}
+                Task.QA: ("question", "context"), Task.EMBEDDING: ("text",)}
 
 TEXT = "TEXT"
 TEXT_PAIR = "TEXT_PAIR"
@@ -66,11 +67,16 @@ PROBABILITY = "probability"
 INTENT = "intent"
 INTENT_ID = "intent_id"
 
+# embedding outputs: FP32 [B, dim], the mean of the text's windows' vectors, then L2-normalised
+# unless built with --no-normalize.
+EMBEDDING = "embedding"
+
 # Internal tensors between the steps.
 LOGITS = "logits"
 SLOT_LOGITS = "slot_logits"
 START_LOGITS = "start_logits"
 END_LOGITS = "end_logits"
+POOLED = "pooled"  # embedding: the program's pooled vector of each window, before normalisation
 TOKEN_INDEX = "token_index"  # [W, L] per text: text token at each window position, -1 elsewhere
 OFFSETS = "offsets"  # [T, 2] per text: character offsets of each text token
 TEXT_TRUNCATED = "text_truncated"  # [1] per text, from the tokenizer; the postprocess answers it as TRUNCATED
@@ -83,7 +89,10 @@ PARAM_MAX_BATCH_SIZE = "max_batch_size"  # texts one request may carry
 PARAM_LABELS = "labels"  # JSON array of label names, index = class id
 PARAM_TEXT_PAIR = "text_pair"
 PARAM_MULTI_LABEL = "multi_label"
-PARAM_LONG_TEXT = "long_text"  # seq_cls: "truncate" or "windows" (the answers then carry WINDOWS)
+PARAM_LONG_TEXT = "long_text"  # seq_cls, embedding: "truncate" or "windows" (the answers then carry WINDOWS)
 PARAM_MAX_SEQ_LEN = "max_seq_len"
 PARAM_SLOT_LABELS = "slot_labels"
 PARAM_SCHEME = "tag_scheme"
+PARAM_DIM = "dim"  # embedding: the vector's length
+PARAM_POOLING = "pooling"  # embedding: cls, mean or pooler (how a window's tokens make its vector)
+PARAM_NORMALIZE = "normalize"  # embedding: whether vectors are L2-normalised

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import interface
+from .embedding import EmbeddingSettings
 from .intent_slot import IntentSlotSettings
 from .model_step import ModelStepSettings
 from .parameters import from_dict
@@ -28,9 +29,11 @@ SPEC_VERSION = 1
 MODEL_VERSION = "1"  # the version directory every generated model has (Triton's, and the file record's)
 DTYPES = ("string", "bool", "int32", "int64", "float32")
 POSTPROCESS_SETTINGS = {interface.Task.SEQ_CLS: SeqClsSettings, interface.Task.TOKEN_CLS: TokenClsSettings,
-                        interface.Task.QA: QASettings, interface.Task.INTENT_SLOT: IntentSlotSettings}
+                        interface.Task.QA: QASettings, interface.Task.INTENT_SLOT: IntentSlotSettings,
+                        interface.Task.EMBEDDING: EmbeddingSettings}
 _DERIVED_MODEL_FIELDS = ("max_seq_len", "max_windows")  # filled in by EnsembleSpec.model_step()
-PostprocessSettings = typing.Union[SeqClsSettings, TokenClsSettings, QASettings, IntentSlotSettings]
+PostprocessSettings = typing.Union[SeqClsSettings, TokenClsSettings, QASettings, IntentSlotSettings,
+                                   EmbeddingSettings]
 
 
 @dataclass(frozen=True)

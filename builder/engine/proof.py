@@ -116,10 +116,10 @@ class SourceProbe:
         return figures
 
 
-def load_source_model(source, task, weights_file: Path) -> SourceModel:
+def load_source_model(source, task, weights_file: Path, pooling: str = "cls") -> SourceModel:
     """The source model (builder.source.reference), or why its weights cannot run."""
     try:
-        return SourceModel(source, task)
+        return SourceModel(source, task, pooling)
     except UserError:
         raise
     except Exception as exc:

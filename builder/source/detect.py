@@ -252,7 +252,7 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
 
 # The head a PaddleNLP `architectures` entry ends with -> the task it serves.
 ARCHITECTURE_TASKS = {"ForSequenceClassification": "seq_cls", "ForTokenClassification": "token_cls",
-                      "ForQuestionAnswering": "qa"}
+                      "ForQuestionAnswering": "qa", "Model": "embedding"}  # ErnieModel, BertModel: no head
 
 
 def task_of_config(config: dict) -> str | None:

@@ -24,9 +24,10 @@ _AUTO_CLASSES = {Task.SEQ_CLS: "AutoModelForSequenceClassification",
                  Task.QA: "AutoModelForQuestionAnswering"}
 
 
-def load_dygraph_model(source: ModelSource, task: Task):
+def load_dygraph_model(source: ModelSource, task: Task, pooling: str = "cls"):
     """The finetuned model as PaddleNLP loads it (eval mode); a MindSpore student mapped onto
-    PaddleNLP's TinyBERT."""
+    PaddleNLP's TinyBERT; for an embedding, the encoder with its `pooling` on top
+    (builder.source.pooling)."""
     import paddlenlp.transformers as transformers
 
     if source.kind is SourceKind.MINDSPORE:
@@ -35,11 +36,19 @@ def load_dygraph_model(source: ModelSource, task: Task):
                             f"--task seq_cls, not {task}", str(source.directory))
         return load_student(source.mindspore_files[0], source.config)
 
+    if task is Task.EMBEDDING:
+        from builder.source.pooling import pooled_encoder
+
+        return pooled_encoder(_from_pretrained(source, transformers.AutoModel), pooling)
     if task not in _AUTO_CLASSES:
         raise UserError(f"a {task} checkpoint cannot be exported by the builder (custom model class); export it "
                         "with its training script (the seed's --do_export --input_dtype int32) and pass the "
                         "export directory", str(source.directory))
-    auto_class = getattr(transformers, _AUTO_CLASSES[task])
+    return _from_pretrained(source, getattr(transformers, _AUTO_CLASSES[task]))
+
+
+def _from_pretrained(source: ModelSource, auto_class):
+    """`auto_class.from_pretrained` of the checkpoint, its pickled weights read by the allow-list."""
     weights = checkpoint_weights(Path(source.directory))
     files = weight_files(weights)
     with tempfile.TemporaryDirectory(prefix="ernie-weights-") as work:
@@ -59,13 +68,13 @@ def load_dygraph_model(source: ModelSource, task: Task):
 
 
 def export_checkpoint(source: ModelSource, task: Task, output_dir: Path, int_dtype: str = "int64",
-                      model=None) -> ProgramFiles:
+                      model=None, pooling: str = "cls") -> ProgramFiles:
     """paddle.jit.to_static + paddle.jit.save into output_dir/inference.{json,pdiparams}, of
     `model` where the caller has loaded it already (to_static turns it into the static program:
     run it as the source model before, not after)."""
     import paddle
 
-    model = model if model is not None else load_dygraph_model(source, task)
+    model = model if model is not None else load_dygraph_model(source, task, pooling)
     specs = [paddle.static.InputSpec([None, None], int_dtype, "input_ids"),
              paddle.static.InputSpec([None, None], int_dtype, "token_type_ids")]
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -79,14 +88,15 @@ EXPORT_CACHE_ENV = "ERNIE_SERVING_EXPORT_CACHE"
 
 
 def export_once(source: ModelSource, task: Task, output_dir: Path, int_dtype: str = "int64",
-                model=None) -> ProgramFiles:
+                model=None, pooling: str = "cls") -> ProgramFiles:
     """`export_checkpoint`, reused from the directory $ERNIE_SERVING_EXPORT_CACHE when it is set:
-    one export per checkpoint content, task and dtype (the test suite builds the same example
+    one export per checkpoint content, task, dtype and pooling (the test suite builds the same example
     checkpoints dozens of times; an export takes 5-7 s, reading one back well under one)."""
     cache = os.environ.get(EXPORT_CACHE_ENV)
     if not cache:
-        return export_checkpoint(source, task, output_dir, int_dtype, model)
-    digest = hashlib.sha256(f"{task.value}:{int_dtype}".encode())
+        return export_checkpoint(source, task, output_dir, int_dtype, model, pooling)
+    head = f":{pooling}" if task is Task.EMBEDDING else ""
+    digest = hashlib.sha256(f"{task.value}:{int_dtype}{head}".encode())
     for path in sorted(p for p in Path(source.directory).iterdir() if p.is_file()):
         digest.update(path.name.encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -98,7 +108,7 @@ def export_once(source: ModelSource, task: Task, output_dir: Path, int_dtype: st
     Path(cache).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".export-"))
     try:
-        export_checkpoint(source, task, staging, int_dtype, model)
+        export_checkpoint(source, task, staging, int_dtype, model, pooling)
         staging.rename(target)
     except OSError:  # another build exported the same checkpoint first
         pass

@@ -54,10 +54,10 @@ class SourceModel:
     serves against this, and `verify` compares the server with it.
     """
 
-    def __init__(self, source: ModelSource, task: Task):
+    def __init__(self, source: ModelSource, task: Task, pooling: str = "cls"):
         self.dygraph = source.kind in DYGRAPH_KINDS
         if self.dygraph:
-            self._model = load_dygraph_model(source, task)
+            self._model = load_dygraph_model(source, task, pooling)
             self.input_names = ["input_ids", "token_type_ids"]
             self.description = "PaddleNLP's dygraph model"
             return
@@ -89,11 +89,11 @@ class SourceModel:
         return [result[name] for name in self._outputs]
 
 
-def model_function(source: ModelSource, task: Task,
-                   pad_id: int = 0) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
+def model_function(source: ModelSource, task: Task, pad_id: int = 0,
+                   pooling: str = "cls") -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
     """(input_ids, token_type_ids) int64 -> the source model's outputs, in order (a program's
     other inputs, attention_mask and position_ids, are made from the ids)."""
-    model = SourceModel(source, task)
+    model = SourceModel(source, task, pooling)
 
     def run(ids, types):
         return model.run(feeds_from_ids(model.input_names, ids, types, pad_id))
@@ -136,6 +136,30 @@ def reference_window_probabilities(source: ModelSource, texts: list[str], max_se
             rows.append(reference_probabilities(logits.mean(axis=0, keepdims=True), multi_label)[0])
         counts.append(len(ids))
     return np.stack(rows).astype(np.float32), counts
+
+
+def reference_embeddings(source: ModelSource, texts: list[str], max_seq_len: int, settings,
+                         stride: int = 0, max_windows: int = 0) -> tuple[np.ndarray, list[int]]:
+    """embedding: [N, dim] vectors of the source model (PaddleNLP's encoder with the pooling on
+    top) and the windows read per text: one window cut to max_seq_len, or (`settings.aggregate`)
+    the mean of the text's PaddleNLP-tokenized windows; normalised by Paddle's F.normalize."""
+    import paddle
+
+    tokenizer = paddlenlp_tokenizer(source)
+    run = model_function(source, Task.EMBEDDING, tokenizer.pad_token_id, settings.pooling)
+    rows, counts = [], []
+    for text in texts:
+        if settings.aggregate:
+            ids, _, _ = _windows_of(tokenizer, text, max_seq_len, stride, max_windows)
+        else:
+            ids = np.array([tokenizer(text, max_length=max_seq_len, truncation=True)["input_ids"]], dtype=np.int64)
+        (vectors,) = run(ids, np.zeros_like(ids))
+        rows.append(vectors.astype(np.float32).mean(axis=0))
+        counts.append(len(ids))
+    vectors = paddle.to_tensor(np.stack(rows))
+    if settings.normalize:
+        vectors = paddle.nn.functional.normalize(vectors, axis=-1)
+    return vectors.numpy().astype(np.float32), counts
 
 
 def reference_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:

@@ -63,7 +63,8 @@ def class_count(inputs: PlanInputs, output: TensorSpec, labels: tuple[str, ...],
 
 
 # Outputs per rank of each task's program (rank -> how many), to name the task a program is for.
-TASK_OUTPUT_RANKS = {"seq_cls": {2: 1}, "token_cls": {3: 1}, "qa": {2: 2}, "intent_slot": {2: 1, 3: 1}}
+TASK_OUTPUT_RANKS = {"seq_cls": {2: 1}, "token_cls": {3: 1}, "qa": {2: 2}, "intent_slot": {2: 1, 3: 1},
+                     "embedding": {2: 1}}
 
 
 def outputs_by_rank(inputs: PlanInputs, expected: dict[int, int], task_hint: str) -> dict[int, list[TensorSpec]]:

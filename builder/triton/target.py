@@ -4,7 +4,8 @@ The tokenizer and model steps batch dynamically; the postprocess and the ensembl
 max_batch_size 0 with the batch axis in their dims, so a per-text value is [B] on the wire
 and in the config alike. The steps get their typed settings in their config `parameters`;
 the ensemble's `parameters` tell remote clients what they talk to (task, texts per request,
-labels, text_pair, multi_label, max_seq_len, tag scheme), since they cannot read build.json.
+labels, text_pair, multi_label, max_seq_len, tag scheme; an embedding's dim, pooling and
+normalize), since they cannot read build.json.
 """
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def client_parameters(spec: EnsembleSpec, max_batch_size: int) -> dict[str, str]
                        interface.PARAM_LONG_TEXT: "windows" if settings.aggregate else "truncate"})
     elif spec.task == interface.Task.TOKEN_CLS:
         values.update({interface.PARAM_LABELS: list(settings.labels), interface.PARAM_SCHEME: settings.scheme})
+    elif spec.task == interface.Task.EMBEDDING:
+        values.update({interface.PARAM_DIM: settings.dim, interface.PARAM_POOLING: settings.pooling,
+                       interface.PARAM_NORMALIZE: settings.normalize,
+                       interface.PARAM_LONG_TEXT: "windows" if settings.aggregate else "truncate"})
     elif spec.task == interface.Task.INTENT_SLOT:
         values.update({interface.PARAM_LABELS: list(settings.intents),
                        interface.PARAM_SLOT_LABELS: list(settings.slots), interface.PARAM_SCHEME: settings.scheme})

@@ -3,7 +3,7 @@
     python service.py [--rpc-port P] [--http-port P] [--host 127.0.0.1]   # reads config.yml and service.json
 
 Request (PipelineClient feed_dict, values are JSON): seq_cls `text` (+ `text_pair`,
-optional `top_k`), token_cls / intent_slot `text`, qa `question` + `context`; each a JSON
+optional `top_k`), token_cls / intent_slot / embedding `text`, qa `question` + `context`; each a JSON
 list of strings. Response key `result`: a JSON list with one object per input, the same
 objects the Triton clients print. PaddleNLP's published clients are answered in their own
 protocol (serving_core/published.py): seq_cls `sentence` / token_cls `tokens` holding a numpy
@@ -32,6 +32,7 @@ from paddle_serving_server.web_service import Op, WebService  # noqa: E402
 from front_door import KeyValueRequestOp, serve  # noqa: E402
 from serving_adapter import RunnerServiceHandler  # noqa: E402
 from serving_core import answers, interface  # noqa: E402
+from serving_core.embedding import embed, embed_windows  # noqa: E402
 from serving_core.errors import InvalidRequest  # noqa: E402
 from serving_core.qa import best_answer  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode, decode_windows  # noqa: E402
@@ -152,6 +153,19 @@ class ErnieOp(Op):
                                   None if windows is None else windows[i])
                   for i, text in enumerate(columns[0])]
         return result, seq_cls_fields(decoded.label, decoded.confidence, decoded.selected if multi_label else None)
+
+    def _decode_embedding(self, columns, batch, fetch, request):
+        pooled = fetch[SPEC.program_output(interface.POOLED)]
+        windows = None
+        if isinstance(batch, WindowedBatch):  # --long-text windows: [sum windows, dim], text after text
+            windows = batch.windows
+            bounds = np.cumsum([0, *windows])
+            vectors = embed_windows([pooled[start:end] for start, end in zip(bounds[:-1], bounds[1:])],
+                                    self.settings)
+        else:
+            vectors = embed(pooled, self.settings)
+        return [answers.embedding(text, vectors[i], batch.truncated[i], None if windows is None else windows[i])
+                for i, text in enumerate(columns[0])], {}
 
     def _per_text(self, batch, array):
         """Split [sum windows, ...] model rows back into one [W, L, ...] block per text."""

@@ -1,0 +1,167 @@
+"""`--task embedding`: an ERNIE encoder's sentence vectors, served by Triton and Paddle Serving,
+equal to the source model's in PaddleNLP (its encoder, the pooling on top, Paddle's normalize)
+on every FP32 engine; long documents read in windows whose vectors are averaged."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from builder.build import build
+from builder.example import intents
+from builder.options import BuildOptions
+from builder.paddle_serving.server import PipelineService
+from builder.serving.triton_server import ServerPorts, TritonServer
+from builder.verify import cosines, verify
+from clients.embedding import EmbeddingClient, main as embedding_cli
+from serving_core import interface
+from serving_core.embedding import EmbeddingSettings, embed_windows
+from serving_core.errors import UserError
+from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
+
+EXAMPLES = intents.examples(7)[:40]
+SHORT = [t for t, _ in EXAMPLES]
+DOCUMENT = "。".join(SHORT[:12])  # a dozen commands: several windows of 32 tokens
+
+
+def test_windows_are_averaged_then_normalised():
+    windows = [np.array([[3.0, 0.0], [1.0, 0.0]], dtype=np.float32), np.array([[0.0, 2.0]], dtype=np.float32)]
+    np.testing.assert_allclose(embed_windows(windows, EmbeddingSettings(2, aggregate="mean")), [[1, 0], [0, 1]])
+    np.testing.assert_allclose(embed_windows(windows, EmbeddingSettings(2, normalize=False)), [[2, 0], [0, 2]])
+    for bad in ({"pooling": "max"}, {"aggregate": "max"}):
+        with pytest.raises(ValueError):
+            EmbeddingSettings(2, **bad)
+
+
+@pytest.fixture(scope="module")
+def encoder_model(example_model, tmp_path_factory):
+    from builder.example.embedding_example import save_encoder
+
+    directory = tmp_path_factory.mktemp("models") / "encoder"
+    save_encoder(example_model, directory)
+    return directory
+
+
+@pytest.mark.models
+def test_what_an_embedding_cannot_be_built_from_is_refused(encoder_model, static_export, tmp_path):
+    refused = [
+        (encoder_model, BuildOptions(task=Task.EMBEDDING, quantize="int8"), "INT8 check"),
+        (encoder_model, BuildOptions(task=Task.SEQ_CLS), "--task embedding"),  # no classifier head to serve
+        (static_export, BuildOptions(task=Task.EMBEDDING, pooling="mean"), "static export answers its own"),
+        (encoder_model, BuildOptions(task=Task.EMBEDDING, long_text="windows", long_text_aggregate="max"),
+         "averaged"),
+    ]
+    for model, options, message in refused:
+        with pytest.raises(UserError, match=message):
+            build(model, tmp_path / "repo", options, show_progress=False)
+        assert not (tmp_path / "repo").exists()
+
+
+VARIANTS = {
+    "emb": {"target": "all"},  # auto: the engine the build measured fastest; cls pooling, normalised
+    "emb_paddle": {"runtime": RuntimeKind.PADDLE},
+    "emb_openvino": {"runtime": RuntimeKind.OPENVINO},
+    "emb_doc": {"runtime": RuntimeKind.ONNXRUNTIME, "pooling": "mean", "long_text": "windows", "max_seq_len": 32,
+                "target": "all"},
+    "emb_pooler": {"runtime": RuntimeKind.ONNXRUNTIME, "pooling": "pooler", "normalize": False},
+}
+
+
+@pytest.fixture(scope="module")
+def built(encoder_model, tmp_path_factory):
+    output = tmp_path_factory.mktemp("embedding")
+    for name, extra in VARIANTS.items():
+        target = extra.get("target", "triton")
+        where = output if target == "all" else output / "triton"
+        build(encoder_model, where, BuildOptions(task=Task.EMBEDDING, name=name, **extra), show_progress=False)
+    return output
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    with TritonServer(built / "triton", ServerPorts.free()) as running:
+        yield running
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_served_vectors_are_the_source_models_on_every_engine_and_pooling(built, server, name):
+    rows = [(t,) for t in SHORT] + [(DOCUMENT,)]
+    report = verify(built / "triton", name, server.grpc_url, rows)
+    assert report.passed and report.texts == len(rows), report.to_json()
+
+
+@pytest.mark.server
+def test_the_client_reads_what_the_ensemble_is_and_returns_an_array(server):
+    client = EmbeddingClient(server.grpc_url, "emb")
+    assert (client.pooling, client.normalize, client.windowed) == ("cls", True, False)
+    vectors = client.embed(SHORT)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(SHORT), client.dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    raw = EmbeddingClient(server.grpc_url, "emb_pooler")
+    assert (raw.pooling, raw.normalize) == ("pooler", False)
+    assert np.abs(np.linalg.norm(raw.embed(SHORT), axis=1) - 1.0).max() > 1e-3
+
+
+@pytest.mark.server
+def test_texts_of_one_intent_are_each_others_nearest_neighbours(server):
+    vectors = EmbeddingClient(server.grpc_url, "emb").embed(SHORT)
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -2.0)
+    nearest = similarity.argmax(axis=1)
+    same = [EXAMPLES[i][1] == EXAMPLES[j][1] for i, j in enumerate(nearest)]
+    assert np.mean(same) >= 0.75, np.mean(same)
+
+
+@pytest.mark.server
+def test_a_long_document_is_read_in_windows_and_batched_with_short_texts(server):
+    client = EmbeddingClient(server.grpc_url, "emb_doc")
+    mixed = SHORT[:5] + [DOCUMENT] + SHORT[5:10]
+    together = client.encode(mixed)
+    alone = [client.encode([text])[0] for text in mixed]
+    assert [a["windows"] for a in together] == [a["windows"] for a in alone]
+    assert together[5]["windows"] >= 3 and not together[5]["truncated"]
+    assert cosines(np.array([a["embedding"] for a in together]), np.array([a["embedding"] for a in alone])).min() \
+        > 0.99999
+    (cut,) = client.encode(["打开空调。" * 200_000])  # a megabyte: cut at --max-windows, flagged
+    assert cut["windows"] == BuildOptions(task=Task.EMBEDDING).max_windows and cut["truncated"]
+
+
+@pytest.mark.server
+def test_the_cli_prints_one_vector_a_line(server, capsys):
+    assert embedding_cli(["--url", server.grpc_url, "--model", "emb", SHORT[0], SHORT[1]]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = EmbeddingClient(server.grpc_url, "emb").embed(SHORT[:2])
+    assert [line["text"] for line in lines] == SHORT[:2]
+    np.testing.assert_allclose([line["embedding"] for line in lines], expected, atol=1e-6)
+
+
+@pytest.mark.server
+def test_the_ensemble_tells_clients_its_dim_pooling_and_long_text(server):
+    import tritonclient.grpc as grpcclient
+
+    config = grpcclient.InferenceServerClient(server.grpc_url).get_model_config("emb_doc", as_json=True)["config"]
+    parameters = {k: v["string_value"] for k, v in config["parameters"].items()}
+    assert parameters[interface.PARAM_TASK] == "embedding" and parameters[interface.PARAM_POOLING] == "mean"
+    assert parameters[interface.PARAM_LONG_TEXT] == "windows" and int(parameters[interface.PARAM_DIM]) > 0
+    assert [o["name"] for o in config["output"]] == [interface.EMBEDDING, interface.WINDOWS, interface.TRUNCATED]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", ["emb", "emb_doc"])
+def test_paddle_serving_answers_the_vectors_triton_does(built, server, name):
+    texts = SHORT[:6] + [DOCUMENT]
+    with PipelineService(built / "paddle_serving" / name) as service:
+        out = subprocess.run([sys.executable, "-m", "clients.paddle_serving", "--task", "embedding", "--url",
+                              service.url, *texts], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    served = [json.loads(line) for line in out.stdout.splitlines()]
+    expected = EmbeddingClient(server.grpc_url, name).encode(texts)
+    assert [(s["text"], s["truncated"], s.get("windows")) for s in served] == \
+        [(e["text"], e["truncated"], e.get("windows")) for e in expected]
+    assert cosines(np.array([s["embedding"] for s in served]), np.array([e["embedding"] for e in expected])).min() \
+        > 0.99999
