@@ -30,7 +30,8 @@ from builder.engine.proof import SourceProbe, cannot_run, load_source_model, pro
 from builder.phases import PhaseClock, phase
 from builder.source.export import export_once
 from builder.source.onnx_conversion import convert_to_onnx, converter_ready
-from builder.engine.quantize import calibration_rows, check_int8, quantize_dynamic_int8, quantize_static_openvino
+from builder.engine.quantize import (calibration_rows, check_int8, check_int8_vectors, quantize_dynamic_int8,
+                                    quantize_static_openvino)
 from builder.options import BuildOptions
 from builder.staging import CORE_DIR
 from builder.triton.repository import write_repository
@@ -74,6 +75,11 @@ def resolve_max_seq_len(source: ModelSource, requested: int | None) -> int:
     known = {what: rows for what, rows in limits.items() if rows}
     limit = min(known.values()) if known else None
     if requested is None:
+        declared = source.encoder_layout.max_seq_length if source.encoder_layout else None
+        if declared:  # sentence-transformers' max_seq_length: the vectors it computes are of texts cut there
+            declared = min(declared, limit or declared)
+            log.info("max_seq_len %d: the sentence-transformers model's max_seq_length", declared)
+            return declared
         if limit and limit < DEFAULT_MAX_SEQ_LEN:
             log.info("max_seq_len %d: %s", limit, ", ".join(f"{what} has {rows}" for what, rows in known.items()))
         return min(DEFAULT_MAX_SEQ_LEN, limit) if limit else DEFAULT_MAX_SEQ_LEN
@@ -152,9 +158,10 @@ def read_model(model_dir: Path, options: BuildOptions) -> ModelToBuild:
         log.warning("%s lists %d tokens more than once (%s); each gets the id of its last line, as PaddleNLP's "
                     "tokenizer gives it", source.vocab_file, len(duplicates),
                     ", ".join(f"{t!r} at lines {[i + 1 for i in ids]}" for t, ids in list(duplicates.items())[:5]))
-    tokenizer = ErnieTokenizer(vocab, settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len),
-                               str(source.vocab_file))
-    vocab_size = max(vocab.values()) + 1
+    settings = replace(settings_from_tokenizer_config(source.tokenizer_dir, max_seq_len),
+                       vocab_file=source.vocab_file.name)
+    tokenizer = ErnieTokenizer(vocab, settings, str(source.vocab_file))
+    vocab_size = tokenizer.vocab_size
     if source.config.get("vocab_size"):
         vocab_size = min(vocab_size, int(source.config["vocab_size"]))
     log.info("%s: %s, labels from %s (%s), max_seq_len %d", source.directory, source.kind.value,
@@ -174,10 +181,25 @@ def embedding_pooling(source: ModelSource, options: BuildOptions) -> str | None:
                             "was exported with it); build without --pooling, or pass the checkpoint",
                             str(source.program.model_file))
         return AS_EXPORTED
+    if source.encoder_layout is not None:  # sentence-transformers: its Pooling module says
+        pooling = source.encoder_layout.pooling
+        if options.pooling not in (None, pooling):
+            raise UserError(f"--pooling {options.pooling}: the model's Pooling module pools by {pooling}, which its "
+                            "vectors were trained with; build without --pooling", str(source.directory))
+        return pooling
     if source.kind is not SourceKind.CHECKPOINT:
         raise UserError(f"a {source.kind.value} is a classifier; an embedding is built from an encoder's PaddleNLP "
-                        "checkpoint or a static export answering [batch, dim]", str(source.directory))
+                        "checkpoint, a sentence-transformers directory or a static export answering [batch, dim]",
+                        str(source.directory))
     return options.pooling or "cls"
+
+
+def embedding_normalize(source: ModelSource, options: BuildOptions) -> bool:
+    """--normalize on|off, else what the model says: a sentence-transformers directory normalises
+    where its modules end with Normalize; other models are normalised."""
+    if options.normalize is not None:
+        return options.normalize
+    return source.encoder_layout.normalize if source.encoder_layout is not None else True
 
 
 def compare_engines(model_dir: Path, options: BuildOptions):
@@ -211,7 +233,8 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
         with phase("read"):
             model = read_model(model_dir, options)
         source, name, max_seq_len, tokenizer = model.source, model.name, model.max_seq_len, model.tokenizer
-        options = replace(options, pooling=embedding_pooling(source, options))
+        options = replace(options, pooling=embedding_pooling(source, options),
+                          normalize=embedding_normalize(source, options))
         tokenizer_settings, vocab_size = tokenizer.settings, model.vocab_size
         stages.update()
 
@@ -485,9 +508,6 @@ def check_runtime_options(options: BuildOptions, program) -> None:
     if options.direct and (options.task is not Task.SEQ_CLS or options.multi_label or options.gpu_onnxruntime):
         raise UserError("--direct serves single-label seq_cls on the CPU (a multi-label answer's length varies "
                         "per text, which a batched model cannot return); build without it")
-    if options.quantize and options.task is Task.EMBEDDING:
-        raise UserError("--quantize int8 is checked by the classes it keeps; an embedding's INT8 check (cosine, "
-                        "nearest neighbours) is not built yet: serve the embedding in FP32")
     if options.quantize == "int8" and options.runtime not in (None, RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
         raise UserError("--quantize int8 runs on ONNX Runtime (dynamic) or OpenVINO (NNCF, static): add "
                         "--runtime onnxruntime or --runtime openvino")
@@ -536,5 +556,9 @@ def calibrate(spec, source, program, serving_program, tokenizer, options: BuildO
     if len(rows) > CHECKED_CALIBRATION_TEXTS:
         log.info("checking INT8 on the first %d of %d calibration texts", CHECKED_CALIBRATION_TEXTS, len(rows))
         rows = rows[:CHECKED_CALIBRATION_TEXTS]
-    return check_int8(SourceModel(source, options.task, options.pooling), program, serving_program, options.runtime,
-                      tokenizer, spec.window, rows, options.quantize_options)
+    reference = SourceModel(source, options.task, options.pooling)
+    if options.task is Task.EMBEDDING:  # vectors: cosine and nearest neighbours, not classes
+        return check_int8_vectors(reference, program, serving_program, options.runtime, tokenizer, rows,
+                                  options.quantize_options)
+    return check_int8(reference, program, serving_program, options.runtime, tokenizer, spec.window, rows,
+                      options.quantize_options)

@@ -115,7 +115,8 @@ FLAGS = (
     Flag("--calibration-texts", "quantize_options.calibration_file", "texts for the INT8 check (default: "
          "MODEL/dev.txt or data.txt)", INT8, convert=_path),
     Flag("--min-agreement", "quantize_options.min_agreement", "fail the build when INT8 keeps fewer argmax "
-         "decisions of the source model (default: %(default)s)", INT8, argparse={"type": float, "default": 0.99}),
+         "decisions of the source model (embedding: fewer texts' nearest neighbours) (default: %(default)s)", INT8,
+         argparse={"type": float, "default": 0.99}),
     Flag("--gpu-onnxruntime", "gpu_onnxruntime", "model step = Triton's native onnxruntime backend on GPU with "
          "dynamic batching (runs on ONNX Runtime; auto picks it)", GPU, argparse={"action": "store_true"}),
     Flag("--gpu-tensorrt", "gpu_tensorrt", "with the TensorRT execution accelerator", GPU,
@@ -127,8 +128,9 @@ FLAGS = (
          "mean (of the real tokens) or pooler (the encoder's tanh(dense([CLS])), PaddleNLP's semantic-search "
          "models), exported with the checkpoint (default: cls; a static export answers its own output)", EMBEDDING,
          argparse={"choices": list(POOLINGS)}),
-    Flag("--no-normalize", "normalize", "answer the vectors as pooled, not L2-normalised", EMBEDDING,
-         convert=lambda off: not off, argparse={"action": "store_true"}),
+    Flag("--normalize", "normalize", "L2-normalise the vectors (on) or answer them as computed (off) (default: "
+         "a sentence-transformers model's Normalize module says; on for other models)", EMBEDDING,
+         convert=lambda value: value == "on", argparse={"choices": ["on", "off"]}),
     Flag("--long-text", "long_text", "seq_cls, embedding: a text longer than --max-seq-len is cut and answered "
          "with truncated: true (truncate), or read whole in windows --stride tokens apart whose answers make one "
          "answer (seq_cls: by --long-text-aggregate; embedding: the mean vector, then normalised), its `windows` "

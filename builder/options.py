@@ -38,7 +38,7 @@ class BuildOptions:
     long_text_aggregate: str | None = None  # seq_cls windows: mean (logits) or max (probabilities); default by task
     pooling: str | None = None  # embedding: how a checkpoint's tokens are pooled (serving_core.embedding.POOLINGS);
     # None: cls for a checkpoint, a static program's own output
-    normalize: bool = True  # embedding: L2-normalise the vectors
+    normalize: bool | None = None  # embedding: L2-normalise the vectors; None: as the model says
     max_question_len: int = 64  # qa
     max_answer_len: int = 30  # qa
     n_best: int = 20  # qa

@@ -88,8 +88,11 @@ def _checked_size(path: Path, limit: int) -> None:
 
 def read_vocab_lines(path: Path) -> list[str]:
     """vocab.txt's tokens as PaddleNLP's `load_vocabulary` reads them: one a line (universal
-    newlines), only the line break removed, a UTF-8 BOM kept as part of the first token."""
+    newlines), only the line break removed, a UTF-8 BOM kept as part of the first token. A
+    tokenizer.json's WordPiece vocabulary as the same list (token at its id, "" for unused ids)."""
     _checked_size(path, VOCAB_FILE_LIMIT)
+    if Path(path).suffix == ".json":
+        return _tokenizer_json_vocab(path)
     try:
         with open(path, encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f]
@@ -140,11 +143,47 @@ def truncated_lengths(first: int, second: int | None, budget: int) -> tuple[int,
     return first - excess // 2, second - (excess - excess // 2)
 
 
+def _tokenizer_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise UserError(f"invalid JSON ({type(exc).__name__}: {str(exc)[:200]})", str(path)) from None
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "WordPiece":
+        kind = model.get("type") if isinstance(model, dict) else None
+        raise UserError(f"its model is {kind!r}; the builder serves BERT's WordPiece tokenizers", str(path))
+    return data
+
+
+def _tokenizer_json_vocab(path: Path) -> list[str]:
+    vocab = _tokenizer_json(path)["model"].get("vocab")
+    if not isinstance(vocab, dict) or not vocab or not all(
+            isinstance(t, str) and isinstance(i, int) and 0 <= i < 2**24 for t, i in vocab.items()):
+        raise UserError("its WordPiece vocab must map tokens to ids", str(path))
+    lines = [""] * (max(vocab.values()) + 1)
+    for token, index in vocab.items():
+        lines[index] = token
+    return lines
+
+
+def _rust_tokenizer_from_json(path: Path):
+    """HF's tokenizer exactly as tokenizer.json describes it (normalizer, pre-tokenizer,
+    WordPiece), its own truncation, padding and special-token template off: done by ErnieTokenizer."""
+    from tokenizers import Tokenizer
+
+    _tokenizer_json(path)  # a WordPiece model, or refused by name
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 class ErnieTokenizer:
     """Batch tokenizer for one model: text (and optional pair) -> padded id arrays.
 
-    Rust does normalization, pre-tokenization and WordPiece; truncation and the special
-    tokens ([CLS] A [SEP] B [SEP]) are done here, to follow PaddleNLP's rules exactly.
+    Rust does normalization, pre-tokenization and WordPiece: as PaddleNLP's tokenizer does from
+    a vocab.txt, or as HF's does from a tokenizer.json (`vocab_file` names one). Truncation and
+    the special tokens ([CLS] A [SEP] B [SEP]) are done here, to follow PaddleNLP's rules exactly.
     """
 
     def __init__(self, vocab: dict[str, int], settings: TokenizerSettings, vocab_file: str | None = None):
@@ -159,7 +198,10 @@ class ErnieTokenizer:
         self.pad_id = vocab[settings.pad_token]
         self.cls_id, self.sep_id = vocab[settings.cls_token], vocab[settings.sep_token]
         self._id_to_token = {i: t for t, i in vocab.items()}
-        self._tokenizer = _build_rust_tokenizer(vocab, settings)
+        self.vocab_size = max(vocab.values()) + 1
+        from_json = vocab_file is not None and Path(vocab_file).suffix == ".json"
+        self._tokenizer = _rust_tokenizer_from_json(Path(vocab_file)) if from_json \
+            else _build_rust_tokenizer(vocab, settings)
 
     @classmethod
     def from_files(cls, vocab_file: Path, settings: TokenizerSettings) -> "ErnieTokenizer":

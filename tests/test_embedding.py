@@ -49,7 +49,6 @@ def encoder_model(example_model, tmp_path_factory):
 @pytest.mark.models
 def test_what_an_embedding_cannot_be_built_from_is_refused(encoder_model, static_export, tmp_path):
     refused = [
-        (encoder_model, BuildOptions(task=Task.EMBEDDING, quantize="int8"), "INT8 check"),
         (encoder_model, BuildOptions(task=Task.SEQ_CLS), "--task embedding"),  # no classifier head to serve
         (static_export, BuildOptions(task=Task.EMBEDDING, pooling="mean"), "static export answers its own"),
         (encoder_model, BuildOptions(task=Task.EMBEDDING, long_text="windows", long_text_aggregate="max"),
@@ -67,8 +66,10 @@ VARIANTS = {
     "emb_openvino": {"runtime": RuntimeKind.OPENVINO},
     "emb_doc": {"runtime": RuntimeKind.ONNXRUNTIME, "pooling": "mean", "long_text": "windows", "max_seq_len": 32,
                 "target": "all"},
-    "emb_pooler": {"runtime": RuntimeKind.ONNXRUNTIME, "pooling": "pooler", "normalize": False},
+    "emb_pooler": {"runtime": RuntimeKind.ONNXRUNTIME, "pooling": "pooler", "normalize": False},  # --normalize off
+    "emb_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8"},  # gated by cosine and neighbours
 }
+INT8_TOLERANCE = 0.01  # cosine 0.99, the build's gate
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,33 @@ def server(built):
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_served_vectors_are_the_source_models_on_every_engine_and_pooling(built, server, name):
     rows = [(t,) for t in SHORT] + [(DOCUMENT,)]
-    report = verify(built / "triton", name, server.grpc_url, rows)
+    report = verify(built / "triton", name, server.grpc_url, rows,
+                    tolerance=INT8_TOLERANCE if "quantize" in VARIANTS[name] else 1e-4)
     assert report.passed and report.texts == len(rows), report.to_json()
+
+
+@pytest.mark.server
+def test_int8_was_checked_by_cosine_and_nearest_neighbours_before_it_was_written(built):
+    from builder.triton.repository import read_build
+
+    _, record = read_build(built / "triton", "emb_int8")
+    calibration = record["calibration"]
+    assert calibration["min_cosine"] >= 0.99 and calibration["confident_neighbours_kept"] >= 0.99, calibration
+    assert calibration["int8_mb"] < calibration["fp32_mb"] / 2
+
+
+def test_nearest_neighbours_kept_count_only_where_fp32_is_clear():
+    from builder.engine.quantize import _nearest_kept
+
+    fp32 = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [0.6, 0.8]])
+    fp32 /= np.linalg.norm(fp32, axis=1, keepdims=True)
+    kept, clear = _nearest_kept(fp32, fp32 + 0.01)
+    assert kept.all() and clear.all()
+    moved = fp32.copy()
+    moved[1] = [0.1, 0.995]  # text 1 moves next to text 2: every text's nearest changes
+    assert not _nearest_kept(fp32, moved)[0].any()
+    tied = np.array([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])  # text 2 is as near to 0 as to 1
+    assert _nearest_kept(tied, tied)[1].tolist() == [True, True, False]
 
 
 @pytest.mark.server

@@ -172,25 +172,35 @@ def calibration_rows(options: QuantizeOptions, model_dir: Path, pairs: bool) -> 
                     "--calibration-texts FILE (one text a line; qa: question<TAB>context)", str(model_dir))
 
 
-def check_int8(reference, fp32: ProgramFiles, int8: ProgramFiles, runtime: RuntimeKind, tokenizer: ErnieTokenizer,
-               window: WindowSettings, rows: list[tuple[str, ...]], options: QuantizeOptions) -> CalibrationReport:
-    """Run the FP32 source model (`builder.reference.SourceModel`) and the INT8 model on the same
-    windows (laid out as `window` says, by the serving encoder); compare the argmax of every
-    output at real positions. `fp32` is the program INT8 was made from (its size is reported)."""
+def _runs_side_by_side(reference, int8: ProgramFiles, runtime: RuntimeKind, tokenizer: ErnieTokenizer,
+                       window: WindowSettings, rows: list[tuple[str, ...]]):
+    """Per chunk of 16 rows: (input_ids, the FP32 source model's outputs, the INT8 model's, in
+    the same order), on the same windows laid out as `window` says by the serving encoder."""
     quantized = create_runner(runtime, int8, num_threads=2)
     encoder = FeedEncoder(tokenizer, window, sorted({*reference.input_names,
                                                      *(t.name for t in quantized.signature.inputs)}))
-    agree, total, confident_agree, confident_total, worst = 0, 0, 0, 0, 0.0
     for start in range(0, len(rows), 16):
         chunk = rows[start:start + 16]
         feeds, _ = encoder.encode([list(column) for column in zip(*chunk)]).flat_rows(tokenizer.pad_id)
-        ids = feeds["input_ids"]
-        real = ids != tokenizer.pad_id
-        expected = reference.run(feeds)
         got = quantized.run({t.name: feeds[t.name].astype(t.dtype) for t in quantized.signature.inputs})
         # Outputs in order: paddle2onnx renames a legacy program's (save_infer_model/... -> fetch_name_*).
-        for a, theirs in zip(expected, quantized.signature.outputs):
-            a, b = a.astype(np.float32), got[theirs.name].astype(np.float32)
+        yield (feeds["input_ids"], [a.astype(np.float32) for a in reference.run(feeds)],
+               [got[t.name].astype(np.float32) for t in quantized.signature.outputs])
+
+
+def _size_mb(files: ProgramFiles) -> float:
+    return sum(Path(p).stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20
+
+
+def check_int8(reference, fp32: ProgramFiles, int8: ProgramFiles, runtime: RuntimeKind, tokenizer: ErnieTokenizer,
+               window: WindowSettings, rows: list[tuple[str, ...]], options: QuantizeOptions) -> CalibrationReport:
+    """Run the FP32 source model (`builder.reference.SourceModel`) and the INT8 model on the same
+    windows; compare the argmax of every output at real positions. `fp32` is the program INT8 was
+    made from (its size is reported)."""
+    agree, total, confident_agree, confident_total, worst = 0, 0, 0, 0, 0.0
+    for ids, expected, got in _runs_side_by_side(reference, int8, runtime, tokenizer, window, rows):
+        real = ids != tokenizer.pad_id
+        for a, b in zip(expected, got):
             if a.ndim == 3 or (a.ndim == 2 and a.shape[1] == ids.shape[1]):  # per-token outputs
                 a, b = (a[real], b[real]) if a.ndim == 3 else (np.where(real, a, -1e4), np.where(real, b, -1e4))
             same = a.argmax(axis=-1) == b.argmax(axis=-1)
@@ -201,11 +211,10 @@ def check_int8(reference, fp32: ProgramFiles, int8: ProgramFiles, runtime: Runti
             confident_agree += int(same[confident].sum())
             confident_total += int(confident.sum())
             worst = max(worst, float(np.abs(probabilities - softmax(b)).max()))
-    size = lambda files: sum(Path(p).stat().st_size for p in (files.model_file, files.params_file) if p) / 2**20  # noqa: E731
     agreement = agree / max(total, 1)
     # No confident decision at all (an untrained or freshly pruned model): gate on all of them.
     confident = confident_agree / confident_total if confident_total else agreement
-    report = CalibrationReport(len(rows), agreement, confident, worst, size(fp32), size(int8))
+    report = CalibrationReport(len(rows), agreement, confident, worst, _size_mb(fp32), _size_mb(int8))
     log.info("INT8 calibration: %s", report.to_json())
     if report.confident_agreement < options.min_agreement:
         raise UserError(f"the INT8 model keeps only {report.confident_agreement:.1%} of the confident FP32 decisions "
@@ -214,3 +223,76 @@ def check_int8(reference, fp32: ProgramFiles, int8: ProgramFiles, runtime: Runti
                         f"{report.max_probability_diff:.3f}). Not written. Try --quantize-per-channel, leave the "
                         "embeddings in FP32, calibrate with texts like production traffic, or serve FP32.")
     return report
+
+
+MIN_INT8_COSINE = 0.99  # the least cosine similarity an INT8 vector may have with the FP32 source's
+NEIGHBOUR_MARGIN = 0.01  # a nearest neighbour counts when FP32's best two similarities are this far apart
+
+
+@dataclass(frozen=True)
+class VectorCalibrationReport:
+    """INT8 embeddings against the FP32 source model's, on the calibration texts."""
+
+    texts: int
+    min_cosine: float  # the lowest cosine of a text's INT8 vector with its FP32 vector (gate: MIN_INT8_COSINE)
+    mean_cosine: float
+    neighbours_kept: float  # share of texts whose nearest other text is the same under INT8
+    # ... where FP32's nearest is NEIGHBOUR_MARGIN ahead of the next (the gate); None where no text's is
+    # (a model whose texts all lie that close has no neighbour order to keep: cosine alone gates it)
+    confident_neighbours_kept: float | None
+    fp32_mb: float
+    int8_mb: float
+
+    def to_json(self) -> dict:
+        return {"texts": self.texts, "min_cosine": round(self.min_cosine, 6), "mean_cosine": round(self.mean_cosine, 6),
+                "neighbours_kept": round(self.neighbours_kept, 6),
+                "confident_neighbours_kept": None if self.confident_neighbours_kept is None
+                else round(self.confident_neighbours_kept, 6),
+                "fp32_mb": round(self.fp32_mb, 2), "int8_mb": round(self.int8_mb, 2)}
+
+
+def check_int8_vectors(reference, fp32: ProgramFiles, int8: ProgramFiles, runtime: RuntimeKind,
+                       tokenizer: ErnieTokenizer, rows: list[tuple[str, ...]],
+                       options: QuantizeOptions) -> VectorCalibrationReport:
+    """An embedding's INT8 model against the FP32 source model on the calibration texts (one
+    window each): every vector within cosine MIN_INT8_COSINE, and each text's nearest neighbour
+    among the others kept for `options.min_agreement` of the texts where FP32's is clear."""
+    expected, got = [], []
+    for _, a, b in _runs_side_by_side(reference, int8, runtime, tokenizer, WindowSettings(), rows):
+        expected.append(a[0])
+        got.append(b[0])
+    fp32_vectors, int8_vectors = _unit_rows(np.concatenate(expected)), _unit_rows(np.concatenate(got))
+    cosine = (fp32_vectors * int8_vectors).sum(axis=1)
+    kept, clear = _nearest_kept(fp32_vectors, int8_vectors)
+    report = VectorCalibrationReport(len(rows), float(cosine.min()), float(cosine.mean()), float(kept.mean()),
+                                     float(kept[clear].mean()) if clear.any() else None, _size_mb(fp32), _size_mb(int8))
+    log.info("INT8 calibration: %s", report.to_json())
+    if report.confident_neighbours_kept is None:
+        log.warning("no calibration text's nearest neighbour is %s more similar than its next: the neighbour check "
+                    "has nothing to judge, INT8 is gated by cosine alone (calibrate with texts like production "
+                    "traffic)", NEIGHBOUR_MARGIN)
+    kept_enough = report.confident_neighbours_kept is None or report.confident_neighbours_kept >= options.min_agreement
+    if report.min_cosine < MIN_INT8_COSINE or not kept_enough:
+        kept_text = "n/a" if report.confident_neighbours_kept is None else f"{report.confident_neighbours_kept:.1%}"
+        raise UserError(f"the INT8 vectors are within cosine {report.min_cosine:.4f} of FP32's at worst (minimum "
+                        f"{MIN_INT8_COSINE}) and keep {kept_text} of the clear nearest neighbours (minimum "
+                        f"{options.min_agreement:.0%}) on {len(rows)} calibration texts. Not written. Try "
+                        "--quantize-per-channel, calibrate with texts like production traffic, or serve FP32.")
+    return report
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _nearest_kept(fp32: np.ndarray, int8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per text (unit rows): whether INT8's nearest other text is FP32's, and whether FP32's
+    nearest is NEIGHBOUR_MARGIN more similar than its second."""
+    if len(fp32) < 3:
+        return np.ones(len(fp32), dtype=bool), np.ones(len(fp32), dtype=bool)
+    similarity, similarity_int8 = fp32 @ fp32.T, int8 @ int8.T
+    np.fill_diagonal(similarity, -np.inf)
+    np.fill_diagonal(similarity_int8, -np.inf)
+    top_two = np.sort(similarity, axis=1)[:, -2:]
+    kept = similarity.argmax(axis=1) == similarity_int8.argmax(axis=1)
+    return kept, top_two[:, 1] - top_two[:, 0] >= NEIGHBOUR_MARGIN

@@ -13,6 +13,8 @@ from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, find_program, find_programs
 
 from builder.source.mindspore import find_student, student_config
+from builder.source.sentence_transformers import (TOKENIZER_JSON, SentenceEncoderLayout, is_sentence_transformers,
+                                                  read_layout)
 from builder.source.user_files import check_params_stream, checked_int, read_json, read_text
 
 CONFIG_NAMES = ("config.json", "model_config.json")
@@ -103,6 +105,7 @@ class SourceKind(str, enum.Enum):
     CHECKPOINT = "PaddleNLP checkpoint"  # config + weights (WEIGHT_FILES): the builder exports it
     STATIC = "static export"  # *.json (PIR) / *.pdmodel + *.pdiparams, or *.onnx
     MINDSPORE = "MindSpore TinyBERT student"  # task-distilled *.ckpt + the run's yaml (builder/source/mindspore.py)
+    SENTENCE_TRANSFORMERS = "sentence-transformers directory"  # HF BERT + modules.json (sentence_transformers.py)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class ModelSource:
     label_sets: dict[str, tuple[str, ...]]  # "labels" (seq_cls, token_cls) or "intent" + "slot"
     labels_origin: str  # where the labels came from, for logs and errors
     mindspore_files: tuple[Path, Path] | None = None  # MINDSPORE: (the .ckpt, the run's yaml)
+    encoder_layout: SentenceEncoderLayout | None = None  # SENTENCE_TRANSFORMERS: pooling, Dense, Normalize
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -122,6 +126,9 @@ class ModelSource:
 
     @property
     def vocab_file(self) -> Path:
+        """vocab.txt; a sentence-transformers directory's tokenizer.json (what HF tokenizes with)."""
+        if self.kind is SourceKind.SENTENCE_TRANSFORMERS and (self.tokenizer_dir / TOKENIZER_JSON).is_file():
+            return self.tokenizer_dir / TOKENIZER_JSON
         return self.tokenizer_dir / "vocab.txt"
 
 
@@ -211,6 +218,8 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
     if not model_dir.is_dir():
         raise UserError("is not a directory; pass the directory of a finetuned model "
                         "(PaddleNLP checkpoint or static export)", str(model_dir))
+    if is_sentence_transformers(model_dir):
+        return _sentence_transformers(model_dir, tokenizer_dir)
     student = find_student(model_dir, program_file) if not find_programs(model_dir) else None
     program = None if student else find_program(model_dir, program_file)
     if program is not None and program.params_file is not None:
@@ -250,6 +259,28 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
     return ModelSource(model_dir, kind, program, tokenizer_dir, config, label_sets, origin, student)
 
 
+def _sentence_transformers(model_dir: Path, tokenizer_dir: Path | None) -> ModelSource:
+    """A sentence-transformers directory: its modules, BERT config and safetensors weights checked."""
+    config = _read_config(model_dir)
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise UserError("a sentence-transformers encoder is read from model.safetensors (pytorch_model.bin is a "
+                        "pickle the builder does not run): save it with safe_serialization, as current "
+                        "sentence-transformers does", str(model_dir))
+    layout = read_layout(model_dir)
+    check_weight_files([weights])
+    for dense in layout.dense:
+        if not (np.isfinite(dense.weight).all() and (dense.bias is None or np.isfinite(dense.bias).all())):
+            raise UserError("a Dense module holds NaN or infinite values", str(model_dir))
+    tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else model_dir
+    source = ModelSource(model_dir, SourceKind.SENTENCE_TRANSFORMERS, None, tokenizer_dir, config, {},
+                         "none (a sentence encoder)", encoder_layout=layout)
+    if not source.vocab_file.is_file():
+        raise UserError(f"neither {TOKENIZER_JSON} nor vocab.txt is there; pass --tokenizer DIR with the "
+                        "tokenizer's files", str(tokenizer_dir))
+    return source
+
+
 # The head a PaddleNLP `architectures` entry ends with -> the task it serves.
 ARCHITECTURE_TASKS = {"ForSequenceClassification": "seq_cls", "ForTokenClassification": "token_cls",
                       "ForQuestionAnswering": "qa", "Model": "embedding"}  # ErnieModel, BertModel: no head
@@ -267,6 +298,9 @@ def task_of_config(config: dict) -> str | None:
 def check_task(source: ModelSource, task: str) -> None:
     """A checkpoint's `architectures` must agree with --task: exporting another task's head
     from it would serve untrained weights."""
+    if source.kind is SourceKind.SENTENCE_TRANSFORMERS and task != "embedding":
+        raise UserError(f"a sentence-transformers directory is a sentence encoder; build it with --task embedding, "
+                        f"not {task}", str(source.directory / "modules.json"))
     named = task_of_config(source.config)
     if named is not None and named != task and task != "intent_slot":
         where = source.mindspore_files[1] if source.mindspore_files else source.directory / "config.json"

@@ -39,6 +39,13 @@ def load_dygraph_model(source: ModelSource, task: Task, pooling: str = "cls"):
     if task is Task.EMBEDDING:
         from builder.source.pooling import pooled_encoder
 
+        if source.kind is SourceKind.SENTENCE_TRANSFORMERS:  # HF BERT weights, the modules after it
+            from builder.source.sentence_transformers import load_encoder
+
+            weights = Path(source.directory) / "model.safetensors"
+            check_config_fits_weights(source.config, [weights], source.directory)
+            encoder = load_encoder(source.directory, source.config, weights)
+            return pooled_encoder(encoder, pooling, source.encoder_layout.dense)
         return pooled_encoder(_from_pretrained(source, transformers.AutoModel), pooling)
     if task not in _AUTO_CLASSES:
         raise UserError(f"a {task} checkpoint cannot be exported by the builder (custom model class); export it "
@@ -97,8 +104,11 @@ def export_once(source: ModelSource, task: Task, output_dir: Path, int_dtype: st
         return export_checkpoint(source, task, output_dir, int_dtype, model, pooling)
     head = f":{pooling}" if task is Task.EMBEDDING else ""
     digest = hashlib.sha256(f"{task.value}:{int_dtype}{head}".encode())
-    for path in sorted(p for p in Path(source.directory).iterdir() if p.is_file()):
-        digest.update(path.name.encode())
+    directory = Path(source.directory)
+    # A sentence-transformers model keeps its Pooling and Dense modules in subfolders.
+    files = directory.glob("*/*") if source.kind is SourceKind.SENTENCE_TRANSFORMERS else ()
+    for path in sorted(p for p in [*directory.iterdir(), *files] if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     target = Path(cache) / digest.hexdigest()[:32]
     files = ProgramFiles(ProgramFormat.PIR, target / "inference.json", target / "inference.pdiparams")

@@ -31,8 +31,14 @@ from builder.source.program_probe import probe_program
 
 
 def paddlenlp_tokenizer(source: ModelSource):
-    """PaddleNLP's tokenizer as save_pretrained left it, or its ErnieTokenizer on a bare vocab.txt."""
+    """PaddleNLP's tokenizer as save_pretrained left it, or its ErnieTokenizer on a bare vocab.txt;
+    for a tokenizer.json (sentence-transformers), PaddleNLP's BertTokenizerFast, which runs it."""
     from paddlenlp.transformers import AutoTokenizer, ErnieTokenizer
+
+    if source.vocab_file.suffix == ".json":
+        from paddlenlp.transformers.bert.tokenizer_fast import BertTokenizerFast
+
+        return BertTokenizerFast.from_pretrained(str(source.tokenizer_dir))
 
     if not (source.tokenizer_dir / "tokenizer_config.json").is_file():
         from serving_core.tokenization import settings_from_tokenizer_config
@@ -42,7 +48,8 @@ def paddlenlp_tokenizer(source: ModelSource):
     return AutoTokenizer.from_pretrained(str(source.tokenizer_dir))
 
 
-DYGRAPH_KINDS = (SourceKind.CHECKPOINT, SourceKind.MINDSPORE)  # sources with weights PaddleNLP loads
+# Sources with weights PaddleNLP loads (a sentence-transformers encoder as PaddleNLP's BertModel).
+DYGRAPH_KINDS = (SourceKind.CHECKPOINT, SourceKind.MINDSPORE, SourceKind.SENTENCE_TRANSFORMERS)
 
 
 class SourceModel:

@@ -123,7 +123,8 @@ def ensemble_spec(inputs: PlanInputs, text_inputs: list[IOTensor], window: Windo
             raise inputs.fail(f"output {spec.name} is {spec.dtype}; the native GPU step declares float32")
     return EnsembleSpec(
         name=inputs.name, task=inputs.options.task.value, inputs=tuple(text_inputs),
-        tokenizer=replace(inputs.tokenizer, vocab_file="vocab.txt"), window=window, feeds=feeds,
+        tokenizer=replace(inputs.tokenizer, vocab_file=Path(inputs.tokenizer.vocab_file).name), window=window,
+        feeds=feeds,
         tokenizer_extras=extras, model=model_settings(inputs),
         program_outputs=tuple(IOTensor(spec.name, "float32", dims) for spec, dims, _ in program_outputs),
         roles={spec.name: role for spec, _, role in program_outputs},
