@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from serving_core.interface import Task
 
 BARE, TRITON, PADDLE_SERVING, SIMPLE_SERVER = "bare", "triton", "paddle_serving", "simple_server"
+INFINITY = "infinity"  # infinity-emb's OpenAI-style /embeddings server (benchmarks/embeddings.py)
 DIRECT = "direct"  # the <name>_direct model of a Triton repository built with --direct (seq_cls)
 FLOOR = "floor"  # that direct model with an instant engine (benchmarks/floor.py): what serving adds
 SERVED_BY_DIRECT_MODEL = (DIRECT, FLOOR)
@@ -84,7 +85,24 @@ def make_caller(kind: str, task: Task, url: str, model: str, timeout_s: float = 
         return lambda rows: client.predict(*_columns(rows))
     if kind == SIMPLE_SERVER:
         return _simple_server_caller(task, url, timeout_s)
+    if kind == INFINITY:
+        return _infinity_caller(url, model, timeout_s)
     raise ValueError(f"no caller for {kind!r}")
+
+
+def _infinity_caller(url: str, model: str, timeout_s: float):
+    """POST {"model", "input": texts} to infinity-emb's /embeddings; the vectors parsed as floats."""
+    import requests
+
+    session = requests.Session()
+
+    def call(rows):
+        response = session.post(f"{url}/embeddings", json={"model": model, "input": [r[0] for r in rows]},
+                                timeout=timeout_s)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+        return [item["embedding"] for item in response.json()["data"]]
+    return call
 
 
 def _triton_caller(task: Task, url: str, model: str, timeout_s: float):
@@ -108,6 +126,11 @@ def _triton_caller(task: Task, url: str, model: str, timeout_s: float):
 
         intent_slot = IntentSlotClient(url, model, timeout_s=timeout_s)
         return lambda rows: intent_slot.parse([r[0] for r in rows])
+    if task is Task.EMBEDDING:
+        from clients.embedding import EmbeddingClient
+
+        embedding = EmbeddingClient(url, model, timeout_s=timeout_s)
+        return lambda rows: embedding.embed([r[0] for r in rows])
     raise ValueError(f"the benchmark has no Triton caller for {task.value}")
 
 

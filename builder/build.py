@@ -181,11 +181,12 @@ def embedding_pooling(source: ModelSource, options: BuildOptions) -> str | None:
                             "was exported with it); build without --pooling, or pass the checkpoint",
                             str(source.program.model_file))
         return AS_EXPORTED
-    if source.encoder_layout is not None:  # sentence-transformers: its Pooling module says
+    if source.encoder_layout is not None:  # sentence-transformers' Pooling module, a semantic-search model's pooler
         pooling = source.encoder_layout.pooling
         if options.pooling not in (None, pooling):
-            raise UserError(f"--pooling {options.pooling}: the model's Pooling module pools by {pooling}, which its "
-                            "vectors were trained with; build without --pooling", str(source.directory))
+            raise UserError(f"--pooling {options.pooling}: the model pools by {pooling} (its Pooling module, or a "
+                            "semantic-search model's pooler), which its vectors were trained with; build without "
+                            "--pooling", str(source.directory))
         return pooling
     if source.kind is not SourceKind.CHECKPOINT:
         raise UserError(f"a {source.kind.value} is a classifier; an embedding is built from an encoder's PaddleNLP "
@@ -196,7 +197,7 @@ def embedding_pooling(source: ModelSource, options: BuildOptions) -> str | None:
 
 def embedding_normalize(source: ModelSource, options: BuildOptions) -> bool:
     """--normalize on|off, else what the model says: a sentence-transformers directory normalises
-    where its modules end with Normalize; other models are normalised."""
+    where its modules end with Normalize (a semantic-search model always); other models are normalised."""
     if options.normalize is not None:
         return options.normalize
     return source.encoder_layout.normalize if source.encoder_layout is not None else True

@@ -60,6 +60,48 @@ def test_what_an_embedding_cannot_be_built_from_is_refused(encoder_model, static
         assert not (tmp_path / "repo").exists()
 
 
+@pytest.fixture(scope="module")
+def semantic_search_model(encoder_model, tmp_path_factory):
+    """A PaddleNLP semantic-search model as its training scripts save it: paddle.save of the
+    state_dict of a layer holding the encoder as `ptm` and `emb_reduce_linear` (hidden -> 32),
+    the tokenizer's save_pretrained beside it; and the pretrained model's config, which the
+    builder needs (the scripts name the model on their command line instead)."""
+    import paddle
+    from paddlenlp.transformers import AutoModel, AutoTokenizer
+
+    directory = tmp_path_factory.mktemp("models") / "semantic_search"
+    paddle.seed(3)
+    encoder = AutoModel.from_pretrained(str(encoder_model))
+
+    class SemanticIndex(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.ptm = encoder
+            self.emb_reduce_linear = paddle.nn.Linear(encoder.config.hidden_size, 32)
+
+    directory.mkdir(parents=True)
+    paddle.save(SemanticIndex().state_dict(), str(directory / "model_state.pdparams"))
+    AutoTokenizer.from_pretrained(str(encoder_model)).save_pretrained(str(directory))
+    encoder.config.save_pretrained(str(directory))
+    return directory
+
+
+@pytest.mark.models
+def test_a_semantic_search_checkpoint_serves_its_pooler_projection_and_normalisation(semantic_search_model, tmp_path):
+    from builder.source.detect import inspect_source
+
+    layout = inspect_source(semantic_search_model).encoder_layout
+    assert (layout.pooling, layout.dim, layout.normalize, layout.encoder_prefix) == ("pooler", 32, True, "ptm.")
+    with pytest.raises(UserError, match="--task embedding"):
+        build(semantic_search_model, tmp_path / "repo", BuildOptions(task=Task.SEQ_CLS), show_progress=False)
+    bare = tmp_path / "no_config"
+    bare.mkdir()
+    for name in ("model_state.pdparams", "vocab.txt"):
+        (bare / name).write_bytes((semantic_search_model / name).read_bytes())
+    with pytest.raises(UserError, match="AutoConfig.from_pretrained"):
+        build(bare, tmp_path / "repo", BuildOptions(task=Task.EMBEDDING), show_progress=False)
+
+
 VARIANTS = {
     "emb": {"target": "all"},  # auto: the engine the build measured fastest; cls pooling, normalised
     "emb_paddle": {"runtime": RuntimeKind.PADDLE},
@@ -73,12 +115,14 @@ INT8_TOLERANCE = 0.01  # cosine 0.99, the build's gate
 
 
 @pytest.fixture(scope="module")
-def built(encoder_model, tmp_path_factory):
+def built(encoder_model, semantic_search_model, tmp_path_factory):
     output = tmp_path_factory.mktemp("embedding")
     for name, extra in VARIANTS.items():
         target = extra.get("target", "triton")
         where = output if target == "all" else output / "triton"
         build(encoder_model, where, BuildOptions(task=Task.EMBEDDING, name=name, **extra), show_progress=False)
+    build(semantic_search_model, output / "triton", BuildOptions(task=Task.EMBEDDING, name="emb_search",
+                                                                 runtime=RuntimeKind.ONNXRUNTIME), show_progress=False)
     return output
 
 
@@ -89,11 +133,11 @@ def server(built):
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", [*VARIANTS, "emb_search"])
 def test_served_vectors_are_the_source_models_on_every_engine_and_pooling(built, server, name):
     rows = [(t,) for t in SHORT] + [(DOCUMENT,)]
     report = verify(built / "triton", name, server.grpc_url, rows,
-                    tolerance=INT8_TOLERANCE if "quantize" in VARIANTS[name] else 1e-4)
+                    tolerance=INT8_TOLERANCE if "quantize" in VARIANTS.get(name, {}) else 1e-4)
     assert report.passed and report.texts == len(rows), report.to_json()
 
 
@@ -128,6 +172,8 @@ def test_the_client_reads_what_the_ensemble_is_and_returns_an_array(server):
     vectors = client.embed(SHORT)
     assert vectors.dtype == np.float32 and vectors.shape == (len(SHORT), client.dim)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    search = EmbeddingClient(server.grpc_url, "emb_search")  # the semantic-search model: pooler, projection
+    assert (search.pooling, search.dim, search.normalize) == ("pooler", 32, True)
     raw = EmbeddingClient(server.grpc_url, "emb_pooler")
     assert (raw.pooling, raw.normalize) == ("pooler", False)
     assert np.abs(np.linalg.norm(raw.embed(SHORT), axis=1) - 1.0).max() > 1e-3

@@ -14,7 +14,7 @@ from serving_core.program import ProgramFiles, find_program, find_programs
 
 from builder.source.mindspore import find_student, student_config
 from builder.source.sentence_transformers import (TOKENIZER_JSON, SentenceEncoderLayout, is_sentence_transformers,
-                                                  read_layout)
+                                                  read_layout, semantic_search_layout)
 from builder.source.user_files import check_params_stream, checked_int, read_json, read_text
 
 CONFIG_NAMES = ("config.json", "model_config.json")
@@ -57,23 +57,29 @@ def check_config_fits_weights(config: dict, safetensors: list[Path], directory: 
                         str(where))
 
 
-def check_weight_files(files: list[Path]) -> None:
+def check_weight_files(files: list[Path]) -> SentenceEncoderLayout | None:
     """Read every weights file as a build will, running nothing: safetensors headers against the
     file, pickles through the allow-list unpickler (refused with exit 2 naming the file and the
-    global); every tensor finite."""
+    global); every tensor finite. Returns the layout of a PaddleNLP semantic-search model (its
+    encoder under `ptm.`, a projection) where the tensors are one's."""
     from builder.source.pickled_weights import load_pickled_weights
     from builder.source.user_files import safetensors_shapes, safetensors_tensors
 
-    for path in files:
-        if path.suffix == ".safetensors":
-            safetensors_shapes(path)
-            tensors = safetensors_tensors(path)
-        else:
-            tensors = load_pickled_weights(path).items()
+    def checked(path: Path, tensors):
         for name, array in tensors:
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
                 raise UserError(f"tensor {name!r} holds NaN or infinite values: the file is corrupt, or the training "
                                 "that wrote it diverged", str(path))
+            yield name, array
+
+    def tensors_of(path: Path):
+        if path.suffix == ".safetensors":
+            safetensors_shapes(path)
+            return safetensors_tensors(path)
+        return load_pickled_weights(path).items()
+
+    layouts = [semantic_search_layout(checked(path, tensors_of(path))) for path in files]
+    return next((layout for layout in layouts if layout is not None), None)
 
 
 def weight_files(weights: Path) -> list[Path]:
@@ -118,7 +124,8 @@ class ModelSource:
     label_sets: dict[str, tuple[str, ...]]  # "labels" (seq_cls, token_cls) or "intent" + "slot"
     labels_origin: str  # where the labels came from, for logs and errors
     mindspore_files: tuple[Path, Path] | None = None  # MINDSPORE: (the .ckpt, the run's yaml)
-    encoder_layout: SentenceEncoderLayout | None = None  # SENTENCE_TRANSFORMERS: pooling, Dense, Normalize
+    # What follows the encoder: SENTENCE_TRANSFORMERS' modules, or a semantic-search CHECKPOINT's projection
+    encoder_layout: SentenceEncoderLayout | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -220,6 +227,7 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
                         "(PaddleNLP checkpoint or static export)", str(model_dir))
     if is_sentence_transformers(model_dir):
         return _sentence_transformers(model_dir, tokenizer_dir)
+    encoder_layout = None
     student = find_student(model_dir, program_file) if not find_programs(model_dir) else None
     program = None if student else find_program(model_dir, program_file)
     if program is not None and program.params_file is not None:
@@ -231,13 +239,20 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
         kind = SourceKind.STATIC
     elif config and checkpoint_weights(model_dir) is not None:
         kind = SourceKind.CHECKPOINT
-        check_weight_files(weight_files(checkpoint_weights(model_dir)))
+        encoder_layout = check_weight_files(weight_files(checkpoint_weights(model_dir)))
     else:
         found = ", ".join(sorted(p.name for p in model_dir.iterdir())[:12]) or "nothing"
-        hint = (f"config.json is there but no weights ({', '.join(WEIGHT_FILES)}): was save_pretrained "
-                "interrupted?" if config else "expected a PaddleNLP checkpoint (config.json + model_state.pdparams "
-                "or model.safetensors, sharded or not, + vocab.txt), a static export (inference.json or "
-                "*.pdmodel, with *.pdiparams) or a MindSpore TinyBERT student (*.ckpt + the run's yaml + vocab.txt)")
+        if config:
+            hint = f"config.json is there but no weights ({', '.join(WEIGHT_FILES)}): was save_pretrained interrupted?"
+        elif checkpoint_weights(model_dir):
+            hint = ("weights without config.json: a model saved by paddle.save(model.state_dict()) (PaddleNLP's "
+                    "semantic-search scripts) needs its pretrained model's config beside it: "
+                    "AutoConfig.from_pretrained(NAME).save_pretrained(DIR)")
+        else:
+            hint = ("expected a PaddleNLP checkpoint (config.json + model_state.pdparams or model.safetensors, sharded "
+                    "or not, + vocab.txt), a static export (inference.json or *.pdmodel, with *.pdiparams), a "
+                    "sentence-transformers directory (modules.json) or a MindSpore TinyBERT student (*.ckpt + the "
+                    "run's yaml + vocab.txt)")
         raise UserError(f"unknown model format (found: {found}); {hint}", str(model_dir))
 
     tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else model_dir
@@ -256,7 +271,8 @@ def inspect_source(model_dir: Path, tokenizer_dir: Path | None = None, labels_fi
             labels, origin = _labels_from_config(config), "id2label in the model config"
         label_sets = {"labels": labels} if labels else {}
         origin = origin if labels else "none (classes will be named by id)"
-    return ModelSource(model_dir, kind, program, tokenizer_dir, config, label_sets, origin, student)
+    return ModelSource(model_dir, kind, program, tokenizer_dir, config, label_sets, origin, student,
+                       encoder_layout if kind is SourceKind.CHECKPOINT else None)
 
 
 def _sentence_transformers(model_dir: Path, tokenizer_dir: Path | None) -> ModelSource:
@@ -298,6 +314,9 @@ def task_of_config(config: dict) -> str | None:
 def check_task(source: ModelSource, task: str) -> None:
     """A checkpoint's `architectures` must agree with --task: exporting another task's head
     from it would serve untrained weights."""
+    if source.encoder_layout is not None and source.kind is SourceKind.CHECKPOINT and task != "embedding":
+        raise UserError(f"a PaddleNLP semantic-search model (its encoder under ptm., a projection) makes sentence "
+                        f"vectors; build it with --task embedding, not {task}", str(source.directory))
     if source.kind is SourceKind.SENTENCE_TRANSFORMERS and task != "embedding":
         raise UserError(f"a sentence-transformers directory is a sentence encoder; build it with --task embedding, "
                         f"not {task}", str(source.directory / "modules.json"))

@@ -46,6 +46,10 @@ def load_dygraph_model(source: ModelSource, task: Task, pooling: str = "cls"):
             check_config_fits_weights(source.config, [weights], source.directory)
             encoder = load_encoder(source.directory, source.config, weights)
             return pooled_encoder(encoder, pooling, source.encoder_layout.dense)
+        layout = source.encoder_layout  # a semantic-search checkpoint: encoder under `ptm.`, a projection
+        if layout is not None:
+            encoder = _from_pretrained(source, transformers.AutoModel, layout.encoder_prefix)
+            return pooled_encoder(encoder, layout.pooling, layout.dense)
         return pooled_encoder(_from_pretrained(source, transformers.AutoModel), pooling)
     if task not in _AUTO_CLASSES:
         raise UserError(f"a {task} checkpoint cannot be exported by the builder (custom model class); export it "
@@ -54,14 +58,17 @@ def load_dygraph_model(source: ModelSource, task: Task, pooling: str = "cls"):
     return _from_pretrained(source, getattr(transformers, _AUTO_CLASSES[task]))
 
 
-def _from_pretrained(source: ModelSource, auto_class):
-    """`auto_class.from_pretrained` of the checkpoint, its pickled weights read by the allow-list."""
+def _from_pretrained(source: ModelSource, auto_class, prefix: str = ""):
+    """`auto_class.from_pretrained` of the checkpoint, its pickled weights read by the allow-list;
+    with `prefix`, of the tensors whose names start with it, the prefix taken off."""
     weights = checkpoint_weights(Path(source.directory))
     files = weight_files(weights)
     with tempfile.TemporaryDirectory(prefix="ernie-weights-") as work:
         directory = Path(source.directory)
-        if not weights.name.startswith("model.safetensors"):  # pickles: read by the allow-list, given as safetensors
-            directory = safetensors_copy(config_files(source.directory), files, Path(work))
+        # Pickles: read by the allow-list, given to PaddleNLP as safetensors; so are renamed tensors.
+        if prefix or not weights.name.startswith("model.safetensors"):
+            rename = (lambda name: name[len(prefix):] if name.startswith(prefix) else None) if prefix else None
+            directory = safetensors_copy(config_files(source.directory), files, Path(work), rename)
             files = [directory / "model.safetensors"]
         check_config_fits_weights(source.config, files, source.directory)
         try:

@@ -244,14 +244,21 @@ def load_pickled_weights(path: Path) -> dict[str, np.ndarray]:
     return _state_dict(_unpickle(path, _WeightsUnpickler(Path(path).read_bytes())), Path(path))
 
 
-def safetensors_copy(config_files: list[Path], weight_files: list[Path], target: Path) -> Path:
+def safetensors_copy(config_files: list[Path], weight_files: list[Path], target: Path, rename=None) -> Path:
     """`target` made a checkpoint PaddleNLP loads without unpickling: the config files and one
-    `model.safetensors` holding the tensors of `weight_files` (.pdparams, read by the allow-list)."""
+    `model.safetensors` holding the tensors of `weight_files` (.pdparams, read by the allow-list;
+    or .safetensors). `rename(name)`: the name a tensor is saved under, None to leave it out."""
     from safetensors.numpy import save_file
+
+    from builder.source.user_files import safetensors_tensors
 
     weights: dict[str, np.ndarray] = {}
     for path in weight_files:
-        weights.update(load_pickled_weights(path))
+        tensors = safetensors_tensors(path) if path.suffix == ".safetensors" else load_pickled_weights(path).items()
+        for name, value in tensors:
+            name = rename(name) if rename else name
+            if name is not None:
+                weights[name] = value
     target.mkdir(parents=True, exist_ok=True)
     for config_file in config_files:
         (target / config_file.name).write_bytes(config_file.read_bytes())

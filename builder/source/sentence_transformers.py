@@ -1,5 +1,6 @@
 """A sentence-transformers directory, read as data: its modules, and its HF BERT weights under
-PaddleNLP's BertModel names.
+PaddleNLP's BertModel names. And PaddleNLP's semantic-search checkpoints, whose layout is the same
+kind of thing: an encoder, its pooler, a projection, L2 normalisation.
 
 `SentenceTransformer.save` writes `modules.json` (the modules in order: Transformer at path "",
 Pooling, optional Dense layers, optional Normalize), each module's config in its folder, the
@@ -51,6 +52,7 @@ class SentenceEncoderLayout:
     dense: tuple[DenseLayer, ...]
     normalize: bool
     max_seq_length: int | None  # what sentence-transformers cuts texts to (tokens, with [CLS] and [SEP])
+    encoder_prefix: str = ""  # what the encoder's tensor names start with in the checkpoint ("ptm.")
 
     @property
     def dim(self) -> int | None:
@@ -218,3 +220,29 @@ def load_encoder(directory: Path, config: dict, weights: Path):
     model.set_state_dict({name: paddle.to_tensor(state[name]) for name in expected})
     model.eval()
     return model
+
+
+# PaddleNLP's semantic-search models (applications/neural_search, SemanticIndexBase): the encoder as
+# `ptm`, its pooler output projected by `emb_reduce_linear` (where output_emb_size > 0), then
+# F.normalize; the training scripts save `model.state_dict()` as model_state.pdparams.
+SEMANTIC_SEARCH_ENCODER = "ptm."
+SEMANTIC_SEARCH_PROJECTION = "emb_reduce_linear."
+
+
+def semantic_search_layout(tensors) -> SentenceEncoderLayout | None:
+    """The layout of a checkpoint whose (name, array) tensors are a semantic-search model's, else None."""
+    projection, encoder = {}, False
+    for name, array in tensors:
+        encoder = encoder or name.startswith(SEMANTIC_SEARCH_ENCODER)
+        if name.startswith(SEMANTIC_SEARCH_PROJECTION):
+            projection[name[len(SEMANTIC_SEARCH_PROJECTION):]] = np.asarray(array, dtype=np.float32)
+    if not encoder:
+        return None
+    dense = ()
+    if projection:
+        weight = projection.get("weight")  # paddle's Linear keeps [in, out]
+        if weight is None or weight.ndim != 2:
+            raise UserError("emb_reduce_linear.weight is missing or not a matrix")
+        bias = projection.get("bias")
+        dense = (DenseLayer(np.ascontiguousarray(weight.T), bias, ""),)
+    return SentenceEncoderLayout("pooler", dense, True, None, SEMANTIC_SEARCH_ENCODER)
