@@ -10,6 +10,7 @@ shape (minilm: all-MiniLM-L6-v2's 6 x 384; medium: ERNIE 3.0 Medium's 6 x 768, a
 sentence-transformers model with random weights, builds it with `builder build --task embedding`
 (nothing else: the engine auto chooses) and starts, one at a time:
   triton      our ensemble on the bundled tritonserver (clients.embedding over gRPC)
+  direct      the same build's `<name>_direct` model (--direct: the three steps in one batched model)
   infinity    `infinity_emb v2` on the same directory (its default torch engine; /embeddings over HTTP)
   st_encode   `SentenceTransformer.encode` in its own process, batches of `concurrency` texts back to
               back: no server, the batch a perfect server would form
@@ -39,7 +40,8 @@ from .workloads import texts_of_varied_length
 
 log = logging.getLogger("benchmarks.embeddings")
 HERE = Path(__file__).resolve().parent
-SYSTEMS = ("triton", "infinity", "st_encode")
+SYSTEMS = ("triton", "direct", "infinity", "st_encode")
+SERVED_BY_TRITON = ("triton", "direct")
 
 
 def _reference(python: str, *args: str, timeout: float = 1800) -> str:
@@ -61,8 +63,8 @@ def prepare(shape: str, work: Path, python: str, texts_file: Path) -> dict:
         log.info("making the %s sentence-transformers model", shape)
         _reference(python, "make", "--shape", shape, "--texts", str(texts_file), "--output", str(model))
     repository = work / f"repo_{shape}"
-    if not (repository / f"st_{shape}").is_dir():
-        build(model, repository, BuildOptions(task=Task.EMBEDDING, name=f"st_{shape}", overwrite=True))
+    if not (repository / f"st_{shape}_direct").is_dir():
+        build(model, repository, BuildOptions(task=Task.EMBEDDING, name=f"st_{shape}", direct=True, overwrite=True))
     vectors = work / f"vectors_{shape}.npy"
     if not vectors.is_file():
         _reference(python, "vectors", "--model", str(model), "--texts", str(texts_file), "--output", str(vectors))
@@ -124,22 +126,27 @@ def measure_shape(shape: str, paths: dict, args, work: Path, texts_file: Path, r
                                  "--warmup", str(args.warmup), "--threads", str(args.threads))
                 rows.setdefault((shape, system, concurrency), []).append(json.loads(out.strip().splitlines()[-1]))
             continue
-        serving = (TritonServer(paths["repository"], ServerPorts.free()) if system == "triton" else
+        model = f"{paths['name']}_direct" if system == "direct" else paths["name"]
+        # Only the measured entry is loaded: an idle second engine would share the machine.
+        serving = (TritonServer(paths["repository"], ServerPorts.free(), load_models=(model,))
+                   if system in SERVED_BY_TRITON else
                    infinity_server(args.reference_python, paths["model"], paths["name"], args.max_batch))
         with serving as server:
-            url, pid = (server.grpc_url, server.pid) if system == "triton" else server
-            if system == "triton":
+            url, pid = (server.grpc_url, server.pid) if system in SERVED_BY_TRITON else server
+            spec = None
+            if system in SERVED_BY_TRITON:
                 spec, record = read_build(paths["repository"], paths["name"])
                 notes["engine"] = record["spec"]["model"]["runtime"]
-                notes["cosine"] = served_cosine(url, paths["name"], json.loads(texts_file.read_text()),
-                                                np.load(paths["vectors"]))
+                notes[f"cosine_{system}"] = served_cosine(url, model, json.loads(texts_file.read_text()),
+                                                          np.load(paths["vectors"]))
             for concurrency in args.concurrency:
-                point = Point(system=f"{system}_{shape}", kind=TRITON if system == "triton" else INFINITY,
+                point = Point(system=f"{system}_{shape}", kind=TRITON if system in SERVED_BY_TRITON else INFINITY,
                               task="embedding", workload=f"embedding_{shape}",
                               workload_file=str(work / "requests.json"),
                               concurrency=concurrency, seconds=args.seconds, warmup_s=args.warmup, server_pid=pid,
-                              url=url, model=paths["name"],
-                              triton_models=spec.step_roles if system == "triton" else {})
+                              url=url, model=model,
+                              triton_models=(spec.step_roles if system == "triton" else
+                                             {"direct": model} if system == "direct" else {}))
                 rows.setdefault((shape, system, concurrency), []).append(measure(point, work))
     return notes
 
@@ -159,19 +166,22 @@ def markdown(report: dict) -> str:
         notes = report["notes"].get(shape, {})
         for system, points in systems.items():
             one, many = points.get("1", {}), points.get("16", {})
-            engine = notes.get("engine", "") if system == "triton" else ("torch" if system == "infinity" else
-                                                                         "torch (no server)")
-            cosine = f"{notes['cosine']:.6f}" if system == "triton" and "cosine" in notes else "(reference)" \
-                if system == "st_encode" else ""
+            engine = notes.get("engine", "") if system in SERVED_BY_TRITON else (
+                "torch" if system == "infinity" else "torch (no server)")
+            cosine = (f"{notes[f'cosine_{system}']:.6f}" if f"cosine_{system}" in notes else
+                      "(reference)" if system == "st_encode" else "")
             lines.append(f"| {shape} | {system} | {engine} | {cosine} | {one.get('p50_ms', float('nan')):.1f} | "
                          f"{one.get('texts_per_s', float('nan')):.1f} | {many.get('texts_per_s', float('nan')):.1f} | "
                          f"{many.get('p50_ms', float('nan')):.1f} | {many.get('p99_ms', float('nan')):.1f} |")
     lines += ["", "Ratios, ours / infinity-emb (texts/s at 16 clients; p50 at one client, lower is better):", ""]
     for shape, systems in report["results"].items():
-        ours, theirs = systems.get("triton", {}), systems.get("infinity", {})
-        if "16" in ours and "16" in theirs:
-            lines.append(f"- {shape}: throughput x{ours['16']['texts_per_s'] / theirs['16']['texts_per_s']:.2f}, "
-                         f"one-text p50 x{ours['1']['p50_ms'] / theirs['1']['p50_ms']:.2f}")
+        theirs = systems.get("infinity", {})
+        for system in SERVED_BY_TRITON:
+            ours = systems.get(system, {})
+            if "16" in ours and "16" in theirs and "1" in ours and "1" in theirs:
+                throughput = ours["16"]["texts_per_s"] / theirs["16"]["texts_per_s"]
+                lines.append(f"- {shape}, {system}: throughput x{throughput:.2f}, "
+                             f"one-text p50 x{ours['1']['p50_ms'] / theirs['1']['p50_ms']:.2f}")
     return "\n".join(lines) + "\n"
 
 

@@ -506,9 +506,10 @@ def check_runtime_options(options: BuildOptions, program) -> None:
         raise UserError("--gpu-onnxruntime is a Triton model step; build it with --target triton")
     if options.direct and options.target == "paddle-serving":
         raise UserError("--direct adds a Triton model; build it with --target triton or all")
-    if options.direct and (options.task is not Task.SEQ_CLS or options.multi_label or options.gpu_onnxruntime):
-        raise UserError("--direct serves single-label seq_cls on the CPU (a multi-label answer's length varies "
-                        "per text, which a batched model cannot return); build without it")
+    if options.direct and (options.task not in (Task.SEQ_CLS, Task.EMBEDDING) or options.multi_label
+                           or options.gpu_onnxruntime):
+        raise UserError("--direct serves single-label seq_cls and embedding on the CPU (a multi-label answer's "
+                        "length varies per text, which a batched model cannot return); build without it")
     if options.quantize == "int8" and options.runtime not in (None, RuntimeKind.ONNXRUNTIME, RuntimeKind.OPENVINO):
         raise UserError("--quantize int8 runs on ONNX Runtime (dynamic) or OpenVINO (NNCF, static): add "
                         "--runtime onnxruntime or --runtime openvino")

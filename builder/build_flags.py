@@ -66,8 +66,8 @@ FLAGS = (
          argparse={"choices": ["fp32", "bf16"], "default": "fp32"}),
     Flag("--threads", "num_threads", "math threads per model instance (default: %(default)s)",
          argparse={"type": int, "default": 2}),
-    Flag("--direct", "direct", "seq_cls: also serve <name>_direct, one batched Python model doing what the three "
-         "steps do, with no hops between them (faster; per-text values are [B, 1], so the published clients "
+    Flag("--direct", "direct", "seq_cls, embedding: also serve <name>_direct, one batched Python model doing what "
+         "the three steps do, with no hops between them (faster; per-text values are [B, 1], so the published clients "
          "keep the ensemble; loads the engine a second time)", argparse={"action": "store_true"}),
     Flag("--instances", "model_batching.instances", "model step instances (default: %(default)s)",
          argparse={"type": int, "default": 1}),

@@ -45,7 +45,7 @@ class BuildOptions:
     no_answer_threshold: float | None = None  # qa: answer "" under this probability
     model_batching: BatchingOptions = field(default_factory=default_model_batching)
     step_batching: BatchingOptions = field(default_factory=lambda: BatchingOptions(max_queue_delay_us=0))
-    direct: bool = False  # seq_cls: also a batched <name>_direct model (tokenizer, engine, postprocess in one)
+    direct: bool = False  # seq_cls, embedding: also a batched <name>_direct model (tokenizer, engine, postprocess)
     gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)
     gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
     gpu_fp16: bool = False  # ... in FP16

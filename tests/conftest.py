@@ -74,6 +74,15 @@ def intent_slot_model(tmp_path_factory) -> Path:
     return _example(tmp_path_factory, "intent_slot", 24)
 
 
+@pytest.fixture(scope="module")
+def server(built):
+    """A tritonserver over the module's `built` fixture's triton/ repository, shared by its tests."""
+    from builder.serving.triton_server import ServerPorts, TritonServer
+
+    with TritonServer(built / "triton", ServerPorts.free()) as running:
+        yield running
+
+
 MODEL_FIXTURES = {"example_model", "static_export", "token_cls_model", "qa_model", "intent_slot_model"}
 
 

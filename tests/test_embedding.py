@@ -14,7 +14,6 @@ from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
 from builder.paddle_serving.server import PipelineService
-from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.verify import cosines, verify
 from clients.embedding import EmbeddingClient, main as embedding_cli
 from serving_core import interface
@@ -110,6 +109,7 @@ VARIANTS = {
                 "target": "all"},
     "emb_pooler": {"runtime": RuntimeKind.ONNXRUNTIME, "pooling": "pooler", "normalize": False},  # --normalize off
     "emb_int8": {"runtime": RuntimeKind.ONNXRUNTIME, "quantize": "int8"},  # gated by cosine and neighbours
+    "emb_direct": {"runtime": RuntimeKind.ONNXRUNTIME, "direct": True},  # and <name>_direct beside the ensemble
 }
 INT8_TOLERANCE = 0.01  # cosine 0.99, the build's gate
 
@@ -124,12 +124,6 @@ def built(encoder_model, semantic_search_model, tmp_path_factory):
     build(semantic_search_model, output / "triton", BuildOptions(task=Task.EMBEDDING, name="emb_search",
                                                                  runtime=RuntimeKind.ONNXRUNTIME), show_progress=False)
     return output
-
-
-@pytest.fixture(scope="module")
-def server(built):
-    with TritonServer(built / "triton", ServerPorts.free()) as running:
-        yield running
 
 
 @pytest.mark.server
@@ -237,3 +231,17 @@ def test_paddle_serving_answers_the_vectors_triton_does(built, server, name):
         [(e["text"], e["truncated"], e.get("windows")) for e in expected]
     assert cosines(np.array([s["embedding"] for s in served]), np.array([e["embedding"] for e in expected])).min() \
         > 0.99999
+
+
+@pytest.mark.server
+def test_the_direct_model_serves_the_source_models_vectors_batched(built, server):
+    rows = [(t,) for t in SHORT] + [(DOCUMENT,)]
+    report = verify(built / "triton", "emb_direct", server.grpc_url, rows, served_model="emb_direct_direct")
+    assert report.passed and report.texts == len(rows), report.to_json()
+    direct = EmbeddingClient(server.grpc_url, "emb_direct_direct")
+    assert direct.info.per_text_rows == (interface.TRUNCATED,)  # [B, 1]; the vectors [B, dim]
+    answers = direct.encode(SHORT[:3] + ["。".join(SHORT)])  # forty commands: past max_seq_len
+    assert [a["truncated"] for a in answers] == [False, False, False, True]
+    with pytest.raises(UserError, match="--direct"):  # its batches hold one window a text
+        build(built, built / "unused", BuildOptions(task=Task.EMBEDDING, direct=True, long_text="windows"),
+              show_progress=False)

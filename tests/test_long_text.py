@@ -15,7 +15,6 @@ from builder.build import build
 from builder.example import intents
 from builder.options import BuildOptions
 from builder.paddle_serving.server import PipelineService
-from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.verify import verify
 from clients.seq_cls import SeqClsClient, main as seq_cls_cli
 from serving_core.errors import UserError
@@ -83,12 +82,6 @@ def built(example_model, tmp_path_factory):
         build(example_model, output, BuildOptions(task=Task.SEQ_CLS, name=name, target="all", **options),
               show_progress=False)
     return output
-
-
-@pytest.fixture(scope="module")
-def server(built):
-    with TritonServer(built / "triton", ServerPorts.free()) as running:
-        yield running
 
 
 @pytest.mark.server

@@ -19,7 +19,6 @@ from builder.engine.quantize import QuantizeOptions
 from builder.example import intents
 from builder.options import BuildOptions
 from builder.paddle_serving.server import PipelineService
-from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.source.sentence_transformers import paddle_name, read_layout
 from builder.verify import cosines, verify
 from clients.embedding import EmbeddingClient
@@ -125,12 +124,6 @@ def built(tmp_path_factory):
             extra = {**extra, "quantize_options": QuantizeOptions(calibration_file=calibration)}
         build(FIXTURES / model, where, BuildOptions(task=Task.EMBEDDING, name=name, **extra), show_progress=False)
     return output
-
-
-@pytest.fixture(scope="module")
-def server(built):
-    with TritonServer(built / "triton", ServerPorts.free()) as running:
-        yield running
 
 
 @pytest.mark.server

@@ -32,7 +32,7 @@ class TritonOptions:
     gpu_onnxruntime: bool = False  # model step = Triton's onnxruntime backend on GPU (NGC containers)
     gpu_tensorrt: bool = False  # ... with the TensorRT execution accelerator
     gpu_fp16: bool = False  # ... in FP16
-    direct: bool = False  # also <name>_direct: the three steps in one batched Python model (seq_cls)
+    direct: bool = False  # also <name>_direct: the three steps in one batched Python model (seq_cls, embedding)
 
 
 def client_parameters(spec: EnsembleSpec, max_batch_size: int) -> dict[str, str]:

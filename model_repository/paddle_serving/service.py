@@ -92,6 +92,15 @@ def _columns(request: dict) -> list[list[str]]:
     return columns
 
 
+def _by_text(batch, rows: np.ndarray):
+    """(None, rows) for one row a text; for --long-text windows, (windows per text, each text's
+    [W, ...] block of the [sum windows, ...] model rows, text after text)."""
+    if not isinstance(batch, WindowedBatch):
+        return None, rows
+    bounds = np.cumsum([0, *batch.windows])
+    return batch.windows, [rows[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
+
 class ErnieOp(Op):
     @staticmethod
     def get_feed_fetch_list(client):
@@ -134,15 +143,8 @@ class ErnieOp(Op):
 
     def _decode_seq_cls(self, columns, batch, fetch, request):
         top_k = int(json.loads(request.get("top_k", "0")))
-        logits = fetch[SPEC.program_output(interface.LOGITS)]
-        windows = None
-        if isinstance(batch, WindowedBatch):  # --long-text windows: [sum windows, C], text after text
-            windows = batch.windows
-            bounds = np.cumsum([0, *windows])
-            decoded = decode_windows([logits[start:end] for start, end in zip(bounds[:-1], bounds[1:])],
-                                     self.settings)
-        else:
-            decoded = decode(logits, self.settings)
+        windows, logits = _by_text(batch, fetch[SPEC.program_output(interface.LOGITS)])
+        decoded = decode(logits, self.settings) if windows is None else decode_windows(logits, self.settings)
         labels = list(self.settings.labels)
         pairs = columns[1] if len(columns) > 1 else [None] * len(columns[0])
         multi_label = self.settings.multi_label
@@ -155,15 +157,8 @@ class ErnieOp(Op):
         return result, seq_cls_fields(decoded.label, decoded.confidence, decoded.selected if multi_label else None)
 
     def _decode_embedding(self, columns, batch, fetch, request):
-        pooled = fetch[SPEC.program_output(interface.POOLED)]
-        windows = None
-        if isinstance(batch, WindowedBatch):  # --long-text windows: [sum windows, dim], text after text
-            windows = batch.windows
-            bounds = np.cumsum([0, *windows])
-            vectors = embed_windows([pooled[start:end] for start, end in zip(bounds[:-1], bounds[1:])],
-                                    self.settings)
-        else:
-            vectors = embed(pooled, self.settings)
+        windows, pooled = _by_text(batch, fetch[SPEC.program_output(interface.POOLED)])
+        vectors = embed(pooled, self.settings) if windows is None else embed_windows(pooled, self.settings)
         return [answers.embedding(text, vectors[i], batch.truncated[i], None if windows is None else windows[i])
                 for i, text in enumerate(columns[0])], {}
 
