@@ -176,6 +176,10 @@ def _cmd_verify(args) -> int:
                             given(args.labels, "labels_file"), given(None, "slot_labels_file"),
                             args.program or inputs.get("program_file"))
     texts_file = args.texts or str(source.directory / "data.txt")
+    if texts_file != "-" and not Path(texts_file).is_file():
+        raise UserError("no texts to verify with: pass --texts FILE (one text a line"
+                        + (", or '-' for stdin)" if args.texts else "); the model directory has no data.txt"),
+                        texts_file)
     texts, pairs = read_texts([], texts_file, input_columns(spec) == 2)
     rows = list(zip(texts, pairs)) if pairs is not None else [(t,) for t in texts]
 

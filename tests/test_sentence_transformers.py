@@ -154,3 +154,11 @@ def test_paddle_serving_answers_sentence_transformers_vectors(built):
     assert out.returncode == 0, out.stderr
     served = np.array([json.loads(line)["embedding"] for line in out.stdout.splitlines()], dtype=np.float32)
     assert cosines(served, _reference("mean_normalize")).min() >= 0.9999
+
+
+@pytest.mark.server
+def test_verify_without_texts_says_which_flag_to_pass(built, caplog):
+    from builder.cli import main
+
+    assert main(["verify", str(built / "triton"), "--name", "st_dense"]) == 2  # before any server starts
+    assert "--texts FILE" in caplog.text and "no data.txt" in caplog.text
