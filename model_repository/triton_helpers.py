@@ -213,3 +213,58 @@ class StepModel:
     def answer(self, requests) -> list:
         """One response per request; raise (InvalidRequest for the client's fault) to fail them."""
         raise NotImplementedError
+
+
+class DirectModel(StepModel):
+    """What both direct models (`<name>_direct`: tokenizer, engine and decoding in one batched
+    model) share: the tokenizer, engine and encoder set up from their settings, the requests' texts
+    run as one engine batch (in groups within the token budget), and one response per request with
+    the outputs it asks for. A direct model implements `setup_decoding` and `answer`."""
+
+    STEP = "direct model"
+
+    def setup(self):
+        from serving_core.encoder import FeedEncoder
+        from serving_core.model_step import ModelStepSettings, create_step_runner
+        from serving_core.tokenization import ErnieTokenizer, TokenizerSettings
+        from serving_core.windows import WindowSettings
+
+        tokenizer_settings = self.read_settings(TokenizerSettings)
+        self.tokenizer = ErnieTokenizer.from_files(self.version_dir / tokenizer_settings.vocab_file, tokenizer_settings)
+        step = self.read_settings(ModelStepSettings)
+        self.runner = create_step_runner(step, self.version_dir, warn=pb_utils.Logger.log_warn,
+                                         log=pb_utils.Logger.log_info)
+        self.max_batch_tokens = step.max_batch_tokens
+        self.feed_dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
+        self.encoder = FeedEncoder(self.tokenizer, self.read_settings(WindowSettings), list(self.feed_dtypes))
+        self.program_output = self.runner.signature.outputs[0].name
+        self.text_inputs = [i["name"] for i in self.config["input"]]
+        self.setup_decoding()
+
+    def setup_decoding(self) -> None:
+        """Decoding state from the config's settings."""
+
+    def run_texts(self, requests):
+        """(each request's text columns, the encoded batch, the program's output for every text)."""
+        from serving_core.runtime import run_within_budget
+
+        parsed = [read_text_columns(request, self.text_inputs) for request in requests]
+        columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
+        encoded = self.encoder.encode(columns)
+        self.metrics.count(texts=len(encoded.truncated), truncated=encoded.truncated.sum())
+        feeds = {name: np.ascontiguousarray(encoded.feeds[name], dtype=dtype)
+                 for name, dtype in self.feed_dtypes.items()}
+        output = run_within_budget(self.runner, feeds, self.max_batch_tokens)[self.program_output]
+        check_finite({self.program_output: output})
+        return parsed, encoded, output
+
+    def respond(self, requests, parsed, columns: dict[str, np.ndarray]) -> list:
+        """One response per request: its rows of `columns`, the outputs it asks for."""
+        responses, row = [], 0
+        for request, item in zip(requests, parsed):
+            rows = slice(row, row + len(item[0]))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                output_tensor(name, columns[name][rows], dtype)
+                for name, dtype in requested_dtypes(request, self.dtypes).items()]))
+            row += len(item[0])
+        return responses

@@ -15,59 +15,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-from triton_helpers import StepModel, output_tensor, read_text_columns, requested_dtypes  # noqa: E402
+from triton_helpers import DirectModel  # noqa: E402
 
 from serving_core import interface  # noqa: E402
-from serving_core.encoder import FeedEncoder  # noqa: E402
-from serving_core.feed_checks import check_finite  # noqa: E402
-from serving_core.model_step import ModelStepSettings, create_step_runner  # noqa: E402
-from serving_core.runtime import run_within_budget  # noqa: E402
 from serving_core.seq_cls import SeqClsSettings, decode  # noqa: E402
-from serving_core.tokenization import ErnieTokenizer, TokenizerSettings  # noqa: E402
-from serving_core.windows import WindowSettings  # noqa: E402
 
 
-class TritonPythonModel(StepModel):
-    STEP = "direct model"
-
-    def setup(self):
-        tokenizer_settings = self.read_settings(TokenizerSettings)
-        self.tokenizer = ErnieTokenizer.from_files(self.version_dir / tokenizer_settings.vocab_file, tokenizer_settings)
-        step = self.read_settings(ModelStepSettings)
-        self.runner = create_step_runner(step, self.version_dir, warn=pb_utils.Logger.log_warn,
-                                         log=pb_utils.Logger.log_info)
-        self.max_batch_tokens = step.max_batch_tokens
-        self.feed_dtypes = {t.name: t.dtype for t in self.runner.signature.inputs}
-        self.encoder = FeedEncoder(self.tokenizer, self.read_settings(WindowSettings), list(self.feed_dtypes))
+class TritonPythonModel(DirectModel):
+    def setup_decoding(self):
         self.settings = self.read_settings(SeqClsSettings)
         self.label_names = np.array([n.encode("utf-8") for n in self.settings.labels], dtype=np.object_)
-        self.logits = self.runner.signature.outputs[0].name
-        self.text_inputs = [i["name"] for i in self.config["input"]]
 
     def answer(self, requests):
-        parsed = [read_text_columns(request, self.text_inputs) for request in requests]
-        columns = [[t for p in parsed for t in p[k]] for k in range(len(self.text_inputs))]
-        encoded = self.encoder.encode(columns)
-        self.metrics.count(texts=len(encoded.truncated), truncated=encoded.truncated.sum())
-        feeds = {name: np.ascontiguousarray(encoded.feeds[name], dtype=dtype)
-                 for name, dtype in self.feed_dtypes.items()}
-        logits = run_within_budget(self.runner, feeds, self.max_batch_tokens)[self.logits]
-        check_finite({self.logits: logits})
+        parsed, encoded, logits = self.run_texts(requests)
         result = decode(logits, self.settings)
-        columns = {
+        return self.respond(requests, parsed, {
             interface.LABEL: result.label[:, None],
             interface.CONFIDENCE: result.confidence[:, None],
             interface.LABEL_NAME: self.label_names[result.label][:, None],
             interface.PROBABILITIES: result.probabilities,
             interface.SELECTED: result.selected,
             interface.TRUNCATED: encoded.truncated.reshape(-1, 1),
-        }
-        responses, row = [], 0
-        for request, item in zip(requests, parsed):
-            rows = slice(row, row + len(item[0]))
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                output_tensor(name, columns[name][rows], dtype)
-                for name, dtype in requested_dtypes(request, self.dtypes).items()]))
-            row += len(item[0])
-        return responses
+        })
