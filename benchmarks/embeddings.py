@@ -107,9 +107,9 @@ def served_cosine(url: str, name: str, texts: list[str], expected: np.ndarray) -
     """The worst cosine between our served vectors and sentence-transformers'."""
     from clients.embedding import EmbeddingClient
 
-    served = EmbeddingClient(url, name).embed(texts)
-    norms = np.linalg.norm(served, axis=1) * np.linalg.norm(expected, axis=1)
-    return float(((served * expected).sum(axis=1) / norms).min())
+    from serving_core.embedding import cosines
+
+    return float(cosines(EmbeddingClient(url, name).embed(texts), expected).min())
 
 
 def measure_shape(shape: str, paths: dict, args, work: Path, texts_file: Path, rows: dict) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving_core.embedding import cosines
 from serving_core.interface import Task
 from serving_core.spec import EnsembleSpec
 
@@ -179,12 +180,6 @@ def _verify_embedding(ctx, rows):
                    "served_windows": results[i].get("windows"), "source_windows": windows[i]}
                   for i in np.flatnonzero(~same)]
     return float(same.mean()), float(distance.max()), mismatches
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row by row cosine similarity of two [N, dim] arrays."""
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return (a * b).sum(axis=1) / norms
 
 
 _VERIFIERS = {Task.SEQ_CLS: _verify_seq_cls, Task.TOKEN_CLS: _verify_token_cls, Task.QA: _verify_qa,

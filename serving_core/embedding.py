@@ -41,6 +41,11 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, NORM_EPSILON)
 
 
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row cosine similarity of two [N, dim] arrays."""
+    return (l2_normalize(a) * l2_normalize(b)).sum(axis=1)
+
+
 def embed(pooled: np.ndarray, settings: EmbeddingSettings) -> np.ndarray:
     """[B, dim] vectors from [B, dim] pooled outputs (one window per text)."""
     pooled = pooled.astype(np.float32, copy=False)

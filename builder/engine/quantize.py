@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from serving_core.embedding import l2_normalize
 from serving_core.errors import UserError
 from serving_core.program import ProgramFiles, ProgramFormat, is_quantized
 from serving_core.runtime import RuntimeKind, cpu_has_int8_dot, create_runner
@@ -261,7 +262,7 @@ def check_int8_vectors(reference, fp32: ProgramFiles, int8: ProgramFiles, runtim
     for _, a, b in _runs_side_by_side(reference, int8, runtime, tokenizer, WindowSettings(), rows):
         expected.append(a[0])
         got.append(b[0])
-    fp32_vectors, int8_vectors = _unit_rows(np.concatenate(expected)), _unit_rows(np.concatenate(got))
+    fp32_vectors, int8_vectors = l2_normalize(np.concatenate(expected)), l2_normalize(np.concatenate(got))
     cosine = (fp32_vectors * int8_vectors).sum(axis=1)
     kept, clear = _nearest_kept(fp32_vectors, int8_vectors)
     report = VectorCalibrationReport(len(rows), float(cosine.min()), float(cosine.mean()), float(kept.mean()),
@@ -279,10 +280,6 @@ def check_int8_vectors(reference, fp32: ProgramFiles, int8: ProgramFiles, runtim
                         f"{options.min_agreement:.0%}) on {len(rows)} calibration texts. Not written. Try "
                         "--quantize-per-channel, calibrate with texts like production traffic, or serve FP32.")
     return report
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _nearest_kept(fp32: np.ndarray, int8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
