@@ -18,7 +18,7 @@ from serving_core.errors import UserError
 from serving_core.interface import Task
 from serving_core.program import ProgramFormat, ProgramSignature, is_quantized, position_rows, read_signature
 from serving_core.tensors import TensorSpec
-from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16
+from serving_core.runtime import PaddleRunner, RuntimeKind, cpu_has_bf16, create_runner
 from serving_core.windows import WindowSettings
 from serving_core.encoder import FeedEncoder
 from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, duplicated_tokens, read_vocab_lines,
@@ -26,7 +26,8 @@ from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, dupl
 
 from builder.source.program_probe import probe_program
 from builder.engine.choice import choose_engine, choose_for_quantized_program, expect_from_file
-from builder.engine.proof import SourceProbe, cannot_run, load_source_model, prove_converted, prove_paddle
+from builder.engine.proof import (SourceProbe, cannot_run, load_source_model, probe_record, prove_converted, prove_paddle,
+                                  served_tolerance)
 from builder.phases import PhaseClock, phase
 from builder.source.export import export_once
 from builder.source.onnx_conversion import convert_to_onnx, converter_ready
@@ -253,6 +254,7 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
             check_runtime_options(options, program)
             engine = prepare_engine(source, options, program, signature, tokenizer, work, probe)
             options, serving_program, signature, proof = engine.options, engine.files, engine.signature, engine.proof
+            published_probe = publish_probe(probe, engine)
             stages.update()
 
             stage("planning ensemble")
@@ -272,6 +274,7 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
                     calibration = calibrate(spec, source, program, serving_program, tokenizer, options).to_json()
             stage("writing repository")
             record = build_record(spec, source, options, signature, calibration, proof, engine.choice, clock)
+            record["probe"] = published_probe
             with phase("write"):
                 write_targets(spec, plan, record, serving_program, signature, source, options, Path(output))
             stages.update()
@@ -283,6 +286,19 @@ def _build(model_dir: Path, output: Path, options: BuildOptions, show_progress: 
     return BuildReport(name, Path(output), tuple(m.name for m in plan.models), source.kind.value,
                        spec_labels(spec), max_seq_len, options.runtime.value, seconds, calibration,
                        "; ".join(n for n in notes if n), clock.to_json())
+
+
+def publish_probe(probe: SourceProbe, engine: "PreparedEngine") -> dict:
+    """The probe build.json keeps for `builder publish` (builder.engine.proof.probe_record); an
+    INT8 model, which the proof did not measure itself, is measured here."""
+    options, proof = engine.options, engine.proof
+    tolerance = proof.tolerance if proof is not None else None
+    if options.quantize == "int8" or proof is None:
+        with phase("measure served files"):
+            runner = create_runner(options.runtime, engine.files, options.num_threads, options.precision,
+                                   proof.onednn if proof is not None else True)
+            tolerance = served_tolerance(probe, runner, f"{options.runtime.value} (served files)", proof)
+    return probe_record(probe, engine.signature, tolerance)
 
 
 def conversion_ahead(source: ModelSource, options: BuildOptions):

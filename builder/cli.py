@@ -82,6 +82,7 @@ def _cmd_serve(args) -> int:
         supervisor = None
     else:
         from builder.triton.check import require_whole
+        from builder.triton.versions import startup_models
 
         report = require_whole(args.repository)
         log.info("%s", report.summary())
@@ -90,7 +91,7 @@ def _cmd_serve(args) -> int:
                               ServerPorts(args.http_port, args.grpc_port, args.metrics_port),
                               log_file, extra_args=extra, host=args.host,
                               admin_key=os.environ.get("ERNIE_SERVING_ADMIN_KEY"), python=args.python,
-                              startup_timeout=args.startup_timeout)
+                              startup_timeout=args.startup_timeout, load_models=startup_models(args.repository))
         banner = f"tritonserver {args.repository}: gRPC {server.grpc_url}, HTTP {server.http_url}"
         supervisor = Supervisor(server, SupervisorOptions(interval_s=args.probe_interval)) \
             if args.probe_interval > 0 else None
@@ -133,6 +134,32 @@ def _cmd_check(args) -> int:
     (log.info if report.ok else log.error)("%s", report.summary())
     print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     return 0 if report.ok else 1
+
+
+def _publish_options(args):
+    from builder.publish import PublishOptions
+
+    return PublishOptions(keep=args.keep, grace_s=args.grace, lock_wait_s=args.lock_wait)
+
+
+def _cmd_publish(args) -> int:
+    from builder.publish import publish
+    from builder.serving.admin import LiveServer
+
+    report = publish(Path(args.build), Path(args.repository), LiveServer.from_environment(args.url), args.name,
+                     _publish_options(args))
+    print(json.dumps(report.to_json(), ensure_ascii=False))
+    return 0
+
+
+def _cmd_rollback(args) -> int:
+    from builder.publish import rollback
+    from builder.serving.admin import LiveServer
+
+    report = rollback(Path(args.repository), args.name, LiveServer.from_environment(args.url),
+                      _publish_options(args))
+    print(json.dumps(report.to_json(), ensure_ascii=False))
+    return 0
 
 
 def _single_ensemble(repository: Path) -> str:
@@ -228,8 +255,8 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_make_example, _add_build, _add_bench, _add_serve, _add_check, _add_verify, _add_demo,
-                _add_inspect):
+    for add in (_add_make_example, _add_build, _add_bench, _add_serve, _add_check, _add_verify, _add_publish,
+                _add_rollback, _add_demo, _add_inspect):
         add(sub)
     return parser
 
@@ -368,6 +395,54 @@ def _add_verify(sub) -> None:
     p.add_argument("--min-agreement", type=float, default=1.0,
                    help="share of texts whose answer must be identical (default: %(default)s; INT8: e.g. 0.95)")
     p.set_defaults(func=_cmd_verify)
+
+
+_PUBLISH_FLOW = ("Steps: (1) BUILD is checked as `builder check` does and copied into REPOSITORY as NAME_v<k> "
+                 "(all its models at once, beside the live version's; the live files are never touched); (2) "
+                 "the server loads it beside the live version, and no request reaches it yet; (3) it must answer "
+                 "there: its ensemble answers a request and its model step answers the build's probe texts as "
+                 "the source model did, within the tolerance the build proved; (4) the public ensemble NAME "
+                 "(and NAME_direct) switches to it: new requests go to the new steps, those in flight finish on "
+                 "the old ones; REPOSITORY/NAME/published.json records the live version, so a restart of "
+                 "`builder serve` serves it; (5) the old version is unloaded once it has answered what it holds "
+                 "(up to --grace seconds), and versions beyond --keep are deleted. A failure before (4) removes "
+                 "what was added and leaves the live version serving. Needs $ERNIE_SERVING_ADMIN_KEY, the key "
+                 "`builder serve` runs with. One publish or rollback at a time per repository (a lock the "
+                 "kernel drops with its process). Prints one JSON line: live and previous version, the probe's "
+                 "difference, the versions deleted.")
+
+
+def _add_publish_flags(p) -> None:
+    p.add_argument("--url", default="127.0.0.1:8000",
+                   help="the live server's HTTP address, HOST:PORT (default: %(default)s)")
+    p.add_argument("--keep", type=int, default=2,
+                   help="versions kept on disk, the live one included (default: %(default)s, at least 2)")
+    p.add_argument("--grace", type=float, default=30.0,
+                   help="seconds the old version gets to answer the requests it holds (default: %(default)s)")
+    p.add_argument("--lock-wait", type=float, default=0.0,
+                   help="seconds to wait for another publish or rollback on REPOSITORY (default: %(default)s: "
+                        "refuse at once)")
+
+
+def _add_publish(sub) -> None:
+    p = sub.add_parser("publish", help="put a new build on a live server: checked there first, no failed request",
+                       description="Publish BUILD (a repository written by `builder build`) to the live server "
+                                   "serving REPOSITORY as the next version of its ensemble. " + _PUBLISH_FLOW)
+    p.add_argument("build", help="the output directory of `builder build`")
+    p.add_argument("repository", help="the live server's model repository directory (`builder serve REPOSITORY`)")
+    p.add_argument("--name", help="the ensemble in BUILD to publish (default: its only one)")
+    _add_publish_flags(p)
+    p.set_defaults(func=_cmd_publish)
+
+
+def _add_rollback(sub) -> None:
+    p = sub.add_parser("rollback", help="serve the version published before the live one again",
+                       description="Switch NAME on the live server back to the version kept before the live one, "
+                                   "with the same steps and guarantees as a publish (2-5). " + _PUBLISH_FLOW)
+    p.add_argument("repository", help="the live server's model repository directory")
+    p.add_argument("--name", required=True, help="the published ensemble")
+    _add_publish_flags(p)
+    p.set_defaults(func=_cmd_rollback)
 
 
 def _add_demo(sub) -> None:

@@ -96,15 +96,17 @@ def drain(base_url: str, headers: dict[str, str], options: DrainOptions = DrainO
         f"{options.timeout_s:g} s to answer those in flight")
     time.sleep(options.delay_s)
     deadline = time.monotonic() + options.timeout_s
-    unanswered = _unload(base_url, headers, ensembles, deadline, options.poll_s)
+    unanswered = unload_and_wait(base_url, headers, ensembles, deadline, options.poll_s)
     if not unanswered:  # the steps are idle now; a model called directly may still be answering
         others = [name for name, state in _states(base_url, headers, 30.0).items() if state == "READY"]
-        unanswered = _unload(base_url, headers, others, deadline, options.poll_s)
+        unanswered = unload_and_wait(base_url, headers, others, deadline, options.poll_s)
     return DrainReport(tuple(ensembles), tuple(unanswered), time.monotonic() - started)
 
 
-def _unload(base_url: str, headers: dict[str, str], names: list[str], deadline: float, poll_s: float) -> list[str]:
-    """Unload `names`; those still answering requests when `deadline` passes."""
+def unload_and_wait(base_url: str, headers: dict[str, str], names: list[str], deadline: float,
+                    poll_s: float = 0.1) -> list[str]:
+    """Unload `names` (not the models they use); those still answering requests when `deadline`
+    (time.monotonic) passes. A step used by an ensemble request in flight is held until it is answered."""
     for name in names:
         call_json(f"{base_url}/v2/repository/models/{name}/unload",
                   {"parameters": {"unload_dependents": False}}, headers, 30.0)

@@ -116,6 +116,27 @@ class SourceProbe:
         return figures
 
 
+def probe_record(probe: SourceProbe, signature, tolerance: float) -> dict:
+    """What build.json keeps of the probe (`probe`): the texts, the feeds the served program takes
+    (`signature`), the source model's outputs on them and the largest difference (relative to
+    `scale`) the served engine may show. `builder publish` holds a version on a live server to it
+    before the version takes traffic."""
+    outputs = [t.name for t in signature.outputs]
+    return {"texts": list(PROBE_TEXTS), "scale": probe.scale, "tolerance": tolerance,
+            "feeds": {t.name: {"dtype": t.dtype, "values": probe.feeds[t.name].astype(t.dtype).tolist()}
+                      for t in signature.inputs},
+            "outputs": {name: values.tolist() for name, values in zip(outputs, probe.expected)}}
+
+
+def served_tolerance(probe: SourceProbe, runner: Runner, engine: str, proof: EngineProof | None) -> float:
+    """The difference a server running the build's files may show: the proof's tolerance, or,
+    for files the proof did not measure (an INT8 model), twice what they show here (at least
+    the FP32 tolerance)."""
+    figures = probe.measure(runner, engine)
+    allowed = proof.tolerance if proof is not None else TOLERANCE["fp32"]
+    return allowed if figures.agrees(allowed) else max(TOLERANCE["fp32"], 2 * figures.difference)
+
+
 def load_source_model(source, task, weights_file: Path, pooling: str = "cls") -> SourceModel:
     """The source model (builder.source.reference), or why its weights cannot run."""
     try:

@@ -25,6 +25,7 @@ from builder.triton.wiring import check_wiring
 log = logging.getLogger(__name__)
 
 MANIFEST = "build.json"  # in the ensemble's directory: how it was built
+PUBLISH_RECORD = "published.json"  # in a published name's public ensemble directory (builder.triton.versions)
 # Object stores keep no empty folders: an ensemble's version directory holds this file, so that
 # the repository survives `aws s3 sync` or a file-by-file upload (Triton needs the `1/`).
 VERSION_MARKER = ".keep"
@@ -95,8 +96,12 @@ def write_repository(plan: RepositoryPlan, output: Path, manifest: dict, overwri
 
 
 def read_build(repository: Path, model: str) -> tuple[EnsembleSpec, dict]:
-    """(the spec, the whole record) from an ensemble's build.json."""
+    """(the spec, the whole record) from an ensemble's build.json; of a published name, the live version's."""
     path = Path(repository) / model / MANIFEST
+    published = Path(repository) / model / PUBLISH_RECORD
+    if not path.is_file() and published.is_file():  # a published name: the live version's build
+        live = json.loads(published.read_text(encoding="utf-8"))["live"]
+        path = Path(repository) / f"{model}_v{int(live)}" / MANIFEST
     if not path.is_file():
         raise UserError(f"no {MANIFEST}: was this ensemble built by `builder build`?", str(path.parent))
     record = json.loads(path.read_text(encoding="utf-8"))
