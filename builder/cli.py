@@ -146,7 +146,7 @@ def _cmd_publish(args) -> int:
     from builder.publish import publish
     from builder.serving.admin import LiveServer
 
-    report = publish(Path(args.build), Path(args.repository), LiveServer.from_environment(args.url), args.name,
+    report = publish(Path(args.build), args.repository, LiveServer.from_environment(args.url), args.name,
                      _publish_options(args))
     print(json.dumps(report.to_json(), ensure_ascii=False))
     return 0
@@ -156,7 +156,7 @@ def _cmd_rollback(args) -> int:
     from builder.publish import rollback
     from builder.serving.admin import LiveServer
 
-    report = rollback(Path(args.repository), args.name, LiveServer.from_environment(args.url),
+    report = rollback(args.repository, args.name, LiveServer.from_environment(args.url),
                       _publish_options(args))
     print(json.dumps(report.to_json(), ensure_ascii=False))
     return 0
@@ -429,7 +429,8 @@ def _add_publish(sub) -> None:
                        description="Publish BUILD (a repository written by `builder build`) to the live server "
                                    "serving REPOSITORY as the next version of its ensemble. " + _PUBLISH_FLOW)
     p.add_argument("build", help="the output directory of `builder build`")
-    p.add_argument("repository", help="the live server's model repository directory (`builder serve REPOSITORY`)")
+    p.add_argument("repository", help="the live server's model repository (`builder serve REPOSITORY`): a directory "
+                   "or s3://[host:port/]bucket/path with the AWS_* variables")
     p.add_argument("--name", help="the ensemble in BUILD to publish (default: its only one)")
     _add_publish_flags(p)
     p.set_defaults(func=_cmd_publish)
@@ -439,7 +440,7 @@ def _add_rollback(sub) -> None:
     p = sub.add_parser("rollback", help="serve the version published before the live one again",
                        description="Switch NAME on the live server back to the version kept before the live one, "
                                    "with the same steps and guarantees as a publish (2-5). " + _PUBLISH_FLOW)
-    p.add_argument("repository", help="the live server's model repository directory")
+    p.add_argument("repository", help="the live server's model repository: a directory or s3://...")
     p.add_argument("--name", required=True, help="the published ensemble")
     _add_publish_flags(p)
     p.set_defaults(func=_cmd_rollback)

@@ -15,14 +15,9 @@ A rollback is steps 2-5 for the version before the live one.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
-import errno
-import fcntl
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +29,10 @@ from serving_core.health import probe_body
 
 from builder.serving.admin import LiveServer
 from builder.triton import versions
-from builder.triton.repository import read_build
+from builder.triton.stores import open_store
 from builder.triton.target import direct_model_name
 
 log = logging.getLogger(__name__)
-
-LOCK = ".publish.lock"
-
 
 @dataclass(frozen=True)
 class PublishOptions:
@@ -70,136 +62,103 @@ class PublishReport:
                 "removed_versions": list(self.removed), "seconds": round(self.seconds, 2)}
 
 
-@contextlib.contextmanager
-def repository_lock(repository: Path, wait_s: float):
-    """One publish or rollback at a time on a repository. The lock is the kernel's (flock), so a
-    killed publisher's lock goes with its process."""
-    path = Path(repository) / LOCK
-    with open(path, "a+", encoding="utf-8") as handle:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
-                    raise UserError(f"another publish or rollback is running on this repository ({holder}); "
-                                    "wait for it, or pass --lock-wait SECONDS", str(repository)) from None
-                time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {_now()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def publish(build: Path, repository: Path, server: LiveServer, name: str | None = None,
+def publish(build: Path, repository: str | Path, server: LiveServer, name: str | None = None,
             options: PublishOptions = PublishOptions()) -> PublishReport:
-    """Add `build`'s ensemble to `repository` as the next version of its name and make it the
-    one `server` answers with (module docstring)."""
+    """Add `build`'s ensemble to `repository` (a directory or s3://) as the next version of its
+    name and make it the one `server` answers with (module docstring)."""
     from builder.triton.check import require_whole
 
     started = time.monotonic()
-    build, repository = Path(build), Path(repository)
-    if not repository.is_dir():
-        raise UserError("no such repository directory (the live server's --model-repository)", str(repository))
+    build = Path(build)
+    store = open_store(repository)
     name = versions.build_ensemble(build, name)
     require_whole(str(build))
-    with repository_lock(repository, options.lock_wait_s):
-        record = versions.read_record(repository, name)
-        if record is None and (repository / name).exists():
+    with store.lock(options.lock_wait_s):
+        record = versions.read_record(store, name)
+        if record is None and name in store.model_names():
             raise UserError(f"holds {name!r} as a plain build, not a published name; publish under another --name "
-                            "or into a repository of published models", str(repository))
-        _remove_orphans(repository, name, record, server, options)
-        version = max([*versions.versions_on_disk(repository, name), *(record.kept if record else ())],
-                      default=0) + 1
-        models = versions.add_version(build, name, repository, version)
+                            "or into a repository of published models", store.display)
+        _remove_orphans(store, name, record, server, options)
+        version = max([*versions.versions_present(store, name), *(record.kept if record else ())], default=0) + 1
+        models = versions.add_version(build, name, store, version)
         log.info("added %s as version %d of %s: %s", build, version, name, ", ".join(models))
         try:
-            difference = _load_and_gate(repository, name, version, server, options)
+            difference = _load_and_gate(store, name, version, server)
         except BaseException:
             log.error("version %d of %s refused; the live version keeps serving; removing what was added",
                       version, name)
             server.unload(models, options.grace_s)
-            versions.remove_version(repository, name, version)
+            versions.remove_version(store, name, version)
             raise
-        return _switch(repository, name, version, record, server, options, "publish", difference, started)
+        return _switch(store, name, version, record, server, options, "publish", difference, started)
 
 
-def rollback(repository: Path, name: str, server: LiveServer, options: PublishOptions = PublishOptions()
+def rollback(repository: str | Path, name: str, server: LiveServer, options: PublishOptions = PublishOptions()
              ) -> PublishReport:
     """Serve the version published before the live one again (steps 2-5 of a publish)."""
     started = time.monotonic()
-    repository = Path(repository)
-    with repository_lock(repository, options.lock_wait_s):
-        record = versions.read_record(repository, name)
+    store = open_store(repository)
+    with store.lock(options.lock_wait_s):
+        record = versions.read_record(store, name)
         if record is None:
-            raise UserError(f"{name!r} was never published here: nothing to roll back to", str(repository))
+            raise UserError(f"{name!r} was never published here: nothing to roll back to", store.display)
         earlier = [v for v in record.kept if v < record.live]
         if not earlier:
             raise UserError(f"no version of {name!r} older than the live {record.live} is kept "
-                            f"(kept: {', '.join(map(str, record.kept))})", str(repository))
+                            f"(kept: {', '.join(map(str, record.kept))})", store.display)
         target = earlier[-1]
         try:
-            difference = _load_and_gate(repository, name, target, server, options)
+            difference = _load_and_gate(store, name, target, server)
         except BaseException:
-            server.unload(versions.version_models(repository, name, target), options.grace_s)
+            server.unload(versions.version_models(store, name, target), options.grace_s)
             raise
-        return _switch(repository, name, target, record, server, options, "rollback", difference, started)
+        return _switch(store, name, target, record, server, options, "rollback", difference, started)
 
 
-def _remove_orphans(repository: Path, name: str, record, server: LiveServer, options: PublishOptions) -> None:
-    """Versions on disk that no record keeps (a publisher killed before its switch): unloaded, deleted."""
+def _remove_orphans(store, name: str, record, server: LiveServer, options: PublishOptions) -> None:
+    """Versions in the repository that no record keeps (a publisher killed before its switch):
+    unloaded, deleted."""
     kept = set(record.kept) if record else set()
-    for version in versions.versions_on_disk(repository, name):
+    for version in versions.versions_present(store, name):
         if version not in kept:
-            models = versions.version_models(repository, name, version)
+            models = versions.version_models(store, name, version)
             log.warning("removing version %d of %s, left by a publish that did not finish: %s", version, name,
                         ", ".join(models))
             server.unload(models, options.grace_s)
-            versions.remove_version(repository, name, version)
+            versions.remove_version(store, name, version)
 
 
-def _load_and_gate(repository: Path, name: str, version: int, server: LiveServer, options: PublishOptions) -> float:
+def _load_and_gate(store, name: str, version: int, server: LiveServer) -> float:
     """Load version `version` beside the live one and hold it to its build's probe; returns the
     largest difference found. Raises UserError naming what failed."""
     ensemble = versions.version_name(name, version)
-    spec, record = read_build(repository, ensemble)
+    where = f"{store.display}/{ensemble}"
+    spec, record = versions.version_build(store, name, version)
     probe = record.get("probe")
     if not probe:
-        raise UserError("build.json records no probe (built by an older builder): build the model again",
-                        str(repository / ensemble))
-    loaded = [ensemble] + ([direct_model_name(ensemble)]
-                           if (repository / direct_model_name(ensemble)).is_dir() else [])
+        raise UserError("build.json records no probe (built by an older builder): build the model again", where)
+    loaded = [ensemble] + ([direct_model_name(ensemble)] if direct_model_name(ensemble) in store.model_names()
+                           else [])
     for model in loaded:
         log.info("loading %s beside the live version", model)
         try:
             server.load(model)
         except RuntimeError as exc:
-            raise UserError(f"the server cannot load {model}: {exc}", str(repository / model)) from exc
+            raise UserError(f"the server cannot load {model}: {exc}", f"{store.display}/{model}") from exc
     for model in loaded:
         try:
             server.infer(model, probe_body(server.config(model)))
         except RuntimeError as exc:
-            raise UserError(f"{model} loaded but does not answer: {exc}", str(repository / model)) from exc
+            raise UserError(f"{model} loaded but does not answer: {exc}", f"{store.display}/{model}") from exc
     difference = model_step_difference(server, spec.model_step_name, probe)
     if not difference <= probe["tolerance"]:
         raise UserError(f"{spec.model_step_name} on the server differs from the source model by {difference:.3g} "
                         f"on the build's probe texts (the build proved {probe['tolerance']:g}): not published",
-                        str(repository / ensemble))
+                        where)
     log.info("version %d of %s answers on the server; its model step is within %.3g of the source model "
              "(allowed %g)", version, name, difference, probe["tolerance"])
     return difference
@@ -231,12 +190,12 @@ def model_step_difference(server: LiveServer, model: str, probe: dict) -> float:
     return worst / probe["scale"]
 
 
-def _switch(repository: Path, name: str, version: int, record, server: LiveServer, options: PublishOptions,
+def _switch(store, name: str, version: int, record, server: LiveServer, options: PublishOptions,
             action: str, difference: float, started: float) -> PublishReport:
     """Point the public models at `version`, record it, let every other version finish what it
     holds and unload it, delete the versions beyond --keep."""
     previous = record.live if record else None
-    config = versions.public_config(repository, name, version)
+    config = versions.public_config(store, name, version)
     log.info("switching %s to version %d%s", name, version, f" (from {previous})" if previous else "")
     on_disk = sorted({*(record.kept if record else ()), version})
     # Kept: the new live version, the one it replaces (a rollback's target), then the newest others.
@@ -246,18 +205,18 @@ def _switch(repository: Path, name: str, version: int, record, server: LiveServe
     new_record = versions.PublishRecord(name, version, tuple(v for v in on_disk if v not in removed), history)
     # On disk first: Triton reads the directory on a load, and a restart (or the next publish, after a
     # publisher was killed here) serves what is recorded, a version that passed its gate.
-    versions.write_public(repository, config, new_record)
+    versions.write_public(store, config, new_record)
     try:
-        _switch_direct(repository, name, version, server)
+        _switch_direct(store, name, version, server)
         server.load(name, config)
     except BaseException:
         if record is not None:
-            versions.write_public(repository, versions.public_config(repository, name, previous), record)
+            versions.write_public(store, versions.public_config(store, name, previous), record)
         raise
     # The candidate ensemble and direct model go (the public ones serve the same steps and files);
     # every other version's models finish the requests they hold, then go too.
     candidate = versions.version_name(name, version)
-    live_steps = set(versions.version_models(repository, name, version)) - {candidate,
+    live_steps = set(versions.version_models(store, name, version)) - {candidate,
                                                                             direct_model_name(candidate)}
     loaded = [m for m, state in server.states().items() if state in ("READY", "LOADING")]
     others = [m for m in loaded if versions.version_owner(m, [name]) is not None and m not in live_steps]
@@ -266,32 +225,31 @@ def _switch(repository: Path, name: str, version: int, record, server: LiveServe
         log.warning("still answering after %g s: %s", options.grace_s, ", ".join(unanswered))
     for old_version in removed:
         log.info("deleting version %d of %s (--keep %d)", old_version, name, options.keep)
-        versions.remove_version(repository, name, old_version)
+        versions.remove_version(store, name, old_version)
     log.info("%s serves version %d%s", name, version, f" (was {previous})" if previous else "")
     return PublishReport(name, action, version, previous, difference, tuple(unanswered), removed,
                          time.monotonic() - started)
 
 
-def _switch_direct(repository: Path, name: str, version: int, server: LiveServer) -> None:
+def _switch_direct(store, name: str, version: int, server: LiveServer) -> None:
     """Point the public `<name>_direct` at `version` (Triton's version policy: the new version is
     loaded, then the old one unloaded once it has answered what it holds)."""
-    config = versions.public_direct_config(repository, name, version)
+    config = versions.public_direct_config(store, name, version)
     public = direct_model_name(name)
     if config is None:
-        if (repository / public).is_dir():
+        if public in store.model_names():
             log.warning("version %d of %s has no direct model: %s is unloaded", version, name, public)
             server.unload([public], 30.0)
-            shutil.rmtree(repository / public)
+            store.remove_tree(public)
         return
-    versions.add_direct_version(repository, name, version)
-    old_config = (repository / public / "config.pbtxt").read_text(encoding="utf-8") \
-        if (repository / public / "config.pbtxt").is_file() else None
-    versions.write_public_direct(repository, config)
+    versions.add_direct_version(store, name, version)
+    old_config = store.read_text(f"{public}/config.pbtxt")
+    versions.write_config(store, config)
     try:
         server.load(public, config)
     except BaseException:
         if old_config is not None:
-            (repository / public / "config.pbtxt").write_text(old_config, encoding="utf-8")
+            store.write_text(f"{public}/config.pbtxt", old_config)
         raise
 
 

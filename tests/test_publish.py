@@ -23,12 +23,13 @@ import pytest
 from builder.build import build
 from builder.example.seq_cls_example import ExampleSpec, make_seq_cls_example
 from builder.options import BuildOptions
-from builder.publish import PublishOptions, publish, repository_lock, rollback
+from builder.publish import PublishOptions, publish, rollback
 from builder.serving.admin import LiveServer
 from builder.serving.triton_server import ServerPorts
 from builder.triton.check import accept, check_repository
 from builder.triton.config import parse, render
-from builder.triton.versions import read_record, startup_models
+from builder.triton.stores import open_store
+from builder.triton.versions import read_record as read_store_record, startup_models
 from clients.seq_cls import SeqClsClient
 from serving_core.errors import UserError
 from serving_core.interface import Task
@@ -69,6 +70,10 @@ def live(tmp_path_factory, builds):
         server = LiveServer(f"127.0.0.1:{ports.http}", KEY)
         publish(builds["v1"], repo, server, options=OPTIONS)
         yield repo, ports, server, process
+
+
+def read_record(repo, name: str):
+    return read_store_record(open_store(repo), name)
 
 
 def _signature(probabilities) -> float:
@@ -130,8 +135,12 @@ def _wait_for_answers(traffic: Traffic, count: int = 2) -> None:
         time.sleep(0.1)
 
 
+def _answer_at(grpc_url: str, model: str = "intent") -> float:
+    return _signature(SeqClsClient(grpc_url, model).probabilities(TEXTS))
+
+
 def _answer(ports, model: str = "intent") -> float:
-    return _signature(SeqClsClient(f"127.0.0.1:{ports.grpc}", model).probabilities(TEXTS))
+    return _answer_at(f"127.0.0.1:{ports.grpc}", model)
 
 
 def _copy_build(source: Path, target: Path) -> Path:
@@ -236,7 +245,7 @@ def test_a_killed_publisher_leaves_one_version_serving_and_the_next_publish_comp
 
 def test_two_publishes_at_once_the_second_is_refused(live, builds):
     repo, _, server, _ = live
-    with repository_lock(repo, 0):
+    with open_store(repo).lock(0):
         with pytest.raises(UserError, match="another publish or rollback is running"):
             publish(builds["v1"], repo, server, options=OPTIONS)
 
@@ -311,3 +320,63 @@ def test_a_restart_serves_the_live_version_only(live, builds, tmp_path):
         ready = {m for m, state in states.items() if state == "READY"}
         assert ready == {"intent", "intent_direct", *(f"intent_v{record.live}_{s}" for s in
                                                        ("tokenizer", "model", "postprocess"))}
+
+
+def test_on_an_s3_repository_publish_refusal_kill_rollback_and_restart(builds, tmp_path):
+    """The same steps on s3:// (a local S3 server), the server reading the repository itself."""
+    from builder.serving.triton_server import TritonServer
+
+    from .local_s3 import local_s3
+
+    with local_s3() as bucket:
+        url = f"{bucket}/models"
+        store = open_store(url)
+        # Triton needs the repository to exist at start: another team's model is already there.
+        store.write_text("README", "published models\n")
+        with TritonServer(url, ServerPorts.free(), admin_key=KEY, load_models=startup_models(url)) as triton:
+            server = LiveServer(triton.http_url, KEY)
+            publish(builds["v1"], url, server, options=OPTIONS)
+            v1 = _answer_at(triton.grpc_url)
+            traffic = Traffic(triton.grpc_url, clients=2)
+            try:
+                _wait_for_answers(traffic)
+                mark = traffic.mark()
+                publish(builds["v2"], url, server, options=OPTIONS)
+                _wait_for_answers(traffic)
+                v2 = _answer_at(triton.grpc_url)
+                assert v2 != v1
+                _assert_one_switch(traffic.since(mark), v1, v2)
+
+                unloadable = _copy_build(builds["v1"], tmp_path / "unloadable")
+                config_file = unloadable / "intent_model" / "config.pbtxt"
+                config = parse(config_file.read_text())
+                config.instance_group[0].kind = config.instance_group[0].KIND_GPU
+                config_file.write_text(render(config))
+                with pytest.raises(UserError, match="cannot load intent_v3"):
+                    publish(unloadable, url, server, options=OPTIONS)
+
+                publisher = subprocess.Popen([sys.executable, "-m", "builder", "publish", str(builds["v1"]), url,
+                                              "--url", triton.http_url], stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, text=True,
+                                             env={**os.environ, "ERNIE_SERVING_ADMIN_KEY": KEY})
+                for line in publisher.stdout:
+                    if "beside the live version" in line:
+                        publisher.send_signal(signal.SIGKILL)
+                        break
+                publisher.wait(timeout=60)
+                assert store.read_text(".publish.lock"), "the killed publisher's lock is left in the bucket"
+                assert store.check().ok
+
+                mark = traffic.mark()
+                report = rollback(url, "intent", server, OPTIONS)  # takes over the dead publisher's lock
+                _wait_for_answers(traffic)
+                assert (report.live, report.previous) == (1, 2)
+                _assert_one_switch(traffic.since(mark), v2, v1)
+            finally:
+                traffic.stop()
+            assert traffic.errors == [], traffic.errors[:5]
+            assert store.read_text(".publish.lock") is None
+            assert read_store_record(store, "intent").live == 1
+        with TritonServer(url, ServerPorts.free(), admin_key=KEY, load_models=startup_models(url)) as restarted:
+            assert _answer_at(restarted.grpc_url) == v1
+            assert _answer_at(restarted.grpc_url, "intent_direct") == v1
