@@ -26,8 +26,8 @@ from serving_core.tokenization import (DEFAULT_MAX_SEQ_LEN, ErnieTokenizer, dupl
 
 from builder.source.program_probe import probe_program
 from builder.engine.choice import choose_engine, choose_for_quantized_program, expect_from_file
-from builder.engine.proof import (SourceProbe, cannot_run, load_source_model, probe_record, prove_converted, prove_paddle,
-                                  served_tolerance)
+from builder.engine.proof import (SourceProbe, cannot_run, load_source_model, probe_record, prove_converted,
+                                  prove_paddle, served_tolerance)
 from builder.phases import PhaseClock, phase
 from builder.source.export import export_once
 from builder.source.onnx_conversion import convert_to_onnx, converter_ready

@@ -15,12 +15,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
 from builder.build import build
+from builder.engine.proof import PROBE_TEXTS
 from builder.example.seq_cls_example import ExampleSpec, make_seq_cls_example
 from builder.options import BuildOptions
 from builder.publish import PublishOptions, publish, rollback
@@ -29,7 +31,8 @@ from builder.serving.triton_server import ServerPorts
 from builder.triton.check import accept, check_repository
 from builder.triton.config import parse, render
 from builder.triton.stores import open_store
-from builder.triton.versions import read_record as read_store_record, startup_models
+from builder.triton.versions import add_version, read_record as read_store_record, startup_models
+from builder.verify import verify
 from clients.seq_cls import SeqClsClient
 from serving_core.errors import UserError
 from serving_core.interface import Task
@@ -148,6 +151,21 @@ def _copy_build(source: Path, target: Path) -> Path:
     return target
 
 
+def test_a_version_is_the_build_renamed_and_recorded_again(builds, tmp_path):
+    repo = tmp_path / "models"
+    repo.mkdir()
+    models = add_version(builds["v2"], "intent", open_store(repo), 7)
+    assert models == ["intent_v7", "intent_v7_tokenizer", "intent_v7_model", "intent_v7_postprocess",
+                      "intent_v7_direct"]
+    ensemble = parse((repo / "intent_v7" / "config.pbtxt").read_text())
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == models[1:4]
+    assert parse((repo / "intent_v7_direct" / "config.pbtxt").read_text()).name == "intent_v7_direct"
+    record = json.loads((repo / "intent_v7" / "build.json").read_text())
+    assert record["spec"]["name"] == "intent_v7" and record["probe"]["texts"] == list(PROBE_TEXTS)
+    assert check_repository(repo).ok and check_repository(repo).ensembles == ("intent_v7",)
+    assert startup_models(repo) == ("*",)  # nothing published yet: a plain repository
+
+
 def test_publish_refusals_and_rollback_never_fail_a_request(live, builds, tmp_path):
     repo, ports, server, _ = live
     v1 = _answer(ports)
@@ -205,6 +223,8 @@ def test_publish_refusals_and_rollback_never_fail_a_request(live, builds, tmp_pa
     assert read_record(repo, "intent").live == 1
     assert server.config("intent")["parameters"]["published_version"]["string_value"] == "1"
     assert check_repository(repo).ok
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{ports.metrics}/metrics", timeout=30).read().decode()
+    assert 'model="intent_v1_model"' in metrics and 'model="intent_v2_model"' in metrics  # per version
     for step, answers in table:
         print(f"{step}: {sum(map(len, answers.values()))} requests, 0 failed, answered by "
               f"{sorted({round(a, 4) for seq in answers.values() for a in seq})}")
@@ -316,6 +336,8 @@ def test_a_restart_serves_the_live_version_only(live, builds, tmp_path):
     with _serve(repo, again, "--probe-interval", "0") as restarted:
         _wait_for_serving(restarted)
         assert _answer(again) == expected and _answer(again, "intent_direct") == expected
+        report = verify(repo, "intent", f"127.0.0.1:{again.grpc}", [(t,) for t in PROBE_TEXTS])  # the live build
+        assert report.passed, report.to_json()
         states = LiveServer(f"127.0.0.1:{again.http}", KEY).states()
         ready = {m for m, state in states.items() if state == "READY"}
         assert ready == {"intent", "intent_direct", *(f"intent_v{record.live}_{s}" for s in
