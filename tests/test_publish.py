@@ -58,6 +58,9 @@ def builds(example_model, tmp_path_factory) -> dict[str, Path]:
         out[key] = root / key
         build(model, out[key], BuildOptions(task=Task.SEQ_CLS, name="intent", runtime=RuntimeKind.ONNXRUNTIME,
                                             direct=True), show_progress=False)
+    out["other"] = root / "other"  # another team's model, served by the same server
+    build(retrained, out["other"], BuildOptions(task=Task.SEQ_CLS, name="other", runtime=RuntimeKind.ONNXRUNTIME),
+          show_progress=False)
     return out
 
 
@@ -151,6 +154,17 @@ def _copy_build(source: Path, target: Path) -> Path:
     return target
 
 
+def _unloadable_copy(source: Path, target: Path) -> Path:
+    """A copy of a build whose model step asks for a GPU: it passes `builder check` (an edited config
+    that holds the schema and the wiring) and cannot load on this machine."""
+    _copy_build(source, target)
+    config_file = target / "intent_model" / "config.pbtxt"
+    config = parse(config_file.read_text())
+    config.instance_group[0].kind = config.instance_group[0].KIND_GPU
+    config_file.write_text(render(config))
+    return target
+
+
 def test_a_version_is_the_build_renamed_and_recorded_again(builds, tmp_path):
     repo = tmp_path / "models"
     repo.mkdir()
@@ -170,6 +184,8 @@ def test_publish_refusals_and_rollback_never_fail_a_request(live, builds, tmp_pa
     repo, ports, server, _ = live
     v1 = _answer(ports)
     assert _answer(ports, "intent_direct") == v1
+    publish(builds["other"], repo, server, options=OPTIONS)  # a name the repository does not hold: added
+    other = _answer(ports, "other")
     traffic = Traffic(f"127.0.0.1:{ports.grpc}")
     table = []
     try:
@@ -184,29 +200,21 @@ def test_publish_refusals_and_rollback_never_fail_a_request(live, builds, tmp_pa
         _assert_one_switch(traffic.since(mark), v1, v2)
         table.append(("publish v2", traffic.since(mark)))
 
-        # A version the server cannot load (its model step asks for a GPU): refused, nothing added.
-        unloadable = _copy_build(builds["v2"], tmp_path / "unloadable")
-        config_file = unloadable / "intent_model" / "config.pbtxt"
-        config = parse(config_file.read_text())
-        config.instance_group[0].kind = config.instance_group[0].KIND_GPU
-        config_file.write_text(render(config))
-        mark = traffic.mark()
-        with pytest.raises(UserError, match="cannot load intent_v3"):
-            publish(unloadable, repo, server, options=OPTIONS)
-        _wait_for_answers(traffic)
-        _assert_one_switch(traffic.since(mark), v2, v2)
-        table.append(("refused: cannot load", traffic.since(mark)))
+        def refused(step: str, bad_build: Path, reason: str) -> None:
+            mark = traffic.mark()
+            with pytest.raises(UserError, match=reason):
+                publish(bad_build, repo, server, options=OPTIONS)
+            _wait_for_answers(traffic)
+            _assert_one_switch(traffic.since(mark), v2, v2)
+            table.append((step, traffic.since(mark)))
 
+        unloadable = _unloadable_copy(builds["v2"], tmp_path / "unloadable")
+        refused("refused: cannot load", unloadable, "cannot load intent_v3")
         # A version whose model step no longer answers what its build recorded (an edited program, accepted).
         edited = _copy_build(builds["v2"], tmp_path / "edited")
         shutil.copy2(builds["v1"] / "intent_model" / "1" / "model.onnx", edited / "intent_model" / "1" / "model.onnx")
         assert accept(edited)[0].ok
-        mark = traffic.mark()
-        with pytest.raises(UserError, match="differs from the source model"):
-            publish(edited, repo, server, options=OPTIONS)
-        _wait_for_answers(traffic)
-        _assert_one_switch(traffic.since(mark), v2, v2)
-        table.append(("refused: answers differ", traffic.since(mark)))
+        refused("refused: answers differ", edited, "differs from the source model")
         assert not [p.name for p in repo.iterdir() if "_v3" in p.name or "_v4" in p.name]
         assert check_repository(repo).ok
 
@@ -220,6 +228,7 @@ def test_publish_refusals_and_rollback_never_fail_a_request(live, builds, tmp_pa
     finally:
         traffic.stop()
     assert traffic.errors == [], traffic.errors[:5]
+    assert _answer(ports, "other") == other  # untouched by intent's publishes
     assert read_record(repo, "intent").live == 1
     assert server.config("intent")["parameters"]["published_version"]["string_value"] == "1"
     assert check_repository(repo).ok
@@ -276,9 +285,10 @@ def test_twenty_switches_keep_the_servers_memory_bounded(live, builds):
 
     def tree_mb() -> float:
         """The server's and its stubs' memory, once the unloaded versions' stubs have exited (one
-        stub per live model: tokenizer, model, postprocess, direct)."""
+        stub per loaded Python model: every ready model but the ensembles)."""
+        stubs = len([m for m, state in server.states().items() if state == "READY" and m not in ("intent", "other")])
         deadline = time.monotonic() + 60
-        while len(triton.children(recursive=True)) > 4 and time.monotonic() < deadline:
+        while len(triton.children(recursive=True)) > stubs and time.monotonic() < deadline:
             time.sleep(0.2)
         processes = [triton, *triton.children(recursive=True)]
         total = 0
@@ -298,8 +308,9 @@ def test_twenty_switches_keep_the_servers_memory_bounded(live, builds):
     record = read_record(repo, "intent")
     assert len(record.kept) <= OPTIONS.keep
     loaded = {m for m, state in server.states().items() if state == "READY"}
-    assert loaded == {"intent", "intent_direct", *(f"intent_v{record.live}_{s}" for s in
-                                                    ("tokenizer", "model", "postprocess"))}
+    assert loaded == {"intent", "intent_direct", "other", "other_v1_tokenizer", "other_v1_model",
+                      "other_v1_postprocess", *(f"intent_v{record.live}_{s}" for s in
+                                                ("tokenizer", "model", "postprocess"))}
     print("server memory after each switch (MB):", [round(s) for s in sizes])
     assert max(sizes[10:]) <= 1.15 * max(sizes[:4]), sizes
 
@@ -331,7 +342,7 @@ def test_a_restart_serves_the_live_version_only(live, builds, tmp_path):
     record = read_record(repo, "intent")
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=120)
-    assert set(startup_models(repo)) == {"intent", "intent_direct"}
+    assert set(startup_models(repo)) == {"intent", "intent_direct", "other"}
     again = ServerPorts.free()
     with _serve(repo, again, "--probe-interval", "0") as restarted:
         _wait_for_serving(restarted)
@@ -340,8 +351,9 @@ def test_a_restart_serves_the_live_version_only(live, builds, tmp_path):
         assert report.passed, report.to_json()
         states = LiveServer(f"127.0.0.1:{again.http}", KEY).states()
         ready = {m for m, state in states.items() if state == "READY"}
-        assert ready == {"intent", "intent_direct", *(f"intent_v{record.live}_{s}" for s in
-                                                       ("tokenizer", "model", "postprocess"))}
+        assert ready == {"intent", "intent_direct", "other", "other_v1_tokenizer", "other_v1_model",
+                         "other_v1_postprocess", *(f"intent_v{record.live}_{s}" for s in
+                                                   ("tokenizer", "model", "postprocess"))}
 
 
 def test_on_an_s3_repository_publish_refusal_kill_rollback_and_restart(builds, tmp_path):
@@ -369,13 +381,8 @@ def test_on_an_s3_repository_publish_refusal_kill_rollback_and_restart(builds, t
                 assert v2 != v1
                 _assert_one_switch(traffic.since(mark), v1, v2)
 
-                unloadable = _copy_build(builds["v1"], tmp_path / "unloadable")
-                config_file = unloadable / "intent_model" / "config.pbtxt"
-                config = parse(config_file.read_text())
-                config.instance_group[0].kind = config.instance_group[0].KIND_GPU
-                config_file.write_text(render(config))
                 with pytest.raises(UserError, match="cannot load intent_v3"):
-                    publish(unloadable, url, server, options=OPTIONS)
+                    publish(_unloadable_copy(builds["v1"], tmp_path / "unloadable"), url, server, options=OPTIONS)
 
                 publisher = subprocess.Popen([sys.executable, "-m", "builder", "publish", str(builds["v1"]), url,
                                               "--url", triton.http_url], stdout=subprocess.PIPE,
