@@ -149,6 +149,12 @@ def _answer(ports, model: str = "intent") -> float:
     return _answer_at(f"127.0.0.1:{ports.grpc}", model)
 
 
+def _texts_file(directory: Path) -> Path:
+    path = directory / "texts.txt"
+    path.write_text("\n".join(PROBE_TEXTS) + "\n", encoding="utf-8")
+    return path
+
+
 def _copy_build(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
@@ -340,8 +346,16 @@ def test_a_restart_serves_the_live_version_only(live, builds, tmp_path):
     repo, ports, server, process = live
     expected = _answer(ports)
     record = read_record(repo, "intent")
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
+    # SIGTERM, as docker and Kubernetes stop it (a shell that starts a job in the background, as CI
+    # may, makes it ignore SIGINT).
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        raise AssertionError(f"builder serve did not stop on SIGTERM:\n{output[-4000:]}") from None
+    assert process.returncode == 0, output[-4000:]
     assert set(startup_models(repo)) == {"intent", "intent_direct", "other"}
     again = ServerPorts.free()
     with _serve(repo, again, "--probe-interval", "0") as restarted:
@@ -409,3 +423,7 @@ def test_on_an_s3_repository_publish_refusal_kill_rollback_and_restart(builds, t
         with TritonServer(url, ServerPorts.free(), admin_key=KEY, load_models=startup_models(url)) as restarted:
             assert _answer_at(restarted.grpc_url) == v1
             assert _answer_at(restarted.grpc_url, "intent_direct") == v1
+            from builder.cli import main
+
+            assert main(["verify", url, "--name", "intent", "--url", restarted.grpc_url, "--texts",
+                         str(_texts_file(tmp_path))]) == 0  # the live version's build, read from S3

@@ -73,8 +73,8 @@ def _serve(repo, ports, *extra):
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+        if process.poll() is None:  # SIGTERM: a job a shell starts in the background ignores SIGINT
+            process.send_signal(signal.SIGTERM)
             try:
                 process.communicate(timeout=120)
             except subprocess.TimeoutExpired:

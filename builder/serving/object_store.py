@@ -13,7 +13,7 @@ from pathlib import Path
 
 from serving_core.errors import UserError
 
-from builder.triton.repository import MANIFEST
+from builder.triton.repository import MANIFEST, PUBLISH_RECORD
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,15 @@ def _objects(url: str):
 
 
 def download_build_records(url: str, target: Path) -> Path:
-    """Copy every ensemble's build.json under `url` into `target/<ensemble>/build.json`."""
+    """Copy every ensemble's build.json under `url` into `target/<ensemble>/build.json`, and
+    every published name's record (`builder publish`) beside it."""
     found = 0
     for client, bucket, key, relative in _objects(url):
         parts = relative.split("/")
-        if len(parts) == 2 and parts[1] == MANIFEST:
+        if len(parts) == 2 and parts[1] in (MANIFEST, PUBLISH_RECORD):
             (target / parts[0]).mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, key, str(target / parts[0] / MANIFEST))
-            found += 1
+            client.download_file(bucket, key, str(target / parts[0] / parts[1]))
+            found += parts[1] == MANIFEST
     if not found:
         raise UserError(f"holds no */{MANIFEST}: was it uploaded from a `builder build` output?", url)
     return target
