@@ -4,8 +4,9 @@ A publish, holding the repository's lock:
 1. checks the build as `builder check` does and adds it to the repository as the next version of
    its name (builder.triton.versions), all of its models at once, next to the live one's;
 2. loads that version on the live server beside the live one: nothing routes traffic to it yet;
-3. gates it there: its own ensemble answers a request, and its model step, fed the probe texts
-   the build recorded, answers what the source model answered within the build's proven tolerance;
+3. gates it there: its own ensemble answers a request, its tokenizer step turns the build's probe
+   texts into the token ids the build recorded, and its model step, fed those, answers what the
+   source model answered within the build's proven tolerance;
 4. switches the public ensemble to it (a load with the new config: new requests go to the new
    steps, requests in flight finish on the old ones) and records which version is live;
 5. unloads the old version, waiting until its requests in flight are answered, and deletes the
@@ -24,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from serving_core import interface
 from serving_core.errors import UserError
 from serving_core.health import probe_body
+from serving_core.tokenization import INPUT_IDS
 
 from builder.serving.admin import LiveServer
 from builder.triton import versions
@@ -154,6 +157,10 @@ def _load_and_gate(store, name: str, version: int, server: LiveServer) -> float:
             server.infer(model, probe_body(server.config(model)))
         except RuntimeError as exc:
             raise UserError(f"{model} loaded but does not answer: {exc}", f"{store.display}/{model}") from exc
+    mismatched = tokenizer_mismatches(server, spec, probe)
+    if mismatched:
+        raise UserError(f"{spec.tokenizer_step} on the server tokenizes {len(mismatched)} of the build's probe texts "
+                        f"otherwise than the build did (first: {mismatched[0]!r}): not published", where)
     difference = model_step_difference(server, spec.model_step_name, probe)
     if not difference <= probe["tolerance"]:
         raise UserError(f"{spec.model_step_name} on the server differs from the source model by {difference:.3g} "
@@ -165,6 +172,33 @@ def _load_and_gate(store, name: str, version: int, server: LiveServer) -> float:
 
 
 _DATATYPES = {"int64": "INT64", "int32": "INT32", "float32": "FP32"}
+
+
+def tokenizer_mismatches(server: LiveServer, spec, probe: dict) -> list[str]:
+    """The probe texts the tokenizer step on the server turns into other token ids than the
+    build's (padding aside; a text's first window). Checked where the ensemble takes single texts
+    (not QA, not text pairs) and the program reads input_ids."""
+    feeds = probe["feeds"]
+    if [t.name for t in spec.inputs] != [interface.TEXT] or INPUT_IDS not in feeds:
+        log.info("%s: the probe's token ids are not checked for this task's inputs", spec.tokenizer_step)
+        return []
+    texts = probe["texts"]
+    answer = server.infer(spec.tokenizer_step, {
+        "inputs": [{"name": interface.TEXT, "shape": [len(texts), 1], "datatype": "BYTES", "data": texts}],
+        "outputs": [{"name": INPUT_IDS}]})
+    output = next(o for o in answer["outputs"] if o["name"] == INPUT_IDS)
+    served = np.asarray(output["data"], dtype=np.int64).reshape(output["shape"])
+    served = served[:, 0, :] if served.ndim == 3 else served
+    pad = spec.model.pad_values.get(INPUT_IDS, 0)
+
+    def tokens(row) -> list[int]:
+        values = [int(v) for v in row]
+        while values and values[-1] == pad:
+            values.pop()
+        return values
+
+    expected = np.asarray(feeds[INPUT_IDS]["values"], dtype=np.int64)
+    return [text for text, got, want in zip(texts, served, expected) if tokens(got) != tokens(want)]
 
 
 def model_step_difference(server: LiveServer, model: str, probe: dict) -> float:

@@ -308,7 +308,8 @@ def settings_from_tokenizer_config(directory: Path, max_seq_len: int) -> Tokeniz
 
 
 # Model input names the tokenizer step knows how to fill, by what they hold.
-KNOWN_MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "position_ids")
+INPUT_IDS = "input_ids"
+KNOWN_MODEL_INPUTS = (INPUT_IDS, "token_type_ids", "attention_mask", "position_ids")
 
 
 def feeds_from_ids(names: list[str], input_ids: np.ndarray, token_type_ids: np.ndarray,

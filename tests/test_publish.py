@@ -221,6 +221,16 @@ def test_publish_refusals_and_rollback_never_fail_a_request(live, builds, tmp_pa
         shutil.copy2(builds["v1"] / "intent_model" / "1" / "model.onnx", edited / "intent_model" / "1" / "model.onnx")
         assert accept(edited)[0].ok
         refused("refused: answers differ", edited, "differs from the source model")
+        # A version whose vocabulary was edited after its build (two tokens swapped, accepted): the model
+        # step, fed the recorded ids, still agrees; the tokenizer step does not.
+        retokenized = _copy_build(builds["v2"], tmp_path / "retokenized")
+        vocab = retokenized / "intent_tokenizer" / "1" / "vocab.txt"
+        lines = vocab.read_text(encoding="utf-8").splitlines()
+        first, second = (lines.index(token) for token in ("空", "调"))
+        lines[first], lines[second] = lines[second], lines[first]
+        vocab.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        assert accept(retokenized)[0].ok
+        refused("refused: tokenizes otherwise", retokenized, r"tokenizes 2 of the build's probe texts otherwise")
         assert not [p.name for p in repo.iterdir() if "_v3" in p.name or "_v4" in p.name]
         assert check_repository(repo).ok
 
@@ -240,9 +250,10 @@ def test_publish_refusals_and_rollback_never_fail_a_request(live, builds, tmp_pa
     assert check_repository(repo).ok
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{ports.metrics}/metrics", timeout=30).read().decode()
     assert 'model="intent_v1_model"' in metrics and 'model="intent_v2_model"' in metrics  # per version
+    names = {v1: "v1", v2: "v2"}
     for step, answers in table:
         print(f"{step}: {sum(map(len, answers.values()))} requests, 0 failed, answered by "
-              f"{sorted({round(a, 4) for seq in answers.values() for a in seq})}")
+              f"{sorted({names[a] for seq in answers.values() for a in seq})}")
 
 
 def test_a_killed_publisher_leaves_one_version_serving_and_the_next_publish_completes(live, builds):
