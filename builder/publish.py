@@ -17,7 +17,6 @@ A rollback is steps 2-5 for the version before the live one.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -285,9 +284,3 @@ def _switch_direct(store, name: str, version: int, server: LiveServer) -> None:
         if old_config is not None:
             store.write_text(f"{public}/config.pbtxt", old_config)
         raise
-
-
-def publish_summary(report: PublishReport) -> str:
-    return json.dumps(report.to_json(), ensure_ascii=False)
-
-
