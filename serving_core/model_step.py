@@ -5,6 +5,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .program import ProgramFiles
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,14 @@ def cpu_warning(settings: ModelStepSettings, flags: frozenset[str] | None = None
             "--quantize-reduce-range on")
 
 
+def step_program(settings: ModelStepSettings, directory) -> "ProgramFiles":
+    """The program files the model step's settings name in `directory`."""
+    from .program import ProgramFiles, ProgramFormat
+
+    return ProgramFiles(ProgramFormat(settings.program_format), Path(directory) / settings.model_file,
+                        Path(directory) / settings.params_file if settings.params_file else None)
+
+
 def create_step_runner(settings: ModelStepSettings, directory: Path, num_threads: int | None = None,
                        warn: Callable[[str], None] = logging.getLogger(__name__).warning,
                        log: Callable[[str], None] = logging.getLogger(__name__).info, bucketed: bool = True):
@@ -53,17 +65,14 @@ def create_step_runner(settings: ModelStepSettings, directory: Path, num_threads
     Paddle Serving service's serving_server/), on its runtime, threads, precision and kernels,
     padding batches to its shape buckets and warming them (unless `bucketed` is False: the bare
     engine); `warn` gets the `cpu_warning`, if any, and `log` what the warm-up did."""
-    from .program import ProgramFiles, ProgramFormat
     from .runtime import RuntimeKind, create_runner
     from .shape_buckets import BucketedRunner, ShapeBuckets
 
     warning = cpu_warning(settings)
     if warning:
         warn(warning)
-    files = ProgramFiles(ProgramFormat(settings.program_format), Path(directory) / settings.model_file,
-                         Path(directory) / settings.params_file if settings.params_file else None)
-    runner = create_runner(RuntimeKind(settings.runtime), files, num_threads or settings.num_threads,
-                           settings.precision, settings.onednn)
+    runner = create_runner(RuntimeKind(settings.runtime), step_program(settings, directory),
+                           num_threads or settings.num_threads, settings.precision, settings.onednn)
     if not bucketed or not settings.bucket_length_step or not settings.max_seq_len:
         return runner
     runner = BucketedRunner(runner, ShapeBuckets(settings.bucket_length_step, settings.max_seq_len,

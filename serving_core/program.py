@@ -1,8 +1,10 @@
 """Read the input/output signature of an exported model without running it.
 
-Three formats: Paddle 3 PIR (`*.json` + `*.pdiparams`), legacy Paddle
-(`*.pdmodel` + `*.pdiparams`) and ONNX. Names, dtypes and shapes always come from the
-program itself, never from a naming convention such as ``fetch_name_0``.
+Four formats: Paddle 3 PIR (`*.json` + `*.pdiparams`), legacy Paddle
+(`*.pdmodel` + `*.pdiparams`), ONNX, and OpenVINO IR (`*.xml` + `*.bin`), which only builds
+write (NNCF's INT8 for OpenVINO); a model directory is searched for the first three. Names,
+dtypes and shapes always come from the program itself, never from a naming convention such as
+``fetch_name_0``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class ProgramFormat(str, enum.Enum):
     PIR = "pir"
     LEGACY = "legacy"
     ONNX = "onnx"
+    OPENVINO_IR = "openvino_ir"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class ProgramFiles:
 
     format: ProgramFormat
     model_file: Path
-    params_file: Path | None  # None for ONNX
+    params_file: Path | None  # None for ONNX; the .bin of OpenVINO IR
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def find_program(directory: Path, chosen: str | None = None) -> ProgramFiles | N
 def read_signature(files: ProgramFiles) -> ProgramSignature:
     """Inputs and outputs of the program, in the program's order."""
     readers = {ProgramFormat.PIR: _read_pir, ProgramFormat.LEGACY: _read_legacy,
-               ProgramFormat.ONNX: _read_onnx}
+               ProgramFormat.ONNX: _read_onnx, ProgramFormat.OPENVINO_IR: _read_openvino_ir}
     try:
         signature = readers[files.format](files.model_file)
     except UserError:
@@ -208,12 +211,34 @@ def _read_onnx(path: Path) -> ProgramSignature:
         tuple(spec(v) for v in model.graph.output))
 
 
+_OPENVINO_DTYPES = {"f32": "float32", "i64": "int64", "i32": "int32", "f16": "float16", "boolean": "bool",
+                    "i8": "int8", "u8": "uint8", "bf16": "bfloat16"}
+
+
+def _openvino_ir(path: Path):
+    """The IR's graph as OpenVINO reads it (its weights are mapped, not copied)."""
+    import openvino
+
+    return openvino.Core().read_model(str(path), str(Path(path).with_suffix(".bin")))
+
+
+def _read_openvino_ir(path: Path) -> ProgramSignature:
+    model = _openvino_ir(path)
+
+    def spec(port) -> TensorSpec:
+        shape = tuple(d.get_length() if d.is_static else -1 for d in port.get_partial_shape())
+        return TensorSpec(port.get_any_name(), _OPENVINO_DTYPES[port.get_element_type().get_type_name()], shape)
+
+    return ProgramSignature(tuple(spec(p) for p in model.inputs), tuple(spec(p) for p in model.outputs))
+
+
 _QUANT_OPS = ("quantize_linear", "dequantize_linear", "fake_quantize", "fake_dequantize", "fake_channel_wise")
 _ONNX_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul"}
 
 
 def is_quantized(files: ProgramFiles) -> bool:
-    """True for INT8 programs: Paddle quantize/dequantize ops, or ONNX integer/quantize nodes."""
+    """True for INT8 programs: Paddle quantize/dequantize ops, ONNX integer/quantize nodes, or
+    OpenVINO FakeQuantize operations."""
     if files.format is ProgramFormat.PIR:
         text = files.model_file.read_text(encoding="utf-8", errors="replace")
         return any(f'.{op}"' in text for op in _QUANT_OPS)
@@ -222,6 +247,8 @@ def is_quantized(files: ProgramFiles) -> bool:
         # names include every quantize op.
         program = legacy_program(files.model_file)
         return any(op.type.startswith(_QUANT_OPS) for block in program.blocks for op in block.ops)
+    if files.format is ProgramFormat.OPENVINO_IR:
+        return any(op.get_type_name() == "FakeQuantize" for op in _openvino_ir(files.model_file).get_ops())
     import onnx
 
     model = onnx.load(str(files.model_file), load_external_data=False)
@@ -234,6 +261,8 @@ def position_rows(files: ProgramFiles) -> int | None:
     weight looked up by positions: ids the program counts itself (cumsum or arange of the input's
     shape), or a `position_ids` input. None when the program has no such lookup."""
     readers = {ProgramFormat.PIR: _pir_graph, ProgramFormat.LEGACY: _legacy_graph, ProgramFormat.ONNX: _onnx_graph}
+    if files.format not in readers:  # an OpenVINO IR is a build's output, not a source whose limits are read
+        return None
     try:
         lookups, producers = readers[files.format](files.model_file)
     except (KeyError, ValueError, IndexError, TypeError, AttributeError, RecursionError):  # unusual: no bound read

@@ -80,8 +80,8 @@ class OnnxRunner:
 
 
 class OpenVinoRunner:
-    """OpenVINO on CPU, reading the ONNX conversion or a Paddle 2.x `.pdmodel` itself (its Paddle
-    reader takes quantization-aware programs, which paddle2onnx cannot convert). FP32 is asked for
+    """OpenVINO on CPU, reading the ONNX conversion, a build's INT8 IR, or a Paddle 2.x `.pdmodel`
+    itself (its Paddle reader takes quantization-aware programs, which paddle2onnx cannot convert). FP32 is asked for
     explicitly: on a CPU with bfloat16 instructions OpenVINO otherwise computes in bf16 (0.007 off
     in logits on ERNIE 3.0 Medium); `precision="bf16"` asks for that on purpose."""
 
@@ -118,7 +118,9 @@ def create_runner(kind: RuntimeKind, files: ProgramFiles, num_threads: int = 1, 
     if kind is RuntimeKind.ONNXRUNTIME and files.format is not ProgramFormat.ONNX:
         raise ValueError(f"{kind} runs an .onnx file, got {files.model_file}")
     if kind is RuntimeKind.OPENVINO and files.format is ProgramFormat.PIR:
-        raise ValueError(f"{kind} runs an .onnx or Paddle 2.x .pdmodel file, got {files.model_file}")
+        raise ValueError(f"{kind} runs an .onnx, OpenVINO IR or Paddle 2.x .pdmodel file, got {files.model_file}")
+    if kind is RuntimeKind.PADDLE and files.format not in (ProgramFormat.PIR, ProgramFormat.LEGACY):
+        raise ValueError(f"{kind} runs a Paddle program, got {files.model_file}")
     if kind is RuntimeKind.ONNXRUNTIME:
         return OnnxRunner(files, num_threads)
     if kind is RuntimeKind.OPENVINO:

@@ -18,7 +18,8 @@ from builder.serving.triton_server import ServerPorts, TritonServer
 from builder.verify import verify
 from serving_core.errors import UserError
 from serving_core.interface import Task
-from serving_core.program import find_program, is_quantized
+from serving_core.model_step import step_program
+from serving_core.program import ProgramFormat, find_program, is_quantized
 from serving_core.runtime import RuntimeKind, cpu_has_bf16
 from serving_core.spec import read_spec
 
@@ -52,14 +53,16 @@ def test_int8_models_are_quantized_smaller_and_calibrated(int8_repository):
     repo, reports = int8_repository
     for (task, engine), report in reports.items():
         name = f"{task.value}_{engine}"
-        files = find_program(repo / f"{name}_model" / "1")
+        settings = read_build(repo, name)[0].model
+        files = step_program(settings, repo / f"{name}_model" / "1")
         assert is_quantized(files), name
-        if engine == "int8":  # ONNX Runtime stores INT8 weights; NNCF's QDQ model keeps FP32 ones for OpenVINO
+        assert files.format is (ProgramFormat.ONNX if engine == "int8" else ProgramFormat.OPENVINO_IR)
+        if engine == "int8":  # ONNX Runtime stores INT8 weights; NNCF's IR keeps FP32 ones for OpenVINO
             assert report.calibration["int8_mb"] < report.calibration["fp32_mb"] / 2
         assert report.calibration["confident_agreement"] >= INT8["quantize_options"].min_agreement
         manifest = json.loads((repo / name / "build.json").read_text())
         assert manifest["quantize"] == "int8" and manifest["calibration"] == report.calibration
-        assert read_build(repo, name)[0].model.runtime == ENGINES[engine]["runtime"].value
+        assert settings.runtime == ENGINES[engine]["runtime"].value
 
 
 @pytest.mark.server
