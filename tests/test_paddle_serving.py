@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from builder.build import build
+from builder.engine.quantize import QuantizeOptions
 from builder.example import intents
 from builder.options import BuildOptions
 from builder.paddle_serving.service import PipelineOptions
@@ -22,6 +23,7 @@ from clients.qa import QAClient
 from clients.seq_cls import SeqClsClient
 from clients.token_cls import TokenClsClient
 from serving_core.interface import Task
+from serving_core.runtime import RuntimeKind
 
 pytestmark = pytest.mark.server
 
@@ -33,6 +35,7 @@ INPUTS = {
     Task.QA: [f"{q}\t{c}" for q, c, _, _ in intents.qa_examples(9, count=8, commands=8)] +
              [f"{q}\t{c}" for q, c in intents.QA_DEMO],
 }
+OPENVINO_INT8 = "seq_cls_openvino_int8"  # NNCF's INT8, served as OpenVINO IR by both targets
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,9 @@ def built(example_model, token_cls_model, qa_model, intent_slot_model, tmp_path_
                                           pipeline=PipelineOptions(auto_batching_timeout_ms=50),
                                           shape_buckets=8 if task is Task.INTENT_SLOT else 0),
               show_progress=False)
+    build(example_model, output, BuildOptions(task=Task.SEQ_CLS, name=OPENVINO_INT8, target="all", max_seq_len=64,
+                                              runtime=RuntimeKind.OPENVINO, quantize="int8",
+                                              quantize_options=QuantizeOptions()), show_progress=False)
     return output
 
 
@@ -58,7 +64,9 @@ def triton(built):
 
 @pytest.fixture(scope="module")
 def pipelines(built):
-    with pipeline_services({task: built / "paddle_serving" / task.value for task in INPUTS}) as services:
+    services = {**{task: built / "paddle_serving" / task.value for task in INPUTS},
+                OPENVINO_INT8: built / "paddle_serving" / OPENVINO_INT8}
+    with pipeline_services(services) as services:
         yield services
 
 
@@ -101,6 +109,23 @@ def test_paddle_serving_answers_equal_triton_and_the_source(built, triton, pipel
     assert len(served) == len(rows) and not mismatches, mismatches[:2]
     checked = [tuple(r.split("\t")) for r in rows]
     report = verify(built / "triton", task.value, triton.grpc_url, checked)
+    assert report.passed, report.to_json()
+
+
+def test_openvino_int8_is_the_same_ir_on_both_targets(built, triton, pipelines):
+    """The OpenVINO INT8 model step reads OpenVINO IR (.xml + .bin) under Paddle Serving as under
+    Triton: the same answers from both, and the Triton ensemble within its INT8 gate of the source."""
+    rows = INPUTS[Task.SEQ_CLS]
+    served_files = {p.suffix for p in (built / "paddle_serving" / OPENVINO_INT8 / "serving_server").iterdir()}
+    assert {".xml", ".bin"} <= served_files and ".onnx" not in served_files
+    out = _cli(Task.SEQ_CLS, pipelines[OPENVINO_INT8].url, rows, "--top-k", "2")
+    assert out.returncode == 0, out.stderr
+    served = [json.loads(line) for line in out.stdout.splitlines()]
+    expected = [r.to_json() for r in SeqClsClient(triton.grpc_url, OPENVINO_INT8).classify(rows, top_k=2)]
+    assert len(served) == len(rows) and all(_same(s, e) for s, e in zip(served, expected)), (served[:1], expected[:1])
+    # The INT8 bar of test_compression.py (NNCF's static INT8 moves probabilities up to 0.11 there).
+    report = verify(built / "triton", OPENVINO_INT8, triton.grpc_url, [(r,) for r in rows], tolerance=0.15,
+                    min_agreement=0.9)
     assert report.passed, report.to_json()
 
 
