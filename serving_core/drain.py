@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from serving_core.health import ADMIN_HEADER, call_json, ready_ensembles
+from serving_core.health import ADMIN_HEADER, call_json, index_states, ready_ensembles
 
 NOT_READY_MODEL = "_draining"  # its failed load is what makes the server report not ready
 _NOT_READY_CONFIG = {"backend": "python", "max_batch_size": 0,
@@ -79,8 +79,7 @@ def mark_not_ready(base_url: str, headers: dict[str, str], timeout: float = 30.0
 
 
 def _states(base_url: str, headers: dict[str, str], timeout: float) -> dict[str, str]:
-    index = call_json(f"{base_url}/v2/repository/index", {}, headers, timeout)
-    return {model["name"]: model.get("state", "") for model in index}
+    return index_states(call_json(f"{base_url}/v2/repository/index", {}, headers, timeout))
 
 
 def drain(base_url: str, headers: dict[str, str], options: DrainOptions = DrainOptions(),

@@ -34,6 +34,23 @@ def call_json(url: str, body: dict | None, headers: dict[str, str], timeout: flo
         raise RuntimeError(f"HTTP {exc.code}: {detail}") from None
 
 
+_LIVELINESS = ("READY", "LOADING", "UNLOADING", "UNAVAILABLE", "")  # the first a model's versions show wins
+
+
+def index_states(index) -> dict[str, str]:
+    """Triton's repository index -> each model's state (READY, LOADING, UNLOADING, UNAVAILABLE): of a
+    model listed once per version (a published `_direct` model), the liveliest."""
+    def rank(state: str) -> int:
+        return _LIVELINESS.index(state if state in _LIVELINESS else "")
+
+    states: dict[str, str] = {}
+    for entry in index if isinstance(index, list) else []:
+        name, state = entry["name"], entry.get("state", "")
+        if name not in states or rank(state) < rank(states[name]):
+            states[name] = state
+    return states
+
+
 def ready_ensembles(base_url: str, headers: dict[str, str], timeout: float = 10.0) -> dict[str, dict]:
     """Name -> config of every ready ensemble on the server."""
     index = call_json(f"{base_url}/v2/repository/index", {"ready": True}, headers, timeout)

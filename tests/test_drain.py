@@ -23,6 +23,7 @@ from clients.qa import QAClient
 from clients.seq_cls import SeqClsClient
 from clients.token_cls import TokenClsClient
 from serving_core.drain import NOT_READY_MODEL
+from serving_core.health import index_states
 from serving_core.interface import Task
 from serving_core.runtime import RuntimeKind
 
@@ -33,6 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LONG_TEXT = "，".join(t for t, _, _ in intents.annotated_examples(3)[:12])  # about 100 characters
 BATCH = 64  # texts per request (the most one may carry): 8 such requests take seconds on two cores
+
+
+def test_a_model_listed_once_per_version_has_its_liveliest_state():
+    """Triton's index lists a published `_direct` model once per version directory; the drain must
+    see it READY while any version is (the last entry alone said UNAVAILABLE, so it was not drained)."""
+    index = [{"name": "intent", "version": "1", "state": "READY"},
+             {"name": "intent_direct", "version": "2", "state": "READY"},
+             {"name": "intent_direct", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"},
+             {"name": "other_direct", "version": "1", "state": "UNLOADING"},
+             {"name": "other_direct", "version": "2", "state": "UNAVAILABLE"},
+             {"name": "never_loaded"}]
+    assert index_states(index) == {"intent": "READY", "intent_direct": "READY", "other_direct": "UNLOADING",
+                                   "never_loaded": ""}
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from serving_core.drain import unload_and_wait
 from serving_core.errors import ServerError, UserError
-from serving_core.health import ADMIN_HEADER, call_json
+from serving_core.health import ADMIN_HEADER, call_json, index_states
 
 ADMIN_KEY_ENV = "ERNIE_SERVING_ADMIN_KEY"
-_LIVELINESS = ("READY", "LOADING", "UNLOADING", "UNAVAILABLE", "")
 
 
 @dataclass(frozen=True)
@@ -55,13 +54,7 @@ class LiveServer:
     def states(self) -> dict[str, str]:
         """Every model in the repository -> its state (READY, LOADING, UNLOADING, UNAVAILABLE): of a
         model with several versions in the index, the liveliest."""
-        index = self._call("/v2/repository/index", {}, 30.0)
-        states: dict[str, str] = {}
-        for entry in index if isinstance(index, list) else []:
-            name, state = entry["name"], entry.get("state", "")
-            if _LIVELINESS.index(state if state in _LIVELINESS else "") < _LIVELINESS.index(states.get(name, "")):
-                states[name] = state
-        return states
+        return index_states(self._call("/v2/repository/index", {}, 30.0))
 
     def load(self, name: str, config: mc.ModelConfig | None = None) -> None:
         """Load `name` (an ensemble loads its steps); with `config`, instead of its config.pbtxt.
