@@ -1,7 +1,7 @@
 """What a build costs, by model size and flags: wall time and peak memory of `builder build`.
 
     .venv/bin/python -m benchmarks.studies.build_cost --sizes nano medium base xbase
-    .venv/bin/python -m benchmarks.studies.build_cost --sizes medium --flags auto int8 --output build_cost_medium  # a subset
+    .venv/bin/python -m benchmarks.studies.build_cost --sizes medium --flags auto int8 --output medium_only
 
 Each model is made once from PaddleNLP's own configuration (benchmarks.sizes: random weights,
 nothing downloaded). Each build runs as its own `builder build` process, nothing else of ours
